@@ -1,0 +1,943 @@
+//! APIs (CreateApiV2 / UpdateApiV2 and their views).
+//!
+//! [`ApiSpec`] is the request body; after [`ApiSpec::validate_and_normalize`] it is also the
+//! stored definition (defaults filled, ids given to parameters). Responses are the stored spec
+//! plus the server-side fields.
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::env::variable_refs;
+use crate::validate::{self, Problems};
+use crate::{ids, ApiError, ErrorCode};
+
+pub const MAX_PARAMS: usize = 50;
+pub const MAX_BACKEND_TIMEOUT_MS: i64 = 600_000;
+pub const METHODS: &[&str] = &[
+    "GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS", "ANY",
+];
+pub const SYSTEM_PARAMS: &[&str] = &[
+    "$context.sourceIp",
+    "$context.stage",
+    "$context.apiId",
+    "$context.apiName",
+    "$context.appId",
+    "$context.appName",
+    "$context.requestId",
+    "$context.serverAddr",
+    "$context.serverName",
+    "$context.handleTime",
+];
+
+macro_rules! opt_struct {
+    ($(#[$m:meta])* pub struct $name:ident { $($(#[$fm:meta])* pub $f:ident : $t:ty,)* }) => {
+        $(#[$m])*
+        #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+        pub struct $name {
+            $($(#[$fm])* #[serde(default, skip_serializing_if = "Option::is_none")] pub $f: Option<$t>,)*
+        }
+    };
+}
+
+opt_struct! {
+    pub struct AuthOpt {
+        pub app_code_auth_type: String,
+    }
+}
+
+opt_struct! {
+    /// ReqParamBase (+ `id` in responses).
+    pub struct ReqParam {
+        pub id: String,
+        pub name: String,
+        #[serde(rename = "type")]
+        pub param_type: String,
+        pub location: String,
+        pub default_value: String,
+        pub sample_value: String,
+        pub required: i64,
+        pub valid_enable: i64,
+        pub remark: String,
+        pub enumerations: String,
+        pub min_num: i64,
+        pub max_num: i64,
+        pub min_size: i64,
+        pub max_size: i64,
+        pub regular: String,
+        pub json_schema: String,
+        pub pass_through: i64,
+        pub orchestrations: Vec<String>,
+    }
+}
+
+opt_struct! {
+    /// BackendParamBase (+ `id`, `req_param_id` in responses).
+    pub struct BackendParam {
+        pub id: String,
+        pub origin: String,
+        pub name: String,
+        pub remark: String,
+        pub location: String,
+        pub value: String,
+        pub req_param_id: String,
+    }
+}
+
+opt_struct! {
+    pub struct VpcChannelInfo {
+        pub vpc_channel_id: String,
+        pub vpc_channel_proxy_host: String,
+    }
+}
+
+opt_struct! {
+    /// BackendApiCreate (+ id, status, times in responses).
+    pub struct BackendApi {
+        pub id: String,
+        pub authorizer_id: String,
+        pub url_domain: String,
+        pub req_protocol: String,
+        pub remark: String,
+        pub req_method: String,
+        pub version: String,
+        pub req_uri: String,
+        pub timeout: i64,
+        pub enable_client_ssl: bool,
+        pub retry_count: String,
+        pub enable_sm_channel: bool,
+        pub member_group_url_infos: Vec<Value>,
+        pub vpc_channel_info: VpcChannelInfo,
+        pub vpc_channel_status: i64,
+        pub status: i64,
+        pub register_time: String,
+        pub update_time: String,
+    }
+}
+
+opt_struct! {
+    /// ApiMockCreate (+ id, status, times in responses).
+    pub struct MockInfo {
+        pub id: String,
+        pub remark: String,
+        pub result_content: String,
+        pub version: String,
+        pub authorizer_id: String,
+        pub status: i64,
+        pub register_time: String,
+        pub update_time: String,
+    }
+}
+
+opt_struct! {
+    /// ApiCreate: the request body of create and update, and the stored definition.
+    pub struct ApiSpec {
+        pub name: String,
+        #[serde(rename = "type")]
+        pub api_type: i64,
+        pub version: String,
+        pub req_protocol: String,
+        pub req_method: String,
+        pub req_uri: String,
+        pub auth_type: String,
+        pub auth_opt: AuthOpt,
+        pub cors: bool,
+        pub trace_enabled: bool,
+        pub sampling_strategy: String,
+        pub sampling_param: String,
+        pub match_mode: String,
+        pub backend_type: String,
+        pub remark: String,
+        pub group_id: String,
+        pub body_remark: String,
+        pub result_normal_sample: String,
+        pub result_failure_sample: String,
+        pub authorizer_id: String,
+        pub tags: Vec<String>,
+        pub tag: String,
+        pub response_id: String,
+        pub roma_app_id: String,
+        pub domain_name: String,
+        pub content_type: String,
+        pub is_send_fg_body_base64: bool,
+        pub req_params: Vec<ReqParam>,
+        pub backend_params: Vec<BackendParam>,
+        pub backend_api: BackendApi,
+        pub mock_info: MockInfo,
+        pub func_info: Value,
+        pub policy_https: Vec<Value>,
+        pub policy_functions: Vec<Value>,
+        pub policy_mocks: Vec<Value>,
+    }
+}
+
+/// A stored API: its definition and the server-side fields.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Api {
+    pub id: String,
+    pub instance_id: String,
+    pub spec: ApiSpec,
+    pub register_time: String,
+    pub update_time: String,
+}
+
+/// A `{name}` or `{name+}` parameter of a path template.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TemplateParam<'a> {
+    pub name: &'a str,
+    pub greedy: bool,
+}
+
+/// Checks a path template's shape and returns its parameters. Frontend templates allow
+/// `{name+}` as the last segment; backend ones allow `prefix-{x}`/`{x}-suffix` but no `+`.
+pub fn template_params<'a>(
+    field: &str,
+    template: &'a str,
+    frontend: bool,
+) -> Result<Vec<TemplateParam<'a>>, ApiError> {
+    let bad = |why: &str| ApiError::invalid(field, why);
+    if !template.starts_with('/') {
+        return Err(bad("the path must start with /"));
+    }
+    if template.chars().count() > 512 {
+        return Err(bad("the path may have at most 512 characters"));
+    }
+    let mut params = Vec::new();
+    let segments: Vec<&str> = template[1..].split('/').collect();
+    let last = segments.len().saturating_sub(1);
+    for (i, seg) in segments.iter().enumerate() {
+        if seg.is_empty() && i != last {
+            return Err(bad("the path may not contain empty segments (//)"));
+        }
+        if seg == &"." || seg == &".." {
+            return Err(bad("the path may not contain . or .. segments"));
+        }
+        let opens = seg.matches('{').count();
+        let closes = seg.matches('}').count();
+        if opens != closes || opens > 1 {
+            return Err(bad("each segment may hold at most one {parameter}"));
+        }
+        if opens == 1 {
+            let (start, end) = match (seg.find('{'), seg.find('}')) {
+                (Some(s), Some(e)) if s < e => (s, e),
+                _ => return Err(bad("unbalanced braces")),
+            };
+            let inner = &seg[start + 1..end];
+            let (name, greedy) = match inner.strip_suffix('+') {
+                Some(n) => (n, true),
+                None => (inner, false),
+            };
+            if validate::param_name(field, name).is_err() {
+                return Err(bad(
+                    "parameter names are 1 to 32 letters, digits and -_., starting with a letter",
+                ));
+            }
+            let whole = start == 0 && end == seg.len() - 1;
+            if frontend && !whole {
+                return Err(bad("a request path parameter must be a whole segment"));
+            }
+            if greedy && (!frontend || i != last) {
+                return Err(bad(
+                    "{name+} is allowed only as the last segment of the request path",
+                ));
+            }
+            if params
+                .iter()
+                .any(|p: &TemplateParam| p.name.eq_ignore_ascii_case(name))
+            {
+                return Err(bad("a path parameter is repeated"));
+            }
+            params.push(TemplateParam { name, greedy });
+        }
+        let literal_ok = seg.chars().all(|c| {
+            c.is_ascii_alphanumeric()
+                || "-_.~*%{}+#:@!$&'(),;=".contains(c)
+                || (!c.is_ascii() && !c.is_control())
+        });
+        if !literal_ok {
+            return Err(bad("the path contains characters that are not allowed"));
+        }
+    }
+    Ok(params)
+}
+
+fn check_opt_enum(p: &mut Problems, field: &str, v: &Option<String>, allowed: &[&str]) {
+    if let Some(v) = v {
+        p.check(validate::one_of(field, v, allowed));
+    }
+}
+
+impl ApiSpec {
+    /// Validates a create or update body, collecting every problem, then fills defaults and
+    /// gives ids to parameters. `group_exists` is checked by the caller (it needs the store).
+    pub fn validate_and_normalize(&mut self) -> Result<(), ApiError> {
+        let mut p = Problems::new();
+        match validate::required("name", &self.name) {
+            Ok(n) => p.check(validate::api_name(n)),
+            Err(e) => p.push(e),
+        }
+        match self.api_type {
+            Some(1) | Some(2) => {}
+            Some(_) => p.push(ApiError::invalid("type", "1 (public) or 2 (private)")),
+            None => p.push(ApiError::required("type")),
+        }
+        if let Some(v) = &self.version {
+            p.check(validate::max_chars("version", v, 16));
+        }
+        match validate::required("req_protocol", &self.req_protocol) {
+            Ok("GRPCS") => p.push(ApiError::not_supported("req_protocol GRPCS")),
+            Ok(v) => p.check(validate::one_of(
+                "req_protocol",
+                v,
+                &["HTTP", "HTTPS", "BOTH"],
+            )),
+            Err(e) => p.push(e),
+        }
+        match validate::required("req_method", &self.req_method) {
+            Ok(v) => p.check(validate::one_of("req_method", v, METHODS)),
+            Err(e) => p.push(e),
+        }
+        let mut path_params: Vec<String> = Vec::new();
+        match validate::required("req_uri", &self.req_uri) {
+            Ok(v) => match template_params("req_uri", v, true) {
+                Ok(ps) => path_params = ps.iter().map(|t| t.name.to_owned()).collect(),
+                Err(e) => p.push(e),
+            },
+            Err(e) => p.push(e),
+        }
+        match validate::required("auth_type", &self.auth_type) {
+            Ok(v) => p.check(validate::one_of(
+                "auth_type",
+                v,
+                &["NONE", "APP", "IAM", "AUTHORIZER"],
+            )),
+            Err(e) => p.push(e),
+        }
+        if let Some(opt) = &self.auth_opt {
+            check_opt_enum(
+                &mut p,
+                "auth_opt.app_code_auth_type",
+                &opt.app_code_auth_type,
+                &["DISABLE", "HEADER"],
+            );
+        }
+        check_opt_enum(&mut p, "match_mode", &self.match_mode, &["NORMAL", "SWA"]);
+        let backend_type = match validate::required("backend_type", &self.backend_type) {
+            Ok(v @ ("HTTP" | "MOCK")) => Some(v.to_owned()),
+            Ok(v @ ("FUNCTION" | "GRPC")) => {
+                p.push(ApiError::not_supported(format!(
+                    "backend_type {v} (not yet)"
+                )));
+                None
+            }
+            Ok(_) => {
+                p.push(ApiError::invalid(
+                    "backend_type",
+                    "HTTP, MOCK, FUNCTION or GRPC",
+                ));
+                None
+            }
+            Err(e) => {
+                p.push(e);
+                None
+            }
+        };
+        p.check(validate::required("group_id", &self.group_id).map(|_| ()));
+        for (field, v, max) in [
+            ("remark", &self.remark, 255),
+            ("body_remark", &self.body_remark, 20480),
+            ("result_normal_sample", &self.result_normal_sample, 20480),
+            ("result_failure_sample", &self.result_failure_sample, 20480),
+        ] {
+            if let Some(v) = v {
+                p.check(validate::max_chars(field, v, max));
+            }
+        }
+        check_opt_enum(
+            &mut p,
+            "content_type",
+            &self.content_type,
+            &[
+                "application/json",
+                "application/xml",
+                "multipart/form-data",
+                "text/plain",
+            ],
+        );
+        if let Some(tags) = &self.tags {
+            if tags.len() > 10 {
+                p.push(ApiError::invalid("tags", "at most 10 tags"));
+            }
+            for t in tags {
+                let ok = (1..=128).contains(&t.len())
+                    && t.starts_with(|c: char| c.is_ascii_alphabetic())
+                    && t.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-*#%.:_".contains(c));
+                if !ok {
+                    p.push(ApiError::invalid(
+                        "tags",
+                        "1 to 128 letters, digits and -*#%.:_, starting with a letter",
+                    ));
+                }
+            }
+        }
+        for (field, present) in [
+            (
+                "roma_app_id",
+                self.roma_app_id.as_deref().is_some_and(|s| !s.is_empty()),
+            ),
+            (
+                "domain_name",
+                self.domain_name.as_deref().is_some_and(|s| !s.is_empty()),
+            ),
+            (
+                "func_info",
+                self.func_info.as_ref().is_some_and(|v| !v.is_null()),
+            ),
+            (
+                "policy_https",
+                self.policy_https.as_ref().is_some_and(|v| !v.is_empty()),
+            ),
+            (
+                "policy_functions",
+                self.policy_functions
+                    .as_ref()
+                    .is_some_and(|v| !v.is_empty()),
+            ),
+            (
+                "policy_mocks",
+                self.policy_mocks.as_ref().is_some_and(|v| !v.is_empty()),
+            ),
+            (
+                "response_id",
+                self.response_id.as_deref().is_some_and(|s| !s.is_empty()),
+            ),
+        ] {
+            if present {
+                p.push(ApiError::not_supported(format!("{field} (not yet)")));
+            }
+        }
+        self.check_req_params(&mut p, &path_params);
+        match backend_type.as_deref() {
+            Some("HTTP") => self.check_backend_api(&mut p),
+            Some("MOCK") => {
+                let mock = self.mock_info.get_or_insert_with(MockInfo::default);
+                if let Some(rc) = &mock.result_content {
+                    p.check(validate::max_chars("mock_info.result_content", rc, 2048));
+                }
+            }
+            _ => {}
+        }
+        p.into_result()?;
+        self.fill_defaults();
+        Ok(())
+    }
+
+    fn check_req_params(&self, p: &mut Problems, path_params: &[String]) {
+        let params = self.req_params.as_deref().unwrap_or_default();
+        if params.len() > MAX_PARAMS {
+            p.push(ApiError::invalid(
+                "req_params",
+                format!("at most {MAX_PARAMS} parameters"),
+            ));
+        }
+        let mut seen = HashSet::new();
+        for rp in params {
+            let name = match validate::required("req_params.name", &rp.name) {
+                Ok(n) => n,
+                Err(e) => {
+                    p.push(e);
+                    continue;
+                }
+            };
+            p.check(validate::param_name("req_params.name", name));
+            let lower = name.to_ascii_lowercase();
+            if lower.starts_with("x-apig-") || lower.starts_with("x-sdk-") || lower == "x-stage" {
+                p.push(ApiError::invalid(
+                    "req_params.name",
+                    "names starting x-apig- or x-sdk-, and x-stage, are reserved",
+                ));
+            }
+            let location = rp.location.as_deref().unwrap_or("");
+            match validate::one_of(
+                "req_params.location",
+                location,
+                &["PATH", "QUERY", "HEADER"],
+            ) {
+                Ok(()) => {
+                    if !seen.insert((location.to_owned(), lower.clone())) {
+                        p.push(ApiError::new(
+                            ErrorCode::ParamNameExists,
+                            format!("The parameter name already exists: {name}"),
+                        ));
+                    }
+                }
+                Err(e) => p.push(e),
+            }
+            if location == "HEADER"
+                && (lower == "authorization" || lower == "x-auth-token" || name.contains('_'))
+            {
+                p.push(ApiError::invalid(
+                    "req_params.name",
+                    "a header parameter may not be Authorization or X-Auth-Token, nor contain _",
+                ));
+            }
+            match rp.param_type.as_deref() {
+                Some("STRING" | "NUMBER") => {}
+                Some(_) => p.push(ApiError::invalid("req_params.type", "STRING or NUMBER")),
+                None => p.push(ApiError::required("req_params.type")),
+            }
+            for (field, v) in [
+                ("req_params.required", rp.required),
+                ("req_params.valid_enable", rp.valid_enable),
+                ("req_params.pass_through", rp.pass_through),
+            ] {
+                if v.is_some_and(|v| v != 1 && v != 2) {
+                    p.push(ApiError::invalid(field, "1 (yes) or 2 (no)"));
+                }
+            }
+            if location == "PATH" && !path_params.iter().any(|pp| pp == name) {
+                p.push(ApiError::new(
+                    ErrorCode::PathParamsUndefined,
+                    format!(
+                        "The request path parameters are not defined: {name} is not in req_uri"
+                    ),
+                ));
+            }
+            if location == "PATH" && rp.required == Some(2) {
+                p.push(ApiError::invalid(
+                    "req_params.required",
+                    "path parameters are always required",
+                ));
+            }
+            for (field, v, max) in [
+                ("req_params.default_value", &rp.default_value, 255),
+                ("req_params.sample_value", &rp.sample_value, 255),
+                ("req_params.remark", &rp.remark, 255),
+                ("req_params.enumerations", &rp.enumerations, 1024),
+            ] {
+                if let Some(v) = v {
+                    p.check(validate::max_chars(field, v, max));
+                }
+            }
+            if let (Some(a), Some(b)) = (rp.min_num, rp.max_num) {
+                if a > b {
+                    p.push(ApiError::invalid(
+                        "req_params.min_num",
+                        "min_num may not exceed max_num",
+                    ));
+                }
+            }
+            if let (Some(a), Some(b)) = (rp.min_size, rp.max_size) {
+                if a > b || a < 0 {
+                    p.push(ApiError::invalid(
+                        "req_params.min_size",
+                        "0 <= min_size <= max_size",
+                    ));
+                }
+            }
+            if rp.regular.as_deref().is_some_and(|s| !s.is_empty())
+                || rp.json_schema.as_deref().is_some_and(|s| !s.is_empty())
+            {
+                p.push(ApiError::not_supported(
+                    "req_params.regular and json_schema",
+                ));
+            }
+            if rp.orchestrations.as_ref().is_some_and(|o| !o.is_empty()) {
+                p.push(ApiError::not_supported(
+                    "req_params.orchestrations (not yet)",
+                ));
+            }
+        }
+        for pp in path_params {
+            if !params
+                .iter()
+                .any(|rp| rp.name.as_deref() == Some(pp) && rp.location.as_deref() == Some("PATH"))
+            {
+                p.push(ApiError::new(ErrorCode::PathParamsUndefined, format!("The request path parameters are not defined: {{{pp}}} needs a PATH parameter")));
+            }
+        }
+    }
+
+    fn check_backend_api(&self, p: &mut Problems) {
+        let Some(b) = &self.backend_api else {
+            p.push(ApiError::required("backend_api"));
+            return;
+        };
+        if b.vpc_channel_status == Some(1) || b.vpc_channel_info.is_some() {
+            p.push(ApiError::not_supported(
+                "load balance channels (vpc_channel_info) (not yet)",
+            ));
+        }
+        if b.member_group_url_infos
+            .as_ref()
+            .is_some_and(|v| !v.is_empty())
+        {
+            p.push(ApiError::not_supported("member_group_url_infos (not yet)"));
+        }
+        if b.authorizer_id.as_deref().is_some_and(|s| !s.is_empty()) {
+            p.push(ApiError::not_supported(
+                "backend_api.authorizer_id (not yet)",
+            ));
+        }
+        if b.enable_client_ssl == Some(true) || b.enable_sm_channel == Some(true) {
+            p.push(ApiError::not_supported(
+                "backend client certificates and SM channels",
+            ));
+        }
+        match validate::required("backend_api.url_domain", &b.url_domain) {
+            Ok(d) => p.check(check_url_domain(d)),
+            Err(e) => p.push(e),
+        }
+        match validate::required("backend_api.req_protocol", &b.req_protocol) {
+            Ok(v) => p.check(validate::one_of(
+                "backend_api.req_protocol",
+                v,
+                &["HTTP", "HTTPS"],
+            )),
+            Err(e) => p.push(e),
+        }
+        match validate::required("backend_api.req_method", &b.req_method) {
+            Ok(v) => p.check(validate::one_of("backend_api.req_method", v, METHODS)),
+            Err(e) => p.push(e),
+        }
+        let mut backend_path_params = Vec::new();
+        match validate::required("backend_api.req_uri", &b.req_uri) {
+            Ok(v) => {
+                // Variables may stand anywhere in the backend path; check the shape without them.
+                let mut stripped = v.to_owned();
+                for r in variable_refs(v) {
+                    stripped = stripped.replacen(&format!("#{r}#"), "v", 1);
+                }
+                match template_params("backend_api.req_uri", &stripped, false) {
+                    Ok(ps) => backend_path_params = ps.iter().map(|t| t.name.to_owned()).collect(),
+                    Err(e) => p.push(e),
+                }
+            }
+            Err(e) => p.push(e),
+        }
+        match b.timeout {
+            Some(t) if (1..=MAX_BACKEND_TIMEOUT_MS).contains(&t) => {}
+            Some(_) => p.push(ApiError::invalid(
+                "backend_api.timeout",
+                format!("1 to {MAX_BACKEND_TIMEOUT_MS} ms"),
+            )),
+            None => p.push(ApiError::required("backend_api.timeout")),
+        }
+        if let Some(r) = &b.retry_count {
+            if !r.parse::<i64>().is_ok_and(|n| (-1..=10).contains(&n)) {
+                p.push(ApiError::invalid("backend_api.retry_count", "-1 to 10"));
+            }
+        }
+        for (field, v, max) in [
+            ("backend_api.remark", &b.remark, 255),
+            ("backend_api.version", &b.version, 16),
+        ] {
+            if let Some(v) = v {
+                p.check(validate::max_chars(field, v, max));
+            }
+        }
+        self.check_backend_params(p, &backend_path_params);
+    }
+
+    fn check_backend_params(&self, p: &mut Problems, backend_path_params: &[String]) {
+        let req_params = self.req_params.as_deref().unwrap_or_default();
+        let params = self.backend_params.as_deref().unwrap_or_default();
+        if params.len() > MAX_PARAMS {
+            p.push(ApiError::invalid(
+                "backend_params",
+                format!("at most {MAX_PARAMS} parameters"),
+            ));
+        }
+        let mut seen = HashSet::new();
+        for bp in params {
+            let name = match validate::required("backend_params.name", &bp.name) {
+                Ok(n) => n,
+                Err(e) => {
+                    p.push(e);
+                    continue;
+                }
+            };
+            p.check(validate::param_name("backend_params.name", name));
+            let location = bp.location.as_deref().unwrap_or("");
+            match validate::one_of(
+                "backend_params.location",
+                location,
+                &["PATH", "QUERY", "HEADER"],
+            ) {
+                Ok(()) => {
+                    if !seen.insert((location.to_owned(), name.to_ascii_lowercase())) {
+                        p.push(ApiError::new(
+                            ErrorCode::ParamNameExists,
+                            format!("The parameter name already exists: {name}"),
+                        ));
+                    }
+                }
+                Err(e) => p.push(e),
+            }
+            if location == "PATH" && !backend_path_params.iter().any(|x| x == name) {
+                p.push(ApiError::new(ErrorCode::BackendPathParamsUndefined, format!("The backend path parameters are not defined: {name} is not in backend_api.req_uri")));
+            }
+            let value = match validate::required("backend_params.value", &bp.value) {
+                Ok(v) => v,
+                Err(e) => {
+                    p.push(e);
+                    continue;
+                }
+            };
+            p.check(validate::max_chars("backend_params.value", value, 255));
+            match bp.origin.as_deref() {
+                Some("REQUEST") => {
+                    if !req_params
+                        .iter()
+                        .any(|rp| rp.name.as_deref() == Some(value))
+                    {
+                        p.push(ApiError::new(ErrorCode::MappedParamUndefined, format!("The request parameters mapped to the backend parameters are not defined: {value}")));
+                    }
+                }
+                Some("CONSTANT") => {}
+                Some("SYSTEM") => {
+                    if !SYSTEM_PARAMS.contains(&value) {
+                        p.push(ApiError::invalid(
+                            "backend_params.value",
+                            format!(
+                                "unknown system parameter; known: {}",
+                                SYSTEM_PARAMS.join(", ")
+                            ),
+                        ));
+                    }
+                }
+                Some(_) => p.push(ApiError::invalid(
+                    "backend_params.origin",
+                    "REQUEST, CONSTANT or SYSTEM",
+                )),
+                None => p.push(ApiError::required("backend_params.origin")),
+            }
+        }
+        for bpp in backend_path_params {
+            if !params
+                .iter()
+                .any(|bp| bp.name.as_deref() == Some(bpp) && bp.location.as_deref() == Some("PATH"))
+            {
+                p.push(ApiError::new(ErrorCode::BackendPathParamsUndefined, format!("The backend path parameters are not defined: {{{bpp}}} needs a PATH backend parameter")));
+            }
+        }
+    }
+
+    fn fill_defaults(&mut self) {
+        self.match_mode.get_or_insert_with(|| "NORMAL".into());
+        self.cors.get_or_insert(false);
+        self.auth_opt
+            .get_or_insert_with(AuthOpt::default)
+            .app_code_auth_type
+            .get_or_insert_with(|| "DISABLE".into());
+        self.remark.get_or_insert_with(String::new);
+        self.trace_enabled.get_or_insert(false);
+        let req_params = self.req_params.get_or_insert_with(Vec::new);
+        for rp in req_params.iter_mut() {
+            rp.id = Some(ids::new_id());
+            let is_path = rp.location.as_deref() == Some("PATH");
+            rp.required.get_or_insert(if is_path { 1 } else { 2 });
+            rp.valid_enable.get_or_insert(2);
+            rp.pass_through.get_or_insert(1);
+        }
+        let lookup: Vec<(String, String)> = req_params
+            .iter()
+            .filter_map(|rp| Some((rp.name.clone()?, rp.id.clone()?)))
+            .collect();
+        for bp in self.backend_params.get_or_insert_with(Vec::new).iter_mut() {
+            bp.id = Some(ids::new_id());
+            if bp.origin.as_deref() == Some("REQUEST") {
+                bp.req_param_id = lookup
+                    .iter()
+                    .find(|(n, _)| Some(n) == bp.value.as_ref())
+                    .map(|(_, id)| id.clone());
+            }
+        }
+        if let Some(b) = &mut self.backend_api {
+            b.retry_count.get_or_insert_with(|| "-1".into());
+            b.vpc_channel_status.get_or_insert(2);
+            b.enable_client_ssl.get_or_insert(false);
+            b.status.get_or_insert(1);
+            b.id.get_or_insert_with(ids::new_id);
+        }
+        if self.backend_type.as_deref() == Some("MOCK") {
+            self.backend_api = None;
+            if let Some(m) = &mut self.mock_info {
+                m.id.get_or_insert_with(ids::new_id);
+                m.status.get_or_insert(1);
+                m.result_content.get_or_insert_with(String::new);
+            }
+        } else {
+            self.mock_info = None;
+        }
+    }
+
+    pub fn group_id(&self) -> &str {
+        self.group_id.as_deref().unwrap_or_default()
+    }
+
+    /// The uniqueness key of APIG: group + method + path + match mode.
+    pub fn route_key(&self) -> (String, String, String, String) {
+        (
+            self.group_id().to_owned(),
+            self.req_method.clone().unwrap_or_default(),
+            self.req_uri.clone().unwrap_or_default(),
+            self.match_mode.clone().unwrap_or_else(|| "NORMAL".into()),
+        )
+    }
+}
+
+/// `host[:port]` with optional `#var#` references; no scheme, path or userinfo.
+pub fn check_url_domain(d: &str) -> Result<(), ApiError> {
+    let bad = |why: &str| ApiError::invalid("backend_api.url_domain", why);
+    if d.len() > 255 {
+        return Err(bad("at most 255 characters"));
+    }
+    if d.contains("://") || d.contains('/') || d.contains('@') || d.contains('?') {
+        return Err(bad("host[:port] only, without scheme, path or user info"));
+    }
+    if !d
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-._:#[]".contains(c))
+    {
+        return Err(bad("letters, digits, -._: and #variables# only"));
+    }
+    Ok(())
+}
+
+impl Api {
+    /// The API as the management API shows it (ApiInfoPerPage / ShowDetailsOfApiV2Response).
+    pub fn to_json(
+        &self,
+        group_name: &str,
+        published: &[(String, String, String, String)],
+    ) -> Value {
+        let mut v =
+            serde_json::to_value(&self.spec).unwrap_or_else(|_| Value::Object(Default::default()));
+        if let Value::Object(m) = &mut v {
+            m.insert("id".into(), self.id.clone().into());
+            m.insert("status".into(), 1.into());
+            m.insert("arrange_necessary".into(), 2.into());
+            m.insert("register_time".into(), self.register_time.clone().into());
+            m.insert("update_time".into(), self.update_time.clone().into());
+            m.insert("group_name".into(), group_name.into());
+            m.insert("group_version".into(), "V1".into());
+            // run_env_*, publish_*: one value per environment joined with '|' as APIG does.
+            let join = |f: fn(&(String, String, String, String)) -> &String| {
+                published
+                    .iter()
+                    .map(f)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("|")
+            };
+            if !published.is_empty() {
+                m.insert("run_env_id".into(), join(|p| &p.0).into());
+                m.insert("run_env_name".into(), join(|p| &p.1).into());
+                m.insert("publish_id".into(), join(|p| &p.2).into());
+                m.insert("publish_time".into(), join(|p| &p.3).into());
+            }
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(v: Value) -> ApiSpec {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn good() -> Value {
+        json!({
+            "name": "get_user", "type": 1, "req_protocol": "HTTP", "req_method": "GET",
+            "req_uri": "/users/{id}", "auth_type": "NONE", "backend_type": "HTTP", "group_id": "g",
+            "req_params": [{"name": "id", "type": "STRING", "location": "PATH"}],
+            "backend_api": {"url_domain": "#host#:8080", "req_protocol": "HTTP", "req_method": "GET",
+                            "req_uri": "/v1/users/{uid}", "timeout": 5000},
+            "backend_params": [{"origin": "REQUEST", "name": "uid", "location": "PATH", "value": "id"},
+                               {"origin": "SYSTEM", "name": "X-Rid", "location": "HEADER", "value": "$context.requestId"}]
+        })
+    }
+
+    #[test]
+    fn valid_api_gets_defaults_and_ids() {
+        let mut s = spec(good());
+        s.validate_and_normalize().unwrap();
+        assert_eq!(s.match_mode.as_deref(), Some("NORMAL"));
+        let rp = &s.req_params.as_ref().unwrap()[0];
+        assert_eq!(rp.required, Some(1));
+        let bp = &s.backend_params.as_ref().unwrap()[0];
+        assert_eq!(bp.req_param_id, rp.id);
+        assert_eq!(
+            s.backend_api.as_ref().unwrap().retry_count.as_deref(),
+            Some("-1")
+        );
+    }
+
+    #[test]
+    fn undefined_path_params_are_reported() {
+        let mut v = good();
+        v["req_params"] = json!([]);
+        let e = spec(v).validate_and_normalize().unwrap_err();
+        assert_eq!(e.code, ErrorCode::PathParamsUndefined);
+        // The REQUEST mapping to the missing parameter is reported too.
+        assert!(e.message.contains("mapped"), "{}", e.message);
+    }
+
+    #[test]
+    fn collects_all_problems() {
+        let e = spec(json!({"name": "x", "type": 7}))
+            .validate_and_normalize()
+            .unwrap_err();
+        for f in [
+            "name",
+            "type",
+            "req_protocol",
+            "req_method",
+            "req_uri",
+            "auth_type",
+            "backend_type",
+            "group_id",
+        ] {
+            assert!(e.message.contains(f), "{f} missing in {}", e.message);
+        }
+    }
+
+    #[test]
+    fn templates() {
+        assert_eq!(template_params("f", "/a/{b}/{c+}", true).unwrap().len(), 2);
+        assert!(template_params("f", "/a/{c+}/d", true).is_err());
+        assert!(template_params("f", "/a/x{c}", true).is_err());
+        assert!(template_params("f", "/a/x-{c}", false).is_ok());
+        assert!(template_params("f", "/a/{b}{c}", false).is_err());
+        assert!(template_params("f", "a", true).is_err());
+        assert!(template_params("f", "/a//b", true).is_err());
+        assert!(template_params("f", "/a/../b", true).is_err());
+        assert!(template_params("f", "/", true).unwrap().is_empty());
+        assert!(template_params("f", "/a/{}", true).is_err());
+        assert!(template_params("f", "/a/{b}/{B}", true).is_err());
+    }
+
+    #[test]
+    fn unsupported_features_say_so() {
+        let mut v = good();
+        v["backend_type"] = json!("FUNCTION");
+        let e = spec(v).validate_and_normalize().unwrap_err();
+        assert_eq!(e.status(), 412);
+    }
+
+    #[test]
+    fn url_domains() {
+        assert!(check_url_domain("backend.local:8080").is_ok());
+        assert!(check_url_domain("#h#:#p#").is_ok());
+        assert!(check_url_domain("http://x").is_err());
+        assert!(check_url_domain("a/b").is_err());
+        assert!(check_url_domain("u@h").is_err());
+    }
+}

@@ -1,0 +1,238 @@
+//! The management API's error answer: an HTTP status and `{"error_code","error_msg"}`.
+//!
+//! Every failure of the control plane is turned into an [`ApiError`] here and only here, so the
+//! codes stay consistent with APIG's table (apig-semantics.md §2.4).
+
+use serde::Serialize;
+
+/// APIG management error codes used by this control plane, with their HTTP status and the
+/// message APIG uses for them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// 400 Parameter error (malformed body, wrong JSON).
+    ParameterError,
+    /// 400 A required parameter is missing.
+    ParameterRequired,
+    /// 400 A parameter value is invalid.
+    InvalidParameter,
+    /// 400 Request path parameters are not defined.
+    PathParamsUndefined,
+    /// 400 Backend path parameters are not defined.
+    BackendPathParamsUndefined,
+    /// 400 Request parameters mapped to backend parameters are not defined.
+    MappedParamUndefined,
+    GroupNameExists,
+    ApiNameExists,
+    EnvNameExists,
+    ParamNameExists,
+    ApiExists,
+    EnvVariableExists,
+    /// 401 No credential in the request.
+    AuthMissing,
+    /// 401 The credential or signature is not valid.
+    AuthInvalid,
+    /// 403 Quota reached.
+    EnvQuota,
+    VariableQuota,
+    GroupHasApis,
+    ApiPublished,
+    EnvHasPublishedApis,
+    /// 403 The built-in RELEASE environment cannot be changed.
+    DefaultEnvReadOnly,
+    GroupNotFound,
+    ApiNotFound,
+    EnvNotFound,
+    EnvVariableNotFound,
+    PublicationNotFound,
+    VersionNotFound,
+    InstanceNotFound,
+    /// 404 No such route in the management API.
+    ResourceNotFound,
+    /// 405 The route exists but not for this method.
+    MethodNotAllowed,
+    /// 412 The feature does not exist in a self-hosted gateway (or not yet).
+    NotSupported,
+    /// 413 The request body is too large.
+    BodyTooLarge,
+    /// 500 Unexpected failure.
+    Internal,
+    /// 503 The store could not persist the change.
+    StoreUnavailable,
+}
+
+impl ErrorCode {
+    pub fn status(self) -> u16 {
+        use ErrorCode::*;
+        match self {
+            ParameterError
+            | ParameterRequired
+            | InvalidParameter
+            | PathParamsUndefined
+            | BackendPathParamsUndefined
+            | MappedParamUndefined
+            | GroupNameExists
+            | ApiNameExists
+            | EnvNameExists
+            | ParamNameExists
+            | ApiExists
+            | EnvVariableExists => 400,
+            AuthMissing | AuthInvalid => 401,
+            EnvQuota | VariableQuota | GroupHasApis | ApiPublished | EnvHasPublishedApis
+            | DefaultEnvReadOnly => 403,
+            GroupNotFound | ApiNotFound | EnvNotFound | EnvVariableNotFound
+            | PublicationNotFound | VersionNotFound | InstanceNotFound | ResourceNotFound => 404,
+            MethodNotAllowed => 405,
+            NotSupported => 412,
+            BodyTooLarge => 413,
+            Internal => 500,
+            StoreUnavailable => 503,
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        use ErrorCode::*;
+        match self {
+            ParameterError => "APIG.2000",
+            ParameterRequired => "APIG.2001",
+            InvalidParameter => "APIG.2012",
+            PathParamsUndefined => "APIG.2026",
+            BackendPathParamsUndefined => "APIG.2027",
+            MappedParamUndefined => "APIG.2028",
+            GroupNameExists => "APIG.3201",
+            ApiNameExists => "APIG.3202",
+            EnvNameExists => "APIG.3205",
+            ParamNameExists => "APIG.3209",
+            ApiExists => "APIG.3301",
+            EnvVariableExists => "APIG.3303",
+            AuthMissing => "APIG.1000",
+            AuthInvalid => "APIG.1002",
+            EnvQuota => "APIG.3104",
+            VariableQuota => "APIG.3106",
+            GroupHasApis => "APIG.3415",
+            ApiPublished => "APIG.3416",
+            EnvHasPublishedApis => "APIG.3418",
+            DefaultEnvReadOnly => "APIG.1103",
+            GroupNotFound => "APIG.3001",
+            ApiNotFound => "APIG.3002",
+            EnvNotFound => "APIG.3003",
+            EnvVariableNotFound => "APIG.3011",
+            PublicationNotFound => "APIG.3015",
+            VersionNotFound => "APIG.3022",
+            InstanceNotFound => "APIG.3030",
+            ResourceNotFound => "APIG.3007",
+            MethodNotAllowed => "APIG.1005",
+            NotSupported => "APIG.3458",
+            BodyTooLarge => "APIG.2003",
+            Internal | StoreUnavailable => "APIG.9999",
+        }
+    }
+}
+
+/// A management API failure, ready to be rendered as APIG's error body.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{} {}: {message}", code.status(), code.code())]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// The JSON body APIG answers on management errors.
+#[derive(Serialize)]
+pub struct ErrorBody<'a> {
+    pub error_code: &'static str,
+    pub error_msg: &'a str,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        self.code.status()
+    }
+
+    pub fn body(&self) -> ErrorBody<'_> {
+        ErrorBody {
+            error_code: self.code.code(),
+            error_msg: &self.message,
+        }
+    }
+
+    /// `Invalid parameter value,parameterName:<name>. <why>` as APIG words it.
+    pub fn invalid(name: &str, why: impl AsRef<str>) -> Self {
+        Self::new(
+            ErrorCode::InvalidParameter,
+            format!(
+                "Invalid parameter value,parameterName:{name}. {}",
+                why.as_ref()
+            ),
+        )
+    }
+
+    pub fn required(name: &str) -> Self {
+        Self::new(
+            ErrorCode::ParameterRequired,
+            format!("The request parameters must be specified,parameterName:{name}"),
+        )
+    }
+
+    pub fn not_supported(what: impl AsRef<str>) -> Self {
+        Self::new(
+            ErrorCode::NotSupported,
+            format!("{} is not supported by this gateway", what.as_ref()),
+        )
+    }
+
+    pub fn instance_not_found(id: &str) -> Self {
+        Self::new(
+            ErrorCode::InstanceNotFound,
+            format!("The instance does not exist;id:{id}"),
+        )
+    }
+
+    pub fn group_not_found(id: &str) -> Self {
+        Self::new(
+            ErrorCode::GroupNotFound,
+            format!("API group {id} does not exist"),
+        )
+    }
+
+    pub fn api_not_found(id: &str) -> Self {
+        Self::new(ErrorCode::ApiNotFound, format!("API {id} does not exist"))
+    }
+
+    pub fn env_not_found(id: &str) -> Self {
+        Self::new(
+            ErrorCode::EnvNotFound,
+            format!("Environment {id} does not exist"),
+        )
+    }
+
+    pub fn internal(what: impl std::fmt::Display) -> Self {
+        Self::new(ErrorCode::Internal, format!("System error: {what}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_has_apig_shape() {
+        let e = ApiError::group_not_found("abc");
+        let json = serde_json::to_value(e.body()).unwrap();
+        assert_eq!(json["error_code"], "APIG.3001");
+        assert_eq!(json["error_msg"], "API group abc does not exist");
+        assert_eq!(e.status(), 404);
+    }
+
+    #[test]
+    fn duplicates_are_400_as_in_apig() {
+        assert_eq!(ErrorCode::ApiExists.status(), 400);
+        assert_eq!(ErrorCode::GroupNameExists.code(), "APIG.3201");
+    }
+}

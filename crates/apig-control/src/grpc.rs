@@ -1,0 +1,172 @@
+//! The discovery service: replicas subscribe to their instance's snapshots over one
+//! bidirectional stream (see `proto/apig/v1/discovery.proto`).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use apig_proto::discovery_server::{Discovery, DiscoveryServer};
+use apig_proto::{control_message, replica_message, ControlMessage, ReplicaMessage};
+use futures_util::Stream;
+use subtle::ConstantTimeEq;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::publisher::ReplicaStatus;
+use crate::tx::Reader;
+use crate::{keys, ControlState};
+
+/// A replica must say who it is this soon after opening the stream.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bounds on what a replica may send us.
+const MAX_ID_LEN: usize = 128;
+
+pub struct DiscoveryService {
+    state: Arc<ControlState>,
+}
+
+/// Wraps the service with the cluster-token check.
+pub fn server(
+    state: Arc<ControlState>,
+    cluster_token: String,
+) -> tonic::service::interceptor::InterceptedService<
+    DiscoveryServer<DiscoveryService>,
+    impl tonic::service::Interceptor + Clone,
+> {
+    let expected = format!("Bearer {cluster_token}").into_bytes();
+    let check = move |req: Request<()>| -> Result<Request<()>, Status> {
+        let presented = req
+            .metadata()
+            .get("authorization")
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        // Constant-time: the token must not leak through response timing.
+        if bool::from(presented.ct_eq(&expected)) {
+            Ok(req)
+        } else {
+            Err(Status::unauthenticated("invalid cluster token"))
+        }
+    };
+    tonic::service::interceptor::InterceptedService::new(
+        DiscoveryServer::new(DiscoveryService { state }).max_decoding_message_size(64 * 1024),
+        check,
+    )
+}
+
+type OutStream = Pin<Box<dyn Stream<Item = Result<ControlMessage, Status>> + Send>>;
+
+fn bounded(s: &str) -> Result<&str, Status> {
+    if s.is_empty() || s.len() > MAX_ID_LEN || s.chars().any(|c| c.is_control()) {
+        return Err(Status::invalid_argument(
+            "instance_id and node_id must be 1 to 128 printable characters",
+        ));
+    }
+    Ok(s)
+}
+
+#[tonic::async_trait]
+impl Discovery for DiscoveryService {
+    type StreamStream = OutStream;
+
+    async fn stream(
+        &self,
+        req: Request<Streaming<ReplicaMessage>>,
+    ) -> Result<Response<OutStream>, Status> {
+        let peer = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        let mut inbound = req.into_inner();
+        let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
+            Ok(Ok(Some(ReplicaMessage {
+                msg: Some(replica_message::Msg::Hello(h)),
+            }))) => h,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(Status::deadline_exceeded("no hello")),
+            _ => return Err(Status::invalid_argument("the first message must be hello")),
+        };
+        let instance = bounded(&hello.instance_id)?.to_owned();
+        let node = bounded(&hello.node_id)?.to_owned();
+        let exists = Reader::exists(self.state.reader(), &keys::instance(&instance))
+            .map_err(|e| Status::unavailable(e.message))?;
+        if !exists {
+            return Err(Status::not_found(format!(
+                "instance {instance} does not exist"
+            )));
+        }
+        let now = apig_model::time::now_rfc3339();
+        self.state.publisher.replica_connected(ReplicaStatus {
+            node_id: node.clone(),
+            instance_id: instance.clone(),
+            address: peer,
+            gateway_version: hello.gateway_version.chars().take(64).collect(),
+            status: "connected",
+            applied_version: if hello.applied_epoch == self.state.epoch {
+                hello.applied_version
+            } else {
+                0
+            },
+            desired_version: 0,
+            last_error: None,
+            connected_at: now.clone(),
+            last_seen: now,
+        });
+        tracing::info!(%instance, %node, applied = hello.applied_version, "replica connected");
+
+        let (tx, rx) = mpsc::channel::<Result<ControlMessage, Status>>(2);
+        let state = self.state.clone();
+        let mut snapshots = state.publisher.subscribe(&instance);
+        let (mut sent_epoch, mut sent_version) = (hello.applied_epoch, hello.applied_version);
+        tokio::spawn(async move {
+            loop {
+                // Send the current snapshot unless the replica already has it.
+                let current = snapshots.borrow_and_update().clone();
+                if let Some(snap) = current {
+                    if snap.epoch != sent_epoch || snap.version != sent_version {
+                        sent_epoch = snap.epoch.clone();
+                        sent_version = snap.version;
+                        let msg = ControlMessage {
+                            msg: Some(control_message::Msg::Snapshot((*snap).clone())),
+                        };
+                        if tx.send(Ok(msg)).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                tokio::select! {
+                    changed = snapshots.changed() => {
+                        if changed.is_err() {
+                            // The instance was deleted.
+                            let _ = tx.send(Err(Status::not_found("instance deleted"))).await;
+                            break;
+                        }
+                    }
+                    msg = inbound.message() => match msg {
+                        Ok(Some(ReplicaMessage { msg: Some(replica_message::Msg::Ack(ack)) })) => {
+                            tracing::info!(%instance, %node, version = ack.version, "replica applied snapshot");
+                            state.publisher.update_replica(&instance, &node, |r| {
+                                r.applied_version = ack.version;
+                                r.last_error = None;
+                                r.last_seen = apig_model::time::now_rfc3339();
+                            });
+                        }
+                        Ok(Some(ReplicaMessage { msg: Some(replica_message::Msg::Nack(nack)) })) => {
+                            let reason: String = nack.reason.chars().take(1024).collect();
+                            tracing::warn!(%instance, %node, version = nack.version, %reason, "replica rejected snapshot");
+                            state.publisher.update_replica(&instance, &node, |r| {
+                                r.last_error = Some(format!("version {}: {reason}", nack.version));
+                                r.last_seen = apig_model::time::now_rfc3339();
+                            });
+                        }
+                        Ok(Some(_)) => {}
+                        Ok(None) | Err(_) => break,
+                    },
+                }
+            }
+            tracing::info!(%instance, %node, "replica disconnected");
+            state.publisher.update_replica(&instance, &node, |r| {
+                r.status = "disconnected";
+                r.last_seen = apig_model::time::now_rfc3339();
+            });
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}

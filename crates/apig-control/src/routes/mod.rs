@@ -1,0 +1,180 @@
+//! The management REST API: APIG V2 paths under `/v2/{project_id}/apigw`.
+
+mod apis;
+mod envs;
+mod groups;
+mod instances;
+mod publish;
+mod replicas;
+mod variables;
+
+pub use instances::create_instance;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use apig_model::page::Page;
+use apig_model::{ApiError, ErrorCode};
+use axum::extract::Query;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{middleware, Json, Router};
+use serde_json::Value;
+
+use crate::error::HttpError;
+use crate::ControlState;
+
+pub type Result<T> = std::result::Result<T, HttpError>;
+pub type Params = Query<HashMap<String, String>>;
+
+pub fn router(state: Arc<ControlState>) -> Router {
+    let i = "/v2/{project_id}/apigw/instances/{instance_id}";
+    let v2 = Router::new()
+        .route(
+            "/v2/{project_id}/apigw/instances",
+            get(instances::list).post(instances::create),
+        )
+        .route(
+            i,
+            get(instances::show)
+                .put(instances::update)
+                .delete(instances::delete),
+        )
+        .route(&format!("{i}/replicas"), get(replicas::list))
+        .route(
+            &format!("{i}/api-groups"),
+            get(groups::list).post(groups::create),
+        )
+        .route(
+            &format!("{i}/api-groups/{{group_id}}"),
+            get(groups::show).put(groups::update).delete(groups::delete),
+        )
+        .route(&format!("{i}/envs"), get(envs::list).post(envs::create))
+        .route(
+            &format!("{i}/envs/{{env_id}}"),
+            axum::routing::put(envs::update).delete(envs::delete),
+        )
+        .route(
+            &format!("{i}/env-variables"),
+            get(variables::list).post(variables::create),
+        )
+        .route(
+            &format!("{i}/env-variables/{{var_id}}"),
+            get(variables::show)
+                .put(variables::update)
+                .delete(variables::delete),
+        )
+        .route(&format!("{i}/apis"), get(apis::list).post(apis::create))
+        .route(&format!("{i}/apis/action"), post(publish::action))
+        .route(&format!("{i}/apis/publish"), post(publish::batch))
+        .route(
+            &format!("{i}/apis/publish/{{api_id}}"),
+            get(publish::history).put(publish::switch_version),
+        )
+        .route(
+            &format!("{i}/apis/runtime/{{api_id}}"),
+            get(publish::runtime),
+        )
+        .route(
+            &format!("{i}/apis/versions/{{version_id}}"),
+            get(publish::version_detail).delete(publish::version_offline),
+        )
+        .route(
+            &format!("{i}/apis/{{api_id}}"),
+            get(apis::show).put(apis::update).delete(apis::delete),
+        )
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::require_signature,
+        ));
+    Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .merge(v2)
+        .fallback(not_found)
+        .layer(middleware::from_fn(request_id))
+        .with_state(state)
+}
+
+/// Every management answer carries `X-Request-Id`, as APIG's do (the SDK reports it in errors).
+async fn request_id(req: axum::extract::Request, next: middleware::Next) -> Response {
+    let id = apig_model::ids::new_id();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let mut resp = next.run(req).await;
+    tracing::debug!(request_id = %id, %method, %path, status = resp.status().as_u16(), "management request");
+    if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+async fn not_found() -> Response {
+    HttpError(ApiError::new(
+        ErrorCode::ResourceNotFound,
+        "The resource does not exist.",
+    ))
+    .into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    HttpError(ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "No permissions to request this method.",
+    ))
+    .into_response()
+}
+
+/// `{"total": n, "size": page, "<key>": [...]}` as every APIG list answers.
+pub fn paged(items: Vec<Value>, page: Page, key: &str) -> Value {
+    let total = items.len();
+    let items = page.apply(items);
+    let mut m = serde_json::Map::new();
+    m.insert("total".into(), total.into());
+    m.insert("size".into(), items.len().into());
+    m.insert(key.into(), Value::Array(items));
+    Value::Object(m)
+}
+
+pub fn page_of(q: &HashMap<String, String>) -> std::result::Result<Page, ApiError> {
+    Page::parse(
+        q.get("offset").map(String::as_str),
+        q.get("limit").map(String::as_str),
+    )
+}
+
+/// A name filter: exact when `precise_search` names the field, else a substring match.
+pub fn name_matches(q: &HashMap<String, String>, field: &str, value: &str) -> bool {
+    match q.get(field).filter(|v| !v.is_empty()) {
+        None => true,
+        Some(want) => {
+            let precise = q
+                .get("precise_search")
+                .is_some_and(|p| p.split(',').any(|f| f.trim() == field));
+            if precise {
+                value == want
+            } else {
+                value.contains(want.as_str())
+            }
+        }
+    }
+}
+
+pub fn eq_filter(q: &HashMap<String, String>, field: &str, value: &str) -> bool {
+    q.get(field)
+        .filter(|v| !v.is_empty())
+        .is_none_or(|want| want == value)
+}
+
+pub fn created(v: Value) -> Response {
+    (StatusCode::CREATED, Json(v)).into_response()
+}
+
+pub fn ok(v: Value) -> Response {
+    (StatusCode::OK, Json(v)).into_response()
+}
+
+pub fn no_content() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}

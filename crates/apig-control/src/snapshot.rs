@@ -1,0 +1,294 @@
+//! Compiles an instance's published state into the snapshot its gateway replicas run.
+//!
+//! The snapshot is fully resolved: environment variables are substituted and backend addresses
+//! parsed here, so a replica only builds its route table. The result is checked with the same
+//! router code the gateway uses before it is ever published.
+
+use std::collections::HashMap;
+
+use apig_model::api::{ApiSpec, BackendParam, ReqParam};
+use apig_model::env::{substitute, Env, Variable};
+use apig_model::group::Group;
+use apig_model::publish::{ApiVersion, Publication};
+use apig_model::{ApiError, ErrorCode};
+use apig_proto as pb;
+use prost::Message;
+use sha2::{Digest, Sha256};
+
+use crate::keys;
+use crate::tx::Reader;
+
+/// A compiled snapshot without its version, and the digest that decides whether it changed.
+pub struct Compiled {
+    pub snapshot: pb::Snapshot,
+    pub digest: String,
+}
+
+/// Builds the snapshot of `instance_id` from what `r` sees, and validates it.
+pub fn compile(
+    r: &(impl Reader + ?Sized),
+    instance_id: &str,
+    epoch: &str,
+) -> Result<Compiled, ApiError> {
+    let mut groups: Vec<Group> = r.scan_json(&keys::groups(instance_id))?;
+    groups.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut envs: Vec<Env> = r.scan_json(&keys::envs(instance_id))?;
+    envs.sort_by(|a, b| a.id.cmp(&b.id));
+    let vars: Vec<Variable> = r.scan_json(&keys::vars(instance_id))?;
+    let mut pubs: Vec<Publication> = r.scan_json(&keys::pubs(instance_id))?;
+    pubs.sort_by(|a, b| (&a.api_id, &a.env_id).cmp(&(&b.api_id, &b.env_id)));
+
+    let mut var_map: HashMap<(&str, &str, &str), &str> = HashMap::new();
+    for v in &vars {
+        var_map.insert(
+            (&v.group_id, &v.env_id, &v.variable_name),
+            &v.variable_value,
+        );
+    }
+    let mut apis = Vec::with_capacity(pubs.len());
+    for p in &pubs {
+        let version: ApiVersion = r
+            .get_json(&keys::version(instance_id, &p.api_id, &p.version_id))?
+            .ok_or_else(|| {
+                ApiError::internal(format!(
+                    "publication {} names a missing version",
+                    p.publish_id
+                ))
+            })?;
+        let lookup = |name: &str| {
+            var_map
+                .get(&(version.spec.group_id(), p.env_id.as_str(), name))
+                .copied()
+        };
+        apis.push(compile_api(&version.spec, p, &lookup)?);
+    }
+    let snapshot = pb::Snapshot {
+        instance_id: instance_id.to_owned(),
+        epoch: epoch.to_owned(),
+        version: 0,
+        created_at_unix_ms: 0,
+        groups: groups
+            .iter()
+            .map(|g| pb::Group {
+                id: g.id.clone(),
+                name: g.name.clone(),
+                domains: vec![g.sl_domain.clone()],
+            })
+            .collect(),
+        environments: envs
+            .iter()
+            .map(|e| pb::Environment {
+                id: e.id.clone(),
+                name: e.name.clone(),
+            })
+            .collect(),
+        apis,
+    };
+    // The same compile the gateway runs: a snapshot the gateway would reject is never published.
+    apig_router::RouteTable::compile(&snapshot).map_err(|e| {
+        ApiError::invalid(
+            "apis",
+            format!("the published configuration does not compile: {e}"),
+        )
+    })?;
+    let digest = hex::encode(Sha256::digest(snapshot.encode_to_vec()));
+    Ok(Compiled { snapshot, digest })
+}
+
+fn location(s: Option<&str>) -> pb::ParamLocation {
+    match s {
+        Some("QUERY") => pb::ParamLocation::Query,
+        Some("HEADER") => pb::ParamLocation::Header,
+        _ => pb::ParamLocation::Path,
+    }
+}
+
+fn req_param(rp: &ReqParam) -> pb::RequestParam {
+    pb::RequestParam {
+        name: rp.name.clone().unwrap_or_default(),
+        location: location(rp.location.as_deref()) as i32,
+        r#type: rp.param_type.clone().unwrap_or_else(|| "STRING".into()),
+        required: rp.required == Some(1),
+        default_value: rp.default_value.clone().unwrap_or_default(),
+        validate: rp.valid_enable == Some(1),
+        enumerations: rp
+            .enumerations
+            .as_deref()
+            .map(|e| {
+                e.split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        min_num: rp.min_num,
+        max_num: rp.max_num,
+        min_size: rp.min_size,
+        max_size: rp.max_size,
+        pass_through: rp.pass_through != Some(2),
+    }
+}
+
+fn backend_param(bp: &BackendParam, req_params: &[ReqParam]) -> pb::BackendParam {
+    let origin = match bp.origin.as_deref() {
+        Some("CONSTANT") => pb::BackendParamOrigin::Constant,
+        Some("SYSTEM") => pb::BackendParamOrigin::System,
+        _ => pb::BackendParamOrigin::Request,
+    };
+    let req_loc = req_params
+        .iter()
+        .find(|rp| rp.name == bp.value)
+        .map(|rp| location(rp.location.as_deref()))
+        .unwrap_or(pb::ParamLocation::Query);
+    pb::BackendParam {
+        name: bp.name.clone().unwrap_or_default(),
+        location: location(bp.location.as_deref()) as i32,
+        origin: origin as i32,
+        value: bp.value.clone().unwrap_or_default(),
+        req_param_location: req_loc as i32,
+    }
+}
+
+/// Splits `host[:port]` (IPv6 in brackets) and applies the scheme's default port.
+pub fn split_authority(authority: &str, https: bool) -> Result<(String, u32), String> {
+    let default_port = if https { 443 } else { 80 };
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let end = rest.find(']').ok_or("unbalanced [ in IPv6 address")?;
+        let host = &rest[..end];
+        match &rest[end + 1..] {
+            "" => (host, None),
+            p => (
+                host,
+                Some(p.strip_prefix(':').ok_or("expected :port after ]")?),
+            ),
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("empty host".into());
+    }
+    let port = match port {
+        None => default_port,
+        Some(p) => match p.parse::<u32>() {
+            Ok(n) if (1..=65535).contains(&n) => n,
+            _ => return Err(format!("invalid port {p}")),
+        },
+    };
+    Ok((host.to_ascii_lowercase(), port))
+}
+
+fn compile_api<'a>(
+    spec: &ApiSpec,
+    p: &Publication,
+    lookup: &impl Fn(&str) -> Option<&'a str>,
+) -> Result<pb::Api, ApiError> {
+    let undefined = |name: String| {
+        ApiError::new(
+            ErrorCode::InvalidParameter,
+            format!(
+                "API {} uses the environment variable #{name}# that is not defined for its group in environment {}",
+                p.api_id, p.env_id
+            ),
+        )
+    };
+    let req_params = spec.req_params.as_deref().unwrap_or_default();
+    let backend = match spec.backend_type.as_deref() {
+        Some("MOCK") => pb::api::Backend::Mock(pb::MockBackend {
+            status_code: 200,
+            result_content: spec
+                .mock_info
+                .as_ref()
+                .and_then(|m| m.result_content.clone())
+                .unwrap_or_default(),
+        }),
+        _ => {
+            let b = spec.backend_api.clone().unwrap_or_default();
+            let https = b.req_protocol.as_deref() == Some("HTTPS");
+            let domain = substitute(b.url_domain.as_deref().unwrap_or_default(), lookup)
+                .map_err(undefined)?;
+            let (host, port) = split_authority(&domain, https).map_err(|why| {
+                ApiError::invalid("backend_api.url_domain", format!("{domain}: {why}"))
+            })?;
+            let path =
+                substitute(b.req_uri.as_deref().unwrap_or("/"), lookup).map_err(undefined)?;
+            pb::api::Backend::Http(pb::HttpBackend {
+                scheme: if https { "https" } else { "http" }.into(),
+                host,
+                port,
+                method: b.req_method.unwrap_or_else(|| "ANY".into()),
+                path,
+                timeout_ms: b.timeout.unwrap_or(5000).clamp(1, u32::MAX as i64) as u32,
+                retry_count: b
+                    .retry_count
+                    .as_deref()
+                    .and_then(|r| r.parse().ok())
+                    .unwrap_or(-1),
+            })
+        }
+    };
+    let auth = match spec.auth_type.as_deref() {
+        Some("APP") => pb::AuthType::App,
+        Some("IAM") => pb::AuthType::Iam,
+        Some("AUTHORIZER") => pb::AuthType::Authorizer,
+        _ => pb::AuthType::None,
+    };
+    Ok(pb::Api {
+        id: p.api_id.clone(),
+        name: spec.name.clone().unwrap_or_default(),
+        group_id: spec.group_id().to_owned(),
+        env_id: p.env_id.clone(),
+        publish_id: p.publish_id.clone(),
+        version_id: p.version_id.clone(),
+        req_method: spec.req_method.clone().unwrap_or_default(),
+        req_uri: spec.req_uri.clone().unwrap_or_default(),
+        match_mode: if spec.match_mode.as_deref() == Some("SWA") {
+            pb::MatchMode::Swa
+        } else {
+            pb::MatchMode::Normal
+        } as i32,
+        auth_type: auth as i32,
+        app_code_auth_type: spec
+            .auth_opt
+            .as_ref()
+            .and_then(|o| o.app_code_auth_type.clone())
+            .unwrap_or_else(|| "DISABLE".into()),
+        cors: spec.cors.unwrap_or(false),
+        req_protocol: spec.req_protocol.clone().unwrap_or_default(),
+        req_params: req_params.iter().map(req_param).collect(),
+        backend_params: spec
+            .backend_params
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .map(|bp| backend_param(bp, req_params))
+            .collect(),
+        backend: Some(backend),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorities() {
+        assert_eq!(
+            split_authority("Backend.local", false).unwrap(),
+            ("backend.local".into(), 80)
+        );
+        assert_eq!(split_authority("b:8443", true).unwrap(), ("b".into(), 8443));
+        assert_eq!(
+            split_authority("[::1]:9000", false).unwrap(),
+            ("::1".into(), 9000)
+        );
+        assert_eq!(split_authority("[::1]", true).unwrap(), ("::1".into(), 443));
+        assert!(split_authority("b:0", false).is_err());
+        assert!(split_authority("b:99999", false).is_err());
+        assert!(split_authority(":80", false).is_err());
+        assert!(split_authority("[::1", false).is_err());
+    }
+}

@@ -1,0 +1,85 @@
+//! Process settings of a gateway replica: where the control plane is, what to listen on, and the
+//! bounds every request is held to.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything [`crate::run`] needs to start one gateway replica.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// gRPC URL of the control plane's discovery service, e.g. `http://127.0.0.1:9090`.
+    pub control_plane: String,
+    /// The gateway instance whose published snapshots this replica serves.
+    pub instance_id: String,
+    /// Stable name of this replica in the control plane's status; default: host name (or `gw`)
+    /// plus a random suffix.
+    pub node_id: Option<String>,
+    /// Data-plane HTTP listener (port 0 picks a free port; the bound address is printed).
+    pub listen: SocketAddr,
+    /// Admin listener for `GET /health` and `GET /ready`; none when `None`.
+    pub admin_listen: Option<SocketAddr>,
+    /// Directory of the applied-snapshot cache file (created 0700 when missing).
+    pub cache_dir: PathBuf,
+    /// Shared secret sent as `authorization: Bearer <token>` on the discovery stream.
+    pub cluster_token: String,
+    /// Bounds on requests and connections.
+    pub limits: Limits,
+}
+
+/// Bounds on what one client may make the gateway hold. Defaults follow APIG (§11 of the
+/// semantics digest) where APIG documents a number, and common edge-proxy practice elsewhere.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body accepted (APIG: 12 MiB); larger → 413 `APIG.0201`.
+    pub max_body_bytes: u64,
+    /// Longest request target (path and query) accepted (APIG: 32 KiB); longer → 414 `APIG.0201`.
+    pub max_uri_bytes: usize,
+    /// Largest total size of all request header names and values (APIG: 128 KiB); larger →
+    /// 494 `APIG.0201`.
+    pub max_header_bytes: usize,
+    /// Largest single request header, name plus value (APIG: 32 KiB); larger → 494 `APIG.0201`.
+    pub max_header_line_bytes: usize,
+    /// Most request headers accepted on HTTP/1 (hyper answers 431 beyond it).
+    pub max_headers: usize,
+    /// Most client connections open at once; connections beyond it are closed on accept.
+    pub max_connections: usize,
+    /// Deadline for a client to send a complete request head (also closes idle HTTP/1
+    /// keep-alive connections after this long).
+    pub header_read_timeout: Duration,
+    /// Most concurrent HTTP/2 streams per client connection.
+    pub max_concurrent_streams: u32,
+    /// How long shutdown waits for in-flight requests before closing connections.
+    pub shutdown_grace: Duration,
+}
+
+// === impl Limits ===
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 12 * 1024 * 1024,
+            max_uri_bytes: 32 * 1024,
+            max_header_bytes: 128 * 1024,
+            max_header_line_bytes: 32 * 1024,
+            max_headers: 100,
+            max_connections: 10_000,
+            header_read_timeout: Duration::from_secs(20),
+            max_concurrent_streams: 100,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Limits {
+    /// The read buffer hyper may grow to for one request head. It is larger than our own URI and
+    /// header limits so that the pipeline, not hyper, answers those with APIG error bodies; heads
+    /// beyond it get hyper's bare 431.
+    pub(crate) fn head_buffer_bytes(&self) -> usize {
+        self.max_uri_bytes
+            .saturating_mul(2)
+            .saturating_add(self.max_header_bytes)
+            .saturating_add(16 * 1024)
+            .max(8 * 1024)
+    }
+}

@@ -1,0 +1,243 @@
+//! The data plane of the APIG-compatible gateway: one replica serving one gateway instance.
+//!
+//! It subscribes to its instance's snapshots over gRPC (`sync`), keeps the last good one on disk
+//! (`cache`), compiles each into an immutable runtime (`runtime`) swapped in with `arc-swap`, and
+//! serves HTTP/1.1 and h2c (`server`) through the request pipeline (`pipeline`): canonical path,
+//! host, stage, route, authentication, limits, parameters, then a MOCK answer or the mapped
+//! (`mapping`) call to an HTTP backend (`proxy`). Every gateway-made answer is an APIG error body
+//! (`respond`). An admin listener answers `/health` and `/ready` (`admin`).
+//!
+//! Not here (yet): TLS (listeners and HTTPS backends), authentication other than NONE (APP, IAM
+//! and AUTHORIZER APIs fail closed with 401), ACLs, throttling, CORS, backend policies, load
+//! balancing channels, retries, metrics and access logs. This crate never imports a
+//! control-plane crate.
+//!
+//! # Module map
+//!
+//! | module | what it is |
+//! |---|---|
+//! | `config` | [`GatewayConfig`] and [`Limits`] |
+//! | `error` | [`GatewayError`]: start-up failures |
+//! | `sync` | the discovery stream client: HELLO, snapshot evaluation, ACK/NACK, backoff |
+//! | `cache` | the applied snapshot on disk (checksummed, atomic, 0600) |
+//! | `runtime` | an applied snapshot: route table and pre-parsed APIs |
+//! | `state` | what requests and the sync loop share (the arc-swap slot) |
+//! | `server` | listeners: accept loop, connection cap, hyper bounds, graceful drain |
+//! | `pipeline` | the request path, in order |
+//! | `params` | request parameters: required, defaults, validation |
+//! | `query` | query string parsing and editing |
+//! | `mapping` | the backend request: path template, parameters, headers |
+//! | `proxy` | the pooled backend client, timeouts and error classification |
+//! | `mock` | MOCK backends |
+//! | `respond` | error kind → status, `APIG.xxxx` code, message, JSON body |
+//! | `body` | the response body type |
+//! | `context` | request id, peer and local address, arrival time |
+//! | `admin` | `/health` and `/ready` |
+
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+// Nothing a request (or a snapshot) does may panic.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::todo,
+        clippy::unimplemented,
+        clippy::indexing_slicing
+    )
+)]
+
+mod admin;
+mod body;
+mod cache;
+mod config;
+mod context;
+mod error;
+mod mapping;
+mod mock;
+mod params;
+mod pipeline;
+mod proxy;
+mod query;
+mod respond;
+mod runtime;
+mod server;
+mod state;
+mod sync;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use config::{GatewayConfig, Limits};
+pub use error::{GatewayError, Result};
+
+use cache::SnapshotCache;
+use server::ListenerSettings;
+use state::Shared;
+use sync::SyncSettings;
+
+/// Runs one gateway replica until `shutdown` completes, then drains in-flight requests (at most
+/// `limits.shutdown_grace`) and returns.
+///
+/// On start it serves the cached snapshot, if a valid one exists, while it connects to the
+/// control plane. When each listener is bound it prints one line to stdout:
+/// `apig: listening gateway http://ADDR` and `apig: listening gateway-admin http://ADDR`.
+pub async fn run(
+    config: GatewayConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    Gateway::bind(config).await?.serve(shutdown).await
+}
+
+/// A gateway replica whose listeners are bound but not yet serving: [`run`] in two steps, for
+/// callers (tests, `apig up`) that need the bound addresses before serving.
+pub struct Gateway {
+    config: GatewayConfig,
+    shared: Arc<Shared>,
+    sync_settings: SyncSettings,
+    listener: TcpListener,
+    admin_listener: Option<TcpListener>,
+    local_addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
+}
+
+// === impl Gateway ===
+
+impl Gateway {
+    /// Checks the configuration, loads the snapshot cache (a valid one makes the replica ready
+    /// at once) and binds the listeners, printing one `apig: listening ...` line for each.
+    pub async fn bind(config: GatewayConfig) -> Result<Self> {
+        if config.instance_id.is_empty() {
+            return Err(GatewayError::Config("the instance id is empty".into()));
+        }
+        let cache = SnapshotCache::new(&config.cache_dir, &config.instance_id);
+        let sync_settings =
+            SyncSettings::new(&config.control_plane, &config.cluster_token, cache.clone())
+                .map_err(GatewayError::Config)?;
+        let node_id = config.node_id.clone().unwrap_or_else(default_node_id);
+        let shared = Arc::new(Shared::new(
+            config.limits.clone(),
+            config.instance_id.clone(),
+            node_id.clone(),
+        ));
+        tracing::info!(
+            instance_id = %config.instance_id,
+            %node_id,
+            control_plane = %config.control_plane,
+            "starting gateway"
+        );
+
+        sync::load_cache(&shared, &cache).await;
+
+        let listener = bind(config.listen).await?;
+        let local_addr = listener.local_addr()?;
+        println!("apig: listening gateway http://{local_addr}");
+        let (admin_listener, admin_addr) = match config.admin_listen {
+            Some(addr) => {
+                let l = bind(addr).await?;
+                let bound = l.local_addr()?;
+                println!("apig: listening gateway-admin http://{bound}");
+                (Some(l), Some(bound))
+            }
+            None => (None, None),
+        };
+        Ok(Self {
+            config,
+            shared,
+            sync_settings,
+            listener,
+            admin_listener,
+            local_addr,
+            admin_addr,
+        })
+    }
+
+    /// The bound data-plane address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The bound admin address, if an admin listener was asked for.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// Connects to the control plane and serves until `shutdown` completes, then drains.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+        let Self {
+            config,
+            shared,
+            sync_settings,
+            listener,
+            admin_listener,
+            ..
+        } = self;
+
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+
+        let sync_task = tokio::spawn(sync::run(Arc::clone(&shared), sync_settings));
+
+        let admin_task = admin_listener.map(|l| {
+            let shared = Arc::clone(&shared);
+            tokio::spawn(server::serve(
+                l,
+                ListenerSettings::admin(&config.limits),
+                stop_rx.clone(),
+                move |_conn, request| admin::handle(Arc::clone(&shared), request),
+            ))
+        });
+
+        let data_shared = Arc::clone(&shared);
+        server::serve(
+            listener,
+            ListenerSettings::data_plane(&config.limits),
+            stop_rx,
+            move |conn, request| pipeline::handle(Arc::clone(&data_shared), conn, request),
+        )
+        .await;
+
+        sync_task.abort();
+        if let Some(task) = admin_task {
+            let _ = task.await;
+        }
+        tracing::info!("gateway stopped");
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("instance_id", &self.config.instance_id)
+            .field("local_addr", &self.local_addr)
+            .field("admin_addr", &self.admin_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| GatewayError::Bind { addr, source })
+}
+
+/// Host name (or `gw`) plus a random suffix, so two replicas on one host differ.
+fn default_node_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "gw".to_owned());
+    format!("{host}-{:08x}", rand::random::<u32>())
+}

@@ -1,0 +1,734 @@
+//! Builds the backend request from the client's: method, path from the backend template, query,
+//! headers, and APIG's backend parameters (semantics digest §3.5).
+//!
+//! What is forwarded, by APIG's rules:
+//! - The client's query pairs and headers pass through, except hop-by-hop headers (`Connection`
+//!   and every header it lists, `Keep-Alive`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`,
+//!   `Proxy-*`), `Expect` (answered by the gateway itself), `X-Stage`, and every header the
+//!   gateway sets itself: `Host`, `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host`,
+//!   `X-Forwarded-Port`, `Forwarded`, `X-Real-IP` and `X-Request-Id` (no trusted proxies exist
+//!   yet, so client copies are dropped rather than extended), and header names containing `_`
+//!   (as nginx's default `underscores_in_headers off`).
+//! - Declared request parameters that are absent but have a default are added at their place.
+//! - Backend parameters add or override: `REQUEST` copies a request parameter (path, query or
+//!   header) to the backend parameter's location and name and, when that differs from where it
+//!   came from, stops forwarding the original; `CONSTANT` puts the literal; `SYSTEM` resolves
+//!   `$context.requestId`, `sourceIp` (TCP peer), `stage`, `apiId`, `apiName`, `handleTime`,
+//!   `serverAddr` (local address). Other system parameters (`appId`, `appName`, `serverName`,
+//!   authorizer context, ...) resolve to the empty string until the features behind them exist.
+//! - The path is the backend template with every `{name}` filled from the backend parameter of
+//!   location PATH with that name, else the frontend path parameter of that name; values are
+//!   percent-encoded as one segment (a `/` in a value cannot add a segment), except values of a
+//!   greedy `{name+}` frontend parameter and constants, which keep their `/`. An SWA API's match
+//!   remainder is appended.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use apig_proto::{BackendParam, BackendParamOrigin, HttpBackend};
+use apig_router::path::encode_segment;
+use http::header::{self, HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderMap, Method, Uri};
+
+use crate::context::{format_handle_time, RequestContext};
+use crate::params::{parse_header_name, Location, ReqParamSpec, RequestView, Resolved};
+use crate::query::Query;
+use crate::respond::{GatewayErrorKind, X_REQUEST_ID};
+
+/// Default backend timeout when a snapshot carries none (APIG's gateway default).
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Where a backend parameter's value comes from.
+#[derive(Debug, Clone)]
+pub(crate) enum BackendValue {
+    /// A request parameter, read from `location` under `name`.
+    Request {
+        name: String,
+        location: Location,
+        header: Option<HeaderName>,
+    },
+    Constant(String),
+    System(SystemParam),
+}
+
+/// The system parameters the gateway resolves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SystemParam {
+    RequestId,
+    SourceIp,
+    Stage,
+    ApiId,
+    ApiName,
+    HandleTime,
+    ServerAddr,
+    /// Any other name: resolves to the empty string.
+    Unknown,
+}
+
+/// One backend parameter, checked and pre-parsed.
+#[derive(Debug, Clone)]
+pub(crate) struct BackendParamSpec {
+    pub name: String,
+    pub location: Location,
+    header: Option<HeaderName>,
+    value: BackendValue,
+}
+
+/// The backend's scheme. HTTPS is parsed but answered with 502 until TLS exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BackendScheme {
+    Http,
+    Https,
+}
+
+/// An HTTP backend, pre-parsed so the request path only fills values in.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpTarget {
+    pub scheme: BackendScheme,
+    pub authority: Authority,
+    pub host_header: HeaderValue,
+    /// `None`: forward the client's method (`ANY`).
+    pub method: Option<Method>,
+    pub path: PathTemplate,
+    pub timeout: Duration,
+}
+
+/// A backend path template: literals (already valid on the wire) and `{name}` variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PathTemplate {
+    pieces: Vec<Piece>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    Literal(String),
+    Var(String),
+}
+
+/// What one API contributes to mapping, borrowed from the prepared API.
+pub(crate) struct ApiMapping<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub stage: &'a str,
+    /// Names of the frontend's greedy `{name+}` parameters.
+    pub greedy: &'a [String],
+    pub req_params: &'a [ReqParamSpec],
+    pub backend_params: &'a [BackendParamSpec],
+}
+
+/// The client's request as mapping needs it.
+pub(crate) struct ClientRequest<'a> {
+    pub method: &'a Method,
+    pub path_params: &'a [(&'a str, &'a str)],
+    /// The SWA remainder (decoded), empty for NORMAL matches.
+    pub remainder: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+    /// The client's Host (or `:authority`), sent on as `X-Forwarded-Host`.
+    pub forwarded_host: Option<&'a HeaderValue>,
+}
+
+/// The backend request line and headers.
+#[derive(Debug)]
+pub(crate) struct MappedRequest {
+    pub method: Method,
+    pub uri: Uri,
+    pub headers: HeaderMap,
+}
+
+/// How a value is encoded into the backend path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PathEncoding {
+    /// One segment: `/` becomes `%2F`.
+    Segment,
+    /// A sub-path: split on `/`, each piece encoded.
+    Path,
+}
+
+// === impl SystemParam ===
+
+impl SystemParam {
+    fn parse(name: &str) -> Self {
+        let key = name.strip_prefix("$context.").unwrap_or(name);
+        match key {
+            "requestId" => Self::RequestId,
+            "sourceIp" => Self::SourceIp,
+            "stage" => Self::Stage,
+            "apiId" => Self::ApiId,
+            "apiName" => Self::ApiName,
+            "handleTime" => Self::HandleTime,
+            "serverAddr" => Self::ServerAddr,
+            _ => Self::Unknown,
+        }
+    }
+
+    fn resolve(self, api: &ApiMapping<'_>, ctx: &RequestContext) -> String {
+        match self {
+            Self::RequestId => ctx.request_id.as_str().to_owned(),
+            Self::SourceIp => ctx.peer.ip().to_string(),
+            Self::Stage => api.stage.to_owned(),
+            Self::ApiId => api.id.to_owned(),
+            Self::ApiName => api.name.to_owned(),
+            Self::HandleTime => format_handle_time(ctx.received_at),
+            Self::ServerAddr => ctx.local.ip().to_string(),
+            Self::Unknown => String::new(),
+        }
+    }
+}
+
+// === impl BackendParamSpec ===
+
+impl BackendParamSpec {
+    pub(crate) fn prepare(param: &BackendParam) -> Result<Self, String> {
+        let what = || format!("backend parameter {:?}", param.name);
+        if param.name.is_empty() {
+            return Err("backend parameter with an empty name".into());
+        }
+        let location =
+            Location::from_proto(param.location).map_err(|e| format!("{}: {e}", what()))?;
+        let header = match location {
+            Location::Header => Some(
+                parse_header_name(&param.name)
+                    .map_err(|e| format!("{}: invalid header name: {e}", what()))?,
+            ),
+            _ => None,
+        };
+        let value = match BackendParamOrigin::try_from(param.origin) {
+            Ok(BackendParamOrigin::Request) => {
+                if param.value.is_empty() {
+                    return Err(format!("{}: names no request parameter", what()));
+                }
+                let from = Location::from_proto(param.req_param_location)
+                    .map_err(|e| format!("{}: {e}", what()))?;
+                let header = match from {
+                    Location::Header => Some(
+                        parse_header_name(&param.value)
+                            .map_err(|e| format!("{}: invalid request header name: {e}", what()))?,
+                    ),
+                    _ => None,
+                };
+                BackendValue::Request {
+                    name: param.value.clone(),
+                    location: from,
+                    header,
+                }
+            }
+            Ok(BackendParamOrigin::Constant) => {
+                if location == Location::Header && HeaderValue::from_str(&param.value).is_err() {
+                    return Err(format!(
+                        "{}: the constant is not a valid header value",
+                        what()
+                    ));
+                }
+                BackendValue::Constant(param.value.clone())
+            }
+            Ok(BackendParamOrigin::System) => {
+                BackendValue::System(SystemParam::parse(&param.value))
+            }
+            Err(_) => return Err(format!("{}: unknown origin {}", what(), param.origin)),
+        };
+        Ok(Self {
+            name: param.name.clone(),
+            location,
+            header,
+            value,
+        })
+    }
+
+    /// Whether this parameter moves a request parameter away from where the client sent it.
+    fn moves_original(&self) -> Option<(Location, &str, Option<&HeaderName>)> {
+        match &self.value {
+            BackendValue::Request {
+                name,
+                location,
+                header,
+            } => {
+                let same_place = *location == self.location
+                    && match location {
+                        Location::Header => header == &self.header,
+                        _ => *name == self.name,
+                    };
+                (!same_place).then_some((*location, name.as_str(), header.as_ref()))
+            }
+            _ => None,
+        }
+    }
+}
+
+// === impl HttpTarget ===
+
+impl HttpTarget {
+    pub(crate) fn prepare(backend: &HttpBackend) -> Result<Self, String> {
+        let scheme = match backend.scheme.to_ascii_lowercase().as_str() {
+            "" | "http" => BackendScheme::Http,
+            "https" => BackendScheme::Https,
+            other => return Err(format!("unsupported backend scheme {other:?}")),
+        };
+        if backend.host.is_empty() {
+            return Err("backend host is empty".into());
+        }
+        let default_port = match scheme {
+            BackendScheme::Http => 80,
+            BackendScheme::Https => 443,
+        };
+        let port = match u16::try_from(backend.port) {
+            Ok(0) => default_port,
+            Ok(p) => p,
+            Err(_) => return Err(format!("backend port {} is out of range", backend.port)),
+        };
+        // An IPv6 literal needs brackets in an authority.
+        let host = if backend.host.contains(':') && !backend.host.starts_with('[') {
+            format!("[{}]", backend.host)
+        } else {
+            backend.host.clone()
+        };
+        let authority_text = if port == default_port {
+            host.clone()
+        } else {
+            format!("{host}:{port}")
+        };
+        // The connector always needs the port; the Host header omits a default one.
+        let authority = Authority::try_from(format!("{host}:{port}").as_str())
+            .map_err(|e| format!("invalid backend address {authority_text:?}: {e}"))?;
+        if authority.as_str().contains('@') {
+            return Err(format!("invalid backend address {authority_text:?}"));
+        }
+        let host_header = HeaderValue::from_str(&authority_text)
+            .map_err(|e| format!("invalid backend address {authority_text:?}: {e}"))?;
+        let method = match backend.method.to_ascii_uppercase().as_str() {
+            "" | "ANY" => None,
+            m => Some(
+                Method::from_bytes(m.as_bytes())
+                    .map_err(|e| format!("invalid backend method {m:?}: {e}"))?,
+            ),
+        };
+        let path = PathTemplate::parse(if backend.path.is_empty() {
+            "/"
+        } else {
+            &backend.path
+        })?;
+        let timeout = match backend.timeout_ms {
+            0 => DEFAULT_TIMEOUT,
+            ms => Duration::from_millis(u64::from(ms)),
+        };
+        Ok(Self {
+            scheme,
+            authority,
+            host_header,
+            method,
+            path,
+            timeout,
+        })
+    }
+}
+
+// === impl PathTemplate ===
+
+impl PathTemplate {
+    /// Parses a backend path: literal text with `{name}` variables anywhere (APIG allows
+    /// `prefix-{x}` and `{x}-suffix` in backend paths). Literals must already be valid on the wire.
+    pub(crate) fn parse(template: &str) -> Result<Self, String> {
+        if !template.starts_with('/') {
+            return Err(format!("backend path {template:?} must start with '/'"));
+        }
+        let mut pieces = Vec::new();
+        let mut rest = template;
+        while !rest.is_empty() {
+            match rest.find(['{', '}']) {
+                None => {
+                    pieces.push(Piece::Literal(rest.to_owned()));
+                    rest = "";
+                }
+                Some(i) => {
+                    let (lit, tail) = rest.split_at(i);
+                    if !lit.is_empty() {
+                        pieces.push(Piece::Literal(lit.to_owned()));
+                    }
+                    let Some(inner) = tail.strip_prefix('{') else {
+                        return Err(format!("backend path {template:?} has unbalanced braces"));
+                    };
+                    let Some(end) = inner.find('}') else {
+                        return Err(format!("backend path {template:?} has unbalanced braces"));
+                    };
+                    let name = inner.get(..end).unwrap_or_default();
+                    let name = name.strip_suffix('+').unwrap_or(name);
+                    if name.is_empty()
+                        || !name
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+                    {
+                        return Err(format!(
+                            "backend path {template:?} has an invalid parameter {name:?}"
+                        ));
+                    }
+                    pieces.push(Piece::Var(name.to_owned()));
+                    rest = inner.get(end + 1..).unwrap_or_default();
+                }
+            }
+        }
+        for piece in &pieces {
+            if let Piece::Literal(lit) = piece {
+                let probe = if lit.starts_with('/') {
+                    Cow::Borrowed(lit.as_str())
+                } else {
+                    Cow::Owned(format!("/{lit}"))
+                };
+                if lit.contains(['?', '#']) || PathAndQuery::try_from(probe.as_ref()).is_err() {
+                    return Err(format!("backend path {template:?} has invalid characters"));
+                }
+            }
+        }
+        Ok(Self { pieces })
+    }
+
+    /// Names of the `{name}` variables.
+    pub(crate) fn vars(&self) -> impl Iterator<Item = &str> {
+        self.pieces.iter().filter_map(|p| match p {
+            Piece::Var(name) => Some(name.as_str()),
+            Piece::Literal(_) => None,
+        })
+    }
+}
+
+/// Encodes `value` into `out` as one segment or as a sub-path.
+fn push_encoded(value: &str, encoding: PathEncoding, out: &mut String) {
+    match encoding {
+        PathEncoding::Segment => encode_segment(value, out),
+        PathEncoding::Path => {
+            let mut first = true;
+            for seg in value.split('/') {
+                if !first {
+                    out.push('/');
+                }
+                first = false;
+                encode_segment(seg, out);
+            }
+        }
+    }
+}
+
+/// Whether a client request header must not reach the backend: hop-by-hop headers (RFC 9110
+/// §7.6.1) and `Proxy-*`, `Expect` (the gateway answers it), `X-Stage`, headers only the gateway
+/// sets, and names with `_` (dropped as nginx, and so APIG, does by default: CGI-style backends
+/// read `X_User` and `X-User` as the same variable, which would let a client shadow a header the
+/// gateway or an authorizer sets).
+fn is_stripped_request_header(name: &HeaderName) -> bool {
+    let name = name.as_str();
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "expect"
+            | "host"
+            | "x-stage"
+            | "x-forwarded-for"
+            | "x-forwarded-proto"
+            | "x-forwarded-host"
+            | "x-forwarded-port"
+            | "forwarded"
+            | "x-real-ip"
+            | X_REQUEST_ID
+    ) || name.starts_with("proxy-")
+        || name.contains('_')
+}
+
+/// Names listed in `Connection` headers (usually none, so usually no allocation).
+fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
+    if !headers.contains_key(header::CONNECTION) {
+        return Vec::new();
+    }
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect()
+}
+
+/// Removes the headers listed in `Connection`, then the hop-by-hop headers and `Proxy-*`, in
+/// place. Used on backend responses.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    for name in connection_listed(headers) {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+    ] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    if headers.keys().any(|k| k.as_str().starts_with("proxy-")) {
+        let proxy: Vec<HeaderName> = headers
+            .keys()
+            .filter(|k| k.as_str().starts_with("proxy-"))
+            .cloned()
+            .collect();
+        for name in proxy {
+            headers.remove(name);
+        }
+    }
+}
+
+/// Copies the client's headers that may reach the backend. HTTP/2 clients may split `Cookie`
+/// into several fields; HTTP/1.1 backends get them joined into one.
+fn forwardable_headers(client: &HeaderMap) -> HeaderMap {
+    let listed = connection_listed(client);
+    let mut out: HeaderMap = HeaderMap::with_capacity(client.len() + 6);
+    for (name, value) in client {
+        if is_stripped_request_header(name) || listed.contains(name) {
+            continue;
+        }
+        if name == header::COOKIE {
+            if let Some(existing) = out.get(header::COOKIE) {
+                let mut joined = Vec::with_capacity(existing.len() + 2 + value.len());
+                joined.extend_from_slice(existing.as_bytes());
+                joined.extend_from_slice(b"; ");
+                joined.extend_from_slice(value.as_bytes());
+                if let Ok(v) = HeaderValue::from_bytes(&joined) {
+                    out.insert(header::COOKIE, v);
+                }
+                continue;
+            }
+        }
+        out.append(name.clone(), value.clone());
+    }
+    out
+}
+
+/// Builds the backend request.
+pub(crate) fn map_request<'a>(
+    api: &ApiMapping<'a>,
+    target: &HttpTarget,
+    client: &ClientRequest<'a>,
+    resolved: &Resolved<'a>,
+    ctx: &RequestContext,
+) -> Result<MappedRequest, GatewayErrorKind> {
+    let mut query = Query::parse(client.query);
+
+    // Values of the backend parameters, read before anything is edited.
+    let mut values: Vec<Option<(Cow<'a, str>, PathEncoding)>> =
+        Vec::with_capacity(api.backend_params.len());
+    {
+        let view = RequestView {
+            path_params: client.path_params,
+            query: &query,
+            headers: client.headers,
+        };
+        for bp in api.backend_params {
+            let value = match &bp.value {
+                BackendValue::Request {
+                    name,
+                    location,
+                    header,
+                } => {
+                    request_value(api, resolved, &view, *location, name, header.as_ref()).map(|v| {
+                        let encoding = if *location == Location::Path
+                            && api.greedy.iter().any(|g| g.eq_ignore_ascii_case(name))
+                        {
+                            PathEncoding::Path
+                        } else {
+                            PathEncoding::Segment
+                        };
+                        (v, encoding)
+                    })
+                }
+                BackendValue::Constant(c) => Some((Cow::Owned(c.clone()), PathEncoding::Path)),
+                BackendValue::System(s) => {
+                    Some((Cow::Owned(s.resolve(api, ctx)), PathEncoding::Segment))
+                }
+            };
+            values.push(value);
+        }
+    }
+
+    let mut headers = forwardable_headers(client.headers);
+
+    // Defaults of absent declared parameters are forwarded at their place.
+    for ((spec, value), defaulted) in api
+        .req_params
+        .iter()
+        .zip(&resolved.values)
+        .zip(&resolved.defaulted)
+    {
+        let (true, Some(value)) = (*defaulted, value) else {
+            continue;
+        };
+        match spec.location {
+            Location::Query if !query.contains(&spec.name) => query.set(&spec.name, value),
+            Location::Header => {
+                if let Some(name) = &spec.header {
+                    if !headers.contains_key(name) {
+                        headers.insert(name.clone(), header_value(&spec.name, value)?);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // Request parameters mapped elsewhere are not forwarded at their original place.
+    for bp in api.backend_params {
+        match bp.moves_original() {
+            Some((Location::Query, name, _)) => query.remove(name),
+            Some((Location::Header, name, header)) => match header {
+                Some(h) => {
+                    headers.remove(h);
+                }
+                None => {
+                    headers.remove(name);
+                }
+            },
+            _ => {}
+        }
+    }
+
+    // Backend parameters add or override. A request parameter mapped to its own place already
+    // passes through unchanged.
+    for (bp, value) in api.backend_params.iter().zip(&values) {
+        let Some((value, _)) = value else { continue };
+        if matches!(bp.value, BackendValue::Request { .. }) && bp.moves_original().is_none() {
+            continue;
+        }
+        match bp.location {
+            Location::Query => query.set(&bp.name, value),
+            Location::Header => {
+                if let Some(name) = &bp.header {
+                    headers.insert(name.clone(), header_value(&bp.name, value)?);
+                }
+            }
+            Location::Path => {}
+        }
+    }
+
+    // Path.
+    let mut path = String::with_capacity(64);
+    for piece in &target.path.pieces {
+        match piece {
+            Piece::Literal(lit) => path.push_str(lit),
+            Piece::Var(name) => {
+                let from_param = api.backend_params.iter().zip(&values).find(|(bp, _)| {
+                    bp.location == Location::Path && bp.name.eq_ignore_ascii_case(name)
+                });
+                match from_param {
+                    Some((_, Some((value, encoding)))) => push_encoded(value, *encoding, &mut path),
+                    Some((bp, None)) => {
+                        let (name, location) = match &bp.value {
+                            BackendValue::Request { name, location, .. } => {
+                                (name.clone(), location.as_str())
+                            }
+                            _ => (bp.name.clone(), "PATH"),
+                        };
+                        return Err(GatewayErrorKind::MissingParameter { name, location });
+                    }
+                    None => {
+                        let value = client
+                            .path_params
+                            .iter()
+                            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                            .map(|(_, v)| *v)
+                            .ok_or_else(|| GatewayErrorKind::MissingParameter {
+                                name: name.clone(),
+                                location: "PATH",
+                            })?;
+                        let encoding = if api.greedy.iter().any(|g| g.eq_ignore_ascii_case(name)) {
+                            PathEncoding::Path
+                        } else {
+                            PathEncoding::Segment
+                        };
+                        push_encoded(value, encoding, &mut path);
+                    }
+                }
+            }
+        }
+    }
+    let remainder = client.remainder.trim_start_matches('/');
+    if !remainder.is_empty() {
+        if !path.ends_with('/') {
+            path.push('/');
+        }
+        push_encoded(remainder, PathEncoding::Path, &mut path);
+    }
+    query.write_to(&mut path);
+
+    let path_and_query = PathAndQuery::try_from(path).map_err(|e| {
+        tracing::error!(api_id = api.id, error = %e, "built an invalid backend path");
+        GatewayErrorKind::Internal
+    })?;
+    let uri = Uri::builder()
+        .scheme(match target.scheme {
+            BackendScheme::Http => Scheme::HTTP,
+            BackendScheme::Https => Scheme::HTTPS,
+        })
+        .authority(target.authority.clone())
+        .path_and_query(path_and_query)
+        .build()
+        .map_err(|e| {
+            tracing::error!(api_id = api.id, error = %e, "built an invalid backend URI");
+            GatewayErrorKind::Internal
+        })?;
+
+    // Headers the gateway sets.
+    headers.insert(header::HOST, target.host_header.clone());
+    if let Ok(v) = HeaderValue::from_str(&ctx.peer.ip().to_string()) {
+        headers.insert("x-forwarded-for", v);
+    }
+    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    if let Some(host) = client.forwarded_host {
+        headers.insert("x-forwarded-host", host.clone());
+    }
+    headers.insert(X_REQUEST_ID, ctx.request_id.header_value());
+
+    Ok(MappedRequest {
+        method: target
+            .method
+            .clone()
+            .unwrap_or_else(|| client.method.clone()),
+        uri,
+        headers,
+    })
+}
+
+/// A request parameter's value: the resolved declared parameter (which includes defaults), else
+/// whatever the request carries at that place.
+fn request_value<'a>(
+    api: &ApiMapping<'a>,
+    resolved: &Resolved<'a>,
+    view: &RequestView<'a, '_>,
+    location: Location,
+    name: &str,
+    header: Option<&HeaderName>,
+) -> Option<Cow<'a, str>> {
+    let declared = api.req_params.iter().position(|spec| {
+        spec.location == location
+            && match location {
+                Location::Query => spec.name == name,
+                _ => spec.name.eq_ignore_ascii_case(name),
+            }
+    });
+    match declared {
+        Some(i) => resolved.values.get(i).cloned().flatten(),
+        None => view.get(location, name, header),
+    }
+}
+
+/// A header value from parameter text; control characters (CR, LF, NUL) are refused, so a
+/// request value can never inject a header.
+fn header_value(param: &str, value: &str) -> Result<HeaderValue, GatewayErrorKind> {
+    HeaderValue::from_bytes(value.as_bytes()).map_err(|_| GatewayErrorKind::InvalidParameter {
+        name: param.to_owned(),
+        reason: "the value cannot be sent in a header".into(),
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,411 @@
+//! The request path, in order:
+//!
+//! 1. request id (random, 32 hex digits), on every response as `X-Request-Id`;
+//! 2. request target over `max_uri_bytes` → 414; headers over their bounds → 494;
+//! 3. path canonicalisation (`apig_router::path::canonicalize`); refused → 400;
+//! 4. host (`Host`, or `:authority` on HTTP/2; port stripped, lower case; missing, repeated,
+//!    malformed or disagreeing with the request target → 400);
+//! 5. `x-stage` selects the environment (default RELEASE);
+//! 6. route lookup → any miss is 404 `APIG.0101` (no snapshot yet → 503);
+//! 7. authentication: anything but NONE fails closed with 401 until it is implemented;
+//! 8. `Content-Length` over `max_body_bytes` → 413;
+//! 9. request parameters: required, defaults, validation → 400;
+//! 10. the backend: MOCK answers directly; HTTP is mapped (`mapping`) and called (`proxy`).
+//!
+//! Nothing here may panic: every failure is a [`GatewayErrorKind`], turned into a response in
+//! `respond`. The runtime is loaded once per request, so a swap mid-request cannot mix configs.
+
+use std::borrow::Cow;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures_util::FutureExt;
+
+use apig_router::{canonicalize, Miss};
+use http::header::{HeaderValue, CONTENT_LENGTH, HOST};
+use http::{HeaderMap, Request, Response, Version};
+use http_body_util::Limited;
+use hyper::body::Incoming;
+
+use crate::body::ResponseBody;
+use crate::context::RequestContext;
+use crate::mapping::{map_request, strip_hop_by_hop, BackendScheme, ClientRequest};
+use crate::params::{resolve, RequestView};
+use crate::query::Query;
+use crate::respond::{GatewayErrorKind, X_REQUEST_ID};
+use crate::runtime::{Auth, Backend};
+use crate::state::Shared;
+
+/// The two ends of a client connection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnInfo {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+}
+
+/// Serves one request. Never fails: errors become APIG error responses.
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    conn: ConnInfo,
+    request: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Infallible> {
+    let ctx = RequestContext::new(conn.peer, conn.local);
+    // Nothing here should panic (the crate denies unwrap, expect, indexing); if a dependency
+    // does anyway, the client gets a 500 APIG body instead of a dropped connection.
+    let outcome = AssertUnwindSafe(serve(&shared, &ctx, request))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| {
+            tracing::error!(request_id = %ctx.request_id, "request handling panicked");
+            Err(GatewayErrorKind::Internal)
+        });
+    let mut response = match outcome {
+        Ok(response) => response,
+        Err(kind) => {
+            tracing::debug!(
+                request_id = %ctx.request_id,
+                peer = %ctx.peer,
+                code = kind.code(),
+                status = kind.status().as_u16(),
+                error = %kind.message(),
+                "request refused"
+            );
+            kind.into_response(&ctx.request_id)
+        }
+    };
+    response
+        .headers_mut()
+        .insert(X_REQUEST_ID, ctx.request_id.header_value());
+    Ok(response)
+}
+
+async fn serve(
+    shared: &Shared,
+    ctx: &RequestContext,
+    request: Request<Incoming>,
+) -> Result<Response<ResponseBody>, GatewayErrorKind> {
+    let limits = &shared.limits;
+    let uri = request.uri();
+    let target_len = uri.path_and_query().map_or(0, |pq| pq.as_str().len())
+        + uri.authority().map_or(0, |a| a.as_str().len());
+    if target_len > limits.max_uri_bytes {
+        return Err(GatewayErrorKind::UriTooLarge);
+    }
+    check_header_sizes(request.headers(), limits)?;
+
+    let path = canonicalize(uri.path())
+        .map_err(|e| GatewayErrorKind::BadRequest(format!("invalid request path: {e}").into()))?;
+    let (host, forwarded_host) = request_host(&request)?;
+    let stage = match request.headers().get("x-stage") {
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| GatewayErrorKind::BadRequest("invalid X-Stage header".into()))?,
+        ),
+        None => None,
+    };
+
+    let runtime = shared.runtime().ok_or(GatewayErrorKind::NotReady)?;
+    let route = runtime
+        .table
+        .lookup(&host, stage, request.method().as_str(), &path)
+        .map_err(|miss| match miss {
+            Miss::MethodNotAllowed => GatewayErrorKind::MethodNotFound,
+            Miss::UnknownHost | Miss::UnknownStage | Miss::NoRoute => GatewayErrorKind::ApiNotFound,
+        })?;
+    let api = runtime.apis.get(route.api_index).ok_or_else(|| {
+        tracing::error!(index = route.api_index, "route points past the API list");
+        GatewayErrorKind::Internal
+    })?;
+
+    match api.auth {
+        Auth::None => {}
+        Auth::App => return Err(GatewayErrorKind::AppAuthUnavailable),
+        Auth::Iam => return Err(GatewayErrorKind::IamAuthUnavailable),
+        Auth::Authorizer => return Err(GatewayErrorKind::AuthorizerUnavailable),
+    }
+
+    if let Some(len) = content_length(request.headers())? {
+        if len > limits.max_body_bytes {
+            return Err(GatewayErrorKind::BodyTooLarge);
+        }
+    }
+
+    let (parts, body) = request.into_parts();
+    let query = Query::parse(parts.uri.query());
+    let resolved = resolve(
+        &api.req_params,
+        &RequestView {
+            path_params: &route.params,
+            query: &query,
+            headers: &parts.headers,
+        },
+    )?;
+
+    let target = match &api.backend {
+        Backend::Mock(mock) => return Ok(mock.respond()),
+        Backend::Http(target) => target,
+    };
+    if target.scheme == BackendScheme::Https {
+        return Err(GatewayErrorKind::BackendProtocolUnsupported(
+            "HTTPS backends are not supported by this gateway yet",
+        ));
+    }
+    let mapped = map_request(
+        &api.mapping(),
+        target,
+        &ClientRequest {
+            method: &parts.method,
+            path_params: &route.params,
+            remainder: route.remainder,
+            query: parts.uri.query(),
+            headers: &parts.headers,
+            forwarded_host: forwarded_host.as_ref(),
+        },
+        &resolved,
+        ctx,
+    )?;
+
+    let limit = usize::try_from(limits.max_body_bytes).unwrap_or(usize::MAX);
+    let mut upstream_request = Request::new(Limited::new(body, limit));
+    *upstream_request.method_mut() = mapped.method;
+    *upstream_request.uri_mut() = mapped.uri;
+    *upstream_request.headers_mut() = mapped.headers;
+    *upstream_request.version_mut() = Version::HTTP_11;
+
+    let response = shared
+        .upstream
+        .send(upstream_request, target.timeout)
+        .await?;
+    let (mut head, body) = response.into_parts();
+    strip_hop_by_hop(&mut head.headers);
+    Ok(Response::from_parts(head, ResponseBody::Upstream(body)))
+}
+
+/// 494 when one header or all of them together are over their bounds.
+fn check_header_sizes(
+    headers: &HeaderMap,
+    limits: &crate::config::Limits,
+) -> Result<(), GatewayErrorKind> {
+    let mut total = 0usize;
+    for (name, value) in headers {
+        let line = name.as_str().len() + value.len();
+        if line > limits.max_header_line_bytes {
+            return Err(GatewayErrorKind::HeadersTooLarge);
+        }
+        total += line;
+    }
+    if total > limits.max_header_bytes {
+        return Err(GatewayErrorKind::HeadersTooLarge);
+    }
+    Ok(())
+}
+
+/// The declared body length; hyper has already refused malformed or conflicting values on
+/// HTTP/1, this also covers HTTP/2.
+fn content_length(headers: &HeaderMap) -> Result<Option<u64>, GatewayErrorKind> {
+    let mut values = headers.get_all(CONTENT_LENGTH).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    let invalid = || GatewayErrorKind::BadRequest("invalid Content-Length".into());
+    let parse = |v: &HeaderValue| -> Result<u64, GatewayErrorKind> {
+        let s = v.to_str().map_err(|_| invalid())?;
+        if s.is_empty() || s.len() > 19 || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid());
+        }
+        s.parse().map_err(|_| invalid())
+    };
+    let len = parse(first)?;
+    for other in values {
+        if parse(other)? != len {
+            return Err(invalid());
+        }
+    }
+    Ok(Some(len))
+}
+
+/// The host the request names, normalised for routing (no port, lower case), and the raw value
+/// for `X-Forwarded-Host`.
+fn request_host<B>(
+    request: &Request<B>,
+) -> Result<(Cow<'_, str>, Option<HeaderValue>), GatewayErrorKind> {
+    let bad = |what: &'static str| GatewayErrorKind::BadRequest(what.into());
+    let mut hosts = request.headers().get_all(HOST).iter();
+    let header = hosts.next();
+    if hosts.next().is_some() {
+        return Err(bad("more than one Host header"));
+    }
+    let authority = request.uri().authority();
+    let (raw, forwarded) = match (header, authority) {
+        (Some(h), authority) => {
+            let text = h.to_str().map_err(|_| bad("invalid Host header"))?;
+            if let Some(a) = authority {
+                if !a.as_str().eq_ignore_ascii_case(text) {
+                    return Err(bad("the Host header does not match the request target"));
+                }
+            }
+            (text, h.clone())
+        }
+        (None, Some(a)) => (
+            a.as_str(),
+            HeaderValue::from_str(a.as_str()).map_err(|_| bad("invalid host"))?,
+        ),
+        (None, None) => return Err(bad("missing Host header")),
+    };
+    let host = normalize_host(raw).ok_or_else(|| bad("invalid Host header"))?;
+    Ok((host, Some(forwarded)))
+}
+
+/// `Host` without its port, lower case, without one trailing dot. `None` when malformed
+/// (userinfo, spaces, empty name, bad port, stray brackets).
+fn normalize_host(raw: &str) -> Option<Cow<'_, str>> {
+    let (name, port) = if let Some(rest) = raw.strip_prefix('[') {
+        let end = rest.find(']')?;
+        let name = raw.get(..end + 2)?;
+        let after = rest.get(end + 1..)?;
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':')?),
+        };
+        if !name
+            .get(1..name.len() - 1)?
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
+            return None;
+        }
+        (name, port)
+    } else {
+        let (name, port) = match raw.rsplit_once(':') {
+            Some((n, p)) => (n, Some(p)),
+            None => (raw, None),
+        };
+        if !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+        {
+            return None;
+        }
+        (name, port)
+    };
+    if let Some(port) = port {
+        if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+    }
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.is_empty() {
+        return None;
+    }
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Some(Cow::Owned(name.to_ascii_lowercase()))
+    } else {
+        Some(Cow::Borrowed(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_normalisation() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("api.example.com", Some("api.example.com")),
+            ("API.Example.COM:8080", Some("api.example.com")),
+            ("api.example.com.", Some("api.example.com")),
+            ("127.0.0.1:80", Some("127.0.0.1")),
+            ("[::1]:8080", Some("[::1]")),
+            ("[::1]", Some("[::1]")),
+            ("a@b", None),
+            ("a b", None),
+            ("", None),
+            (":80", None),
+            ("a:", None),
+            ("a:x", None),
+            ("a:123456", None),
+            ("[::1", None),
+            ("[::1]x", None),
+            ("[zz]", None),
+            ("a/b", None),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(normalize_host(raw).as_deref(), *want, "{raw:?}");
+        }
+    }
+
+    fn request(host: Option<&str>, uri: &str) -> Request<()> {
+        let mut b = Request::builder().uri(uri);
+        if let Some(h) = host {
+            b = b.header(HOST, h);
+        }
+        b.body(()).unwrap()
+    }
+
+    #[test]
+    fn host_sources() {
+        let r = request(Some("Api.Example.com:81"), "/x");
+        let (host, fwd) = request_host(&r).unwrap();
+        assert_eq!(host, "api.example.com");
+        assert_eq!(fwd.unwrap(), "Api.Example.com:81");
+
+        // HTTP/2 style: only the authority.
+        let r = request(None, "http://h2.example.com/x");
+        assert_eq!(request_host(&r).unwrap().0, "h2.example.com");
+
+        // Absolute-form that disagrees with Host.
+        let r = request(Some("public.example.com"), "http://internal/admin");
+        assert!(request_host(&r).is_err());
+
+        assert!(request_host(&request(None, "/x")).is_err());
+
+        let mut r = request(Some("a.example.com"), "/x");
+        r.headers_mut()
+            .append(HOST, HeaderValue::from_static("b.example.com"));
+        assert!(request_host(&r).is_err());
+    }
+
+    #[test]
+    fn content_length_rules() {
+        let mut h = HeaderMap::new();
+        assert_eq!(content_length(&h).unwrap(), None);
+        h.insert(CONTENT_LENGTH, HeaderValue::from_static("12"));
+        assert_eq!(content_length(&h).unwrap(), Some(12));
+        h.append(CONTENT_LENGTH, HeaderValue::from_static("12"));
+        assert_eq!(content_length(&h).unwrap(), Some(12));
+        h.append(CONTENT_LENGTH, HeaderValue::from_static("13"));
+        assert!(content_length(&h).is_err());
+        for bad in ["+5", "-1", "0x5", " 5", "", "99999999999999999999"] {
+            let mut h = HeaderMap::new();
+            h.insert(CONTENT_LENGTH, HeaderValue::from_str(bad).unwrap());
+            assert!(content_length(&h).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn header_bounds() {
+        let limits = crate::config::Limits {
+            max_header_bytes: 100,
+            max_header_line_bytes: 40,
+            ..Default::default()
+        };
+        let mut h = HeaderMap::new();
+        h.insert("a", HeaderValue::from_static("short"));
+        assert!(check_header_sizes(&h, &limits).is_ok());
+        h.insert("b", HeaderValue::from_str(&"x".repeat(40)).unwrap());
+        assert_eq!(
+            check_header_sizes(&h, &limits),
+            Err(GatewayErrorKind::HeadersTooLarge)
+        );
+        let mut h = HeaderMap::new();
+        for name in ["c", "d", "e", "f"] {
+            h.insert(name, HeaderValue::from_str(&"y".repeat(30)).unwrap());
+        }
+        assert_eq!(
+            check_header_sizes(&h, &limits),
+            Err(GatewayErrorKind::HeadersTooLarge)
+        );
+    }
+}

@@ -1,0 +1,275 @@
+//! The one place where a request's failure becomes an APIG error response: status, `APIG.xxxx`
+//! code and message, as a JSON body `{"error_code","error_msg","request_id"}` with `X-Request-Id`.
+//!
+//! Codes and messages follow APIG's runtime error table (semantics digest §2.3).
+
+use std::borrow::Cow;
+
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{Response, StatusCode};
+
+use crate::body::ResponseBody;
+use crate::context::RequestId;
+
+/// The response header carrying the request id on every answer.
+pub(crate) const X_REQUEST_ID: &str = "x-request-id";
+
+/// Every reason the gateway itself answers a request instead of the backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum GatewayErrorKind {
+    /// No snapshot has been applied yet.
+    NotReady,
+    /// The request target exceeds `max_uri_bytes`.
+    UriTooLarge,
+    /// The request headers exceed `max_header_bytes` or `max_header_line_bytes`.
+    HeadersTooLarge,
+    /// The request is malformed (path, host, framing); the text says what.
+    BadRequest(Cow<'static, str>),
+    /// No API matches host, stage and path.
+    ApiNotFound,
+    /// An API matches the path but not the method.
+    MethodNotFound,
+    /// APP authentication is configured; not implemented yet, so it fails closed.
+    AppAuthUnavailable,
+    /// IAM authentication is configured; not implemented yet, so it fails closed.
+    IamAuthUnavailable,
+    /// A custom authorizer is configured; not implemented yet, so it fails closed.
+    AuthorizerUnavailable,
+    /// The request body exceeds `max_body_bytes`.
+    BodyTooLarge,
+    /// A required request parameter is absent.
+    MissingParameter {
+        name: String,
+        location: &'static str,
+    },
+    /// A request parameter fails its validation rule.
+    InvalidParameter { name: String, reason: String },
+    /// The backend did not answer with response headers within the API's timeout.
+    BackendTimeout,
+    /// The backend refused, reset or broke the connection.
+    BackendUnavailable,
+    /// The backend's scheme is not supported by this gateway (HTTPS until TLS exists).
+    BackendProtocolUnsupported(&'static str),
+    /// A bug or an impossible state; logged where it happens.
+    Internal,
+}
+
+#[derive(serde::Serialize)]
+struct ErrorBody<'a> {
+    error_code: &'a str,
+    error_msg: &'a str,
+    request_id: &'a str,
+}
+
+// === impl GatewayErrorKind ===
+
+impl GatewayErrorKind {
+    /// HTTP status of the error response.
+    pub(crate) fn status(&self) -> StatusCode {
+        match self {
+            Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            Self::UriTooLarge => StatusCode::URI_TOO_LONG,
+            // nginx's (and so APIG's) non-standard "Request Header Too Large".
+            Self::HeadersTooLarge => {
+                StatusCode::from_u16(494).unwrap_or(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+            }
+            Self::BadRequest(_) | Self::MissingParameter { .. } | Self::InvalidParameter { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::ApiNotFound | Self::MethodNotFound => StatusCode::NOT_FOUND,
+            Self::AppAuthUnavailable | Self::IamAuthUnavailable | Self::AuthorizerUnavailable => {
+                StatusCode::UNAUTHORIZED
+            }
+            Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BackendTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::BackendUnavailable | Self::BackendProtocolUnsupported(_) => {
+                StatusCode::BAD_GATEWAY
+            }
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// APIG error code.
+    pub(crate) fn code(&self) -> &'static str {
+        match self {
+            Self::NotReady => "APIG.0606",
+            Self::UriTooLarge
+            | Self::HeadersTooLarge
+            | Self::BadRequest(_)
+            | Self::BodyTooLarge
+            | Self::MissingParameter { .. }
+            | Self::InvalidParameter { .. }
+            | Self::BackendTimeout
+            | Self::BackendUnavailable => "APIG.0201",
+            Self::ApiNotFound | Self::MethodNotFound => "APIG.0101",
+            Self::AppAuthUnavailable => "APIG.0303",
+            Self::IamAuthUnavailable => "APIG.0301",
+            Self::AuthorizerUnavailable => "APIG.0305",
+            Self::BackendProtocolUnsupported(_) => "APIG.0202",
+            Self::Internal => "APIG.0601",
+        }
+    }
+
+    /// APIG error message.
+    pub(crate) fn message(&self) -> Cow<'static, str> {
+        match self {
+            Self::NotReady => "Failed to load the API configurations.".into(),
+            Self::UriTooLarge => "Request URI too large.".into(),
+            Self::HeadersTooLarge => "Request headers too large.".into(),
+            Self::BadRequest(what) => format!("API request error: {what}").into(),
+            Self::ApiNotFound => {
+                "The API does not exist or has not been published in the environment.".into()
+            }
+            Self::MethodNotFound => "The API does not exist.".into(),
+            Self::AppAuthUnavailable => {
+                "Incorrect app authentication information: app authentication is not available yet"
+                    .into()
+            }
+            Self::IamAuthUnavailable => {
+                "Incorrect IAM authentication information: IAM authentication is not available yet"
+                    .into()
+            }
+            Self::AuthorizerUnavailable => {
+                "Incorrect authentication information: custom authorizers are not available yet"
+                    .into()
+            }
+            Self::BodyTooLarge => "Request entity too large.".into(),
+            Self::MissingParameter { name, location } => {
+                format!("API request error: missing required {location} parameter: {name}").into()
+            }
+            Self::InvalidParameter { name, reason } => {
+                format!("API request error: invalid parameter {name}: {reason}").into()
+            }
+            Self::BackendTimeout => "Backend timeout.".into(),
+            Self::BackendUnavailable => "Backend unavailable.".into(),
+            Self::BackendProtocolUnsupported(what) => format!("Backend unavailable: {what}").into(),
+            Self::Internal => "Internal server error.".into(),
+        }
+    }
+
+    /// The complete error response for this request.
+    pub(crate) fn into_response(self, request_id: &RequestId) -> Response<ResponseBody> {
+        error_response(self.status(), self.code(), &self.message(), request_id)
+    }
+}
+
+/// Builds an APIG error response. Never fails: the body is serialised from plain strings.
+pub(crate) fn error_response(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    request_id: &RequestId,
+) -> Response<ResponseBody> {
+    let body = serde_json::to_vec(&ErrorBody {
+        error_code: code,
+        error_msg: message,
+        request_id: request_id.as_str(),
+    })
+    .unwrap_or_default();
+    let mut response = Response::new(ResponseBody::full(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(X_REQUEST_ID, request_id.header_value());
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    fn all_kinds() -> Vec<GatewayErrorKind> {
+        use GatewayErrorKind::*;
+        vec![
+            NotReady,
+            UriTooLarge,
+            HeadersTooLarge,
+            BadRequest("bad path".into()),
+            ApiNotFound,
+            MethodNotFound,
+            AppAuthUnavailable,
+            IamAuthUnavailable,
+            AuthorizerUnavailable,
+            BodyTooLarge,
+            MissingParameter {
+                name: "id".into(),
+                location: "QUERY",
+            },
+            InvalidParameter {
+                name: "n".into(),
+                reason: "not a number".into(),
+            },
+            BackendTimeout,
+            BackendUnavailable,
+            BackendProtocolUnsupported("https"),
+            Internal,
+        ]
+    }
+
+    #[test]
+    fn codes_and_statuses_follow_apig() {
+        use GatewayErrorKind::*;
+        let cases: &[(GatewayErrorKind, u16, &str)] = &[
+            (UriTooLarge, 414, "APIG.0201"),
+            (HeadersTooLarge, 494, "APIG.0201"),
+            (BadRequest("x".into()), 400, "APIG.0201"),
+            (ApiNotFound, 404, "APIG.0101"),
+            (MethodNotFound, 404, "APIG.0101"),
+            (AppAuthUnavailable, 401, "APIG.0303"),
+            (IamAuthUnavailable, 401, "APIG.0301"),
+            (AuthorizerUnavailable, 401, "APIG.0305"),
+            (BodyTooLarge, 413, "APIG.0201"),
+            (BackendTimeout, 504, "APIG.0201"),
+            (BackendUnavailable, 502, "APIG.0201"),
+            (BackendProtocolUnsupported("x"), 502, "APIG.0202"),
+            (Internal, 500, "APIG.0601"),
+            (NotReady, 503, "APIG.0606"),
+        ];
+        for (kind, status, code) in cases {
+            assert_eq!(kind.status().as_u16(), *status, "{kind:?}");
+            assert_eq!(kind.code(), *code, "{kind:?}");
+        }
+        assert_eq!(
+            ApiNotFound.message(),
+            "The API does not exist or has not been published in the environment."
+        );
+        assert_eq!(UriTooLarge.message(), "Request URI too large.");
+        assert_eq!(BodyTooLarge.message(), "Request entity too large.");
+        assert_eq!(BackendTimeout.message(), "Backend timeout.");
+        assert_eq!(BackendUnavailable.message(), "Backend unavailable.");
+        assert!(AppAuthUnavailable
+            .message()
+            .starts_with("Incorrect app authentication information"));
+    }
+
+    #[tokio::test]
+    async fn every_error_is_an_apig_json_body_with_request_id() {
+        for kind in all_kinds() {
+            let id = RequestId::random();
+            let status = kind.status();
+            let code = kind.code();
+            let message = kind.message().into_owned();
+            let response = kind.into_response(&id);
+            assert_eq!(response.status(), status);
+            assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
+            assert_eq!(response.headers()[X_REQUEST_ID], id.as_str());
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(json["error_code"], code);
+            assert_eq!(json["error_msg"], message.as_str());
+            assert_eq!(json["request_id"], id.as_str());
+            assert_eq!(json.as_object().unwrap().len(), 3);
+        }
+    }
+
+    #[test]
+    fn parameter_messages_name_the_parameter() {
+        let missing = GatewayErrorKind::MissingParameter {
+            name: "userId".into(),
+            location: "HEADER",
+        };
+        assert!(missing.message().contains("userId"));
+        assert!(missing.message().contains("HEADER"));
+    }
+}

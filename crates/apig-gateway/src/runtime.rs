@@ -1,0 +1,206 @@
+//! What one applied snapshot becomes: the snapshot itself, its compiled route table and, per
+//! API, everything the request path needs pre-parsed (backend address, path template, parameter
+//! specs). Built completely before it is swapped in, never modified after.
+
+use std::sync::Arc;
+
+use apig_proto::{api, AuthType, Snapshot};
+use apig_router::RouteTable;
+
+use crate::mapping::{ApiMapping, BackendParamSpec, HttpTarget};
+use crate::mock::MockResponse;
+use crate::params::{Location, ReqParamSpec};
+
+/// One applied snapshot, ready to serve.
+pub(crate) struct Runtime {
+    pub snapshot: Arc<Snapshot>,
+    pub table: RouteTable,
+    /// Index-aligned with `snapshot.apis`.
+    pub apis: Vec<PreparedApi>,
+    /// SHA-256 of the snapshot's protobuf encoding.
+    pub digest: [u8; 32],
+}
+
+/// Why a snapshot cannot be served; sent back to the control plane as the NACK reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum PrepareError {
+    #[error("route table: {0}")]
+    Compile(String),
+    #[error("api {id} ({name}): {reason}")]
+    Api {
+        id: String,
+        name: String,
+        reason: String,
+    },
+}
+
+/// How an API authenticates callers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Auth {
+    None,
+    App,
+    Iam,
+    Authorizer,
+}
+
+/// What answers an API's requests.
+#[derive(Debug, Clone)]
+pub(crate) enum Backend {
+    Http(HttpTarget),
+    Mock(MockResponse),
+}
+
+/// One API (as published in one environment), pre-parsed.
+#[derive(Debug, Clone)]
+pub(crate) struct PreparedApi {
+    pub id: String,
+    pub name: String,
+    /// The environment's name (`$context.stage`).
+    pub stage: String,
+    pub auth: Auth,
+    /// Names of the frontend's greedy `{name+}` parameters.
+    pub greedy: Vec<String>,
+    pub req_params: Vec<ReqParamSpec>,
+    pub backend_params: Vec<BackendParamSpec>,
+    pub backend: Backend,
+}
+
+// === impl Runtime ===
+
+impl Runtime {
+    /// Compiles and prepares a snapshot. Any error rejects the whole snapshot: serving part of a
+    /// published state would be a state nobody published.
+    pub(crate) fn prepare(snapshot: Snapshot, digest: [u8; 32]) -> Result<Self, PrepareError> {
+        let table =
+            RouteTable::compile(&snapshot).map_err(|e| PrepareError::Compile(e.to_string()))?;
+        let apis = snapshot
+            .apis
+            .iter()
+            .map(|a| {
+                PreparedApi::prepare(a, &snapshot).map_err(|reason| PrepareError::Api {
+                    id: a.id.clone(),
+                    name: a.name.clone(),
+                    reason,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            snapshot: Arc::new(snapshot),
+            table,
+            apis,
+            digest,
+        })
+    }
+
+    pub(crate) fn epoch(&self) -> &str {
+        &self.snapshot.epoch
+    }
+
+    pub(crate) fn version(&self) -> u64 {
+        self.snapshot.version
+    }
+}
+
+// === impl PreparedApi ===
+
+impl PreparedApi {
+    fn prepare(api: &apig_proto::Api, snapshot: &Snapshot) -> Result<Self, String> {
+        let auth = match AuthType::try_from(api.auth_type) {
+            Ok(AuthType::None) => Auth::None,
+            Ok(AuthType::App) => Auth::App,
+            Ok(AuthType::Iam) => Auth::Iam,
+            Ok(AuthType::Authorizer) => Auth::Authorizer,
+            Err(_) => return Err(format!("unknown auth type {}", api.auth_type)),
+        };
+        let stage = snapshot
+            .environments
+            .iter()
+            .find(|e| e.id == api.env_id)
+            .map_or_else(|| api.env_id.clone(), |e| e.name.clone());
+        let (frontend_params, greedy) = frontend_params(&api.req_uri);
+        let req_params = api
+            .req_params
+            .iter()
+            .map(ReqParamSpec::prepare)
+            .collect::<Result<Vec<_>, _>>()?;
+        let backend_params = api
+            .backend_params
+            .iter()
+            .map(BackendParamSpec::prepare)
+            .collect::<Result<Vec<_>, _>>()?;
+        let backend = match &api.backend {
+            Some(api::Backend::Http(http)) => {
+                let target = HttpTarget::prepare(http)?;
+                for var in target.path.vars() {
+                    let has_source =
+                        backend_params.iter().any(|bp| {
+                            bp.location == Location::Path && bp.name.eq_ignore_ascii_case(var)
+                        }) || frontend_params.iter().any(|p| p.eq_ignore_ascii_case(var));
+                    if !has_source {
+                        return Err(format!(
+                            "backend path parameter {{{var}}} has no PATH backend parameter or \
+                             frontend path parameter of that name"
+                        ));
+                    }
+                }
+                Backend::Http(target)
+            }
+            Some(api::Backend::Mock(mock)) => Backend::Mock(MockResponse::prepare(mock)?),
+            None => return Err("no backend".into()),
+        };
+        Ok(Self {
+            id: api.id.clone(),
+            name: api.name.clone(),
+            stage,
+            auth,
+            greedy,
+            req_params,
+            backend_params,
+            backend,
+        })
+    }
+
+    pub(crate) fn mapping(&self) -> ApiMapping<'_> {
+        ApiMapping {
+            id: &self.id,
+            name: &self.name,
+            stage: &self.stage,
+            greedy: &self.greedy,
+            req_params: &self.req_params,
+            backend_params: &self.backend_params,
+        }
+    }
+}
+
+/// Names of the frontend template's parameters, and of the greedy ones among them. The router
+/// validates the template; this only reads names.
+fn frontend_params(template: &str) -> (Vec<String>, Vec<String>) {
+    let mut all = Vec::new();
+    let mut greedy = Vec::new();
+    for seg in template.split('/') {
+        let Some(inner) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) else {
+            continue;
+        };
+        match inner.strip_suffix('+') {
+            Some(name) => {
+                all.push(name.to_owned());
+                greedy.push(name.to_owned());
+            }
+            None => all.push(inner.to_owned()),
+        }
+    }
+    (all, greedy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frontend_params_finds_greedy() {
+        let (all, greedy) = frontend_params("/a/{id}/b/{rest+}");
+        assert_eq!(all, vec!["id", "rest"]);
+        assert_eq!(greedy, vec!["rest"]);
+        assert_eq!(frontend_params("/plain"), (vec![], vec![]));
+    }
+}

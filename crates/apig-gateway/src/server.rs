@@ -1,0 +1,185 @@
+//! The HTTP listeners: accept loop, connection cap, HTTP/1.1 and h2c (hyper-util's auto
+//! builder), bounds, and graceful shutdown.
+//!
+//! - Connections beyond `max_connections` are closed right after accept (fast feedback; a full
+//!   kernel backlog would leave clients hanging instead).
+//! - HTTP/1: `header_read_timeout` bounds reading a request head and idle keep-alive time;
+//!   `max_headers` and a head buffer bound what a client makes us hold before the pipeline runs.
+//! - HTTP/2: concurrent streams, header list size, keep-alive pings, pending-reset budget.
+//! - Shutdown: stop accepting, ask every connection to finish (HTTP/1 closes after the in-flight
+//!   response, HTTP/2 sends GOAWAY), wait up to `shutdown_grace`, then close what remains.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::body::ResponseBody;
+use crate::config::Limits;
+use crate::pipeline::ConnInfo;
+
+/// How one listener is run.
+pub(crate) struct ListenerSettings {
+    /// For logs: `gateway` or `gateway-admin`.
+    pub name: &'static str,
+    pub builder: auto::Builder<TokioExecutor>,
+    pub max_connections: usize,
+    pub shutdown_grace: Duration,
+}
+
+// === impl ListenerSettings ===
+
+impl ListenerSettings {
+    /// The data-plane listener: HTTP/1.1 and h2c with the configured bounds.
+    pub(crate) fn data_plane(limits: &Limits) -> Self {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        let head = limits.head_buffer_bytes();
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_headers(limits.max_headers)
+            .max_buf_size(head)
+            .keep_alive(true);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(limits.max_concurrent_streams)
+            .max_header_list_size(u32::try_from(head).unwrap_or(u32::MAX))
+            .max_pending_accept_reset_streams(Some(50))
+            .keep_alive_interval(Some(Duration::from_secs(20)))
+            .keep_alive_timeout(Duration::from_secs(20));
+        Self {
+            name: "gateway",
+            builder,
+            max_connections: limits.max_connections,
+            shutdown_grace: limits.shutdown_grace,
+        }
+    }
+
+    /// The admin listener: HTTP/1.1 only, small bounds, few connections.
+    pub(crate) fn admin(limits: &Limits) -> Self {
+        let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(10))
+            .max_headers(64)
+            .max_buf_size(16 * 1024);
+        Self {
+            name: "gateway-admin",
+            builder,
+            max_connections: 256,
+            shutdown_grace: limits.shutdown_grace.min(Duration::from_secs(5)),
+        }
+    }
+}
+
+/// Accepts connections on `listener` and serves them with `handler` until `shutdown` flips,
+/// then drains.
+pub(crate) async fn serve<F, Fut>(
+    listener: TcpListener,
+    settings: ListenerSettings,
+    mut shutdown: watch::Receiver<bool>,
+    handler: F,
+) where
+    F: Fn(ConnInfo, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response<ResponseBody>, Infallible>> + Send + 'static,
+{
+    let name = settings.name;
+    let listen_addr = listener
+        .local_addr()
+        .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+    let permits = Arc::new(Semaphore::new(settings.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    let mut refused: u64 = 0;
+
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        tokio::select! {
+            changed = shutdown.changed() => {
+                if changed.is_err() || *shutdown.borrow() {
+                    break;
+                }
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(listener = name, %error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+                    refused += 1;
+                    if refused == 1 || refused.is_power_of_two() {
+                        tracing::warn!(
+                            listener = name,
+                            %peer,
+                            max = settings.max_connections,
+                            refused,
+                            "connection limit reached; closing new connection"
+                        );
+                    }
+                    drop(stream);
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let conn = ConnInfo {
+                    peer,
+                    local: stream.local_addr().unwrap_or(listen_addr),
+                };
+                let handler = handler.clone();
+                let service = service_fn(move |request| handler(conn, request));
+                let connection = settings
+                    .builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .into_owned();
+                let connection = graceful.watch(connection);
+                connections.spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::debug!(listener = name, %peer, %error, "connection ended with an error");
+                    }
+                    drop(permit);
+                });
+            }
+        }
+    }
+
+    drop(listener);
+    let open = graceful.count();
+    tracing::info!(
+        listener = name,
+        open,
+        "stopped accepting; draining connections"
+    );
+    if tokio::time::timeout(settings.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            listener = name,
+            open = connections.len(),
+            grace = ?settings.shutdown_grace,
+            "shutdown grace elapsed; closing remaining connections"
+        );
+    }
+    connections.shutdown().await;
+}

@@ -1,0 +1,220 @@
+use apig_proto::{api, Api, Environment, Group, HttpBackend, MockBackend};
+
+use super::*;
+
+fn api(id: &str, uri: &str) -> Api {
+    Api {
+        id: id.into(),
+        name: format!("api_{id}"),
+        group_id: "g1".into(),
+        env_id: "env-release".into(),
+        req_method: "GET".into(),
+        req_uri: uri.into(),
+        backend: Some(api::Backend::Mock(MockBackend {
+            status_code: 200,
+            result_content: "ok".into(),
+        })),
+        ..Default::default()
+    }
+}
+
+fn snapshot(epoch: &str, version: u64, apis: Vec<Api>) -> Snapshot {
+    Snapshot {
+        instance_id: "inst".into(),
+        epoch: epoch.into(),
+        version,
+        created_at_unix_ms: 0,
+        groups: vec![Group {
+            id: "g1".into(),
+            name: "group".into(),
+            domains: vec!["api.example.com".into()],
+        }],
+        environments: vec![Environment {
+            id: "env-release".into(),
+            name: "RELEASE".into(),
+        }],
+        apis,
+    }
+}
+
+fn applied(s: Snapshot) -> Runtime {
+    match evaluate(None, "inst", s) {
+        Decision::Apply { runtime, .. } => *runtime,
+        Decision::AlreadyApplied => panic!("already applied"),
+        Decision::Reject(r) => panic!("rejected: {r}"),
+    }
+}
+
+#[track_caller]
+fn assert_rejected(d: Decision, contains: &str) {
+    match d {
+        Decision::Reject(reason) => assert!(reason.contains(contains), "{reason}"),
+        Decision::Apply { .. } => panic!("applied, expected a rejection containing {contains:?}"),
+        Decision::AlreadyApplied => panic!("already applied, expected a rejection"),
+    }
+}
+
+#[track_caller]
+fn assert_applied(d: Decision) -> Runtime {
+    match d {
+        Decision::Apply { runtime, encoded } => {
+            assert_eq!(cache::digest(&encoded), runtime.digest);
+            *runtime
+        }
+        Decision::AlreadyApplied => panic!("already applied, expected apply"),
+        Decision::Reject(r) => panic!("rejected: {r}"),
+    }
+}
+
+#[test]
+fn applies_a_valid_snapshot() {
+    let rt = assert_applied(evaluate(
+        None,
+        "inst",
+        snapshot("e1", 1, vec![api("a", "/a")]),
+    ));
+    assert_eq!(rt.version(), 1);
+    assert_eq!(rt.apis.len(), 1);
+}
+
+#[test]
+fn rejects_another_instance() {
+    let mut s = snapshot("e1", 1, vec![]);
+    s.instance_id = "other".into();
+    assert_rejected(evaluate(None, "inst", s), "instance");
+}
+
+#[test]
+fn version_rules_within_an_epoch() {
+    let current = applied(snapshot("e1", 5, vec![api("a", "/a")]));
+    assert_rejected(
+        evaluate(
+            Some(&current),
+            "inst",
+            snapshot("e1", 4, vec![api("a", "/a")]),
+        ),
+        "older",
+    );
+    assert!(matches!(
+        evaluate(
+            Some(&current),
+            "inst",
+            snapshot("e1", 5, vec![api("a", "/a")])
+        ),
+        Decision::AlreadyApplied
+    ));
+    assert_rejected(
+        evaluate(
+            Some(&current),
+            "inst",
+            snapshot("e1", 5, vec![api("b", "/b")]),
+        ),
+        "different content",
+    );
+    assert_applied(evaluate(
+        Some(&current),
+        "inst",
+        snapshot("e1", 6, vec![api("b", "/b")]),
+    ));
+}
+
+#[test]
+fn a_new_epoch_may_restart_versions() {
+    let current = applied(snapshot("e1", 9, vec![api("a", "/a")]));
+    let rt = assert_applied(evaluate(
+        Some(&current),
+        "inst",
+        snapshot("e2", 1, vec![api("a", "/a")]),
+    ));
+    assert_eq!(rt.epoch(), "e2");
+}
+
+#[test]
+fn empty_snapshot_guard() {
+    let current = applied(snapshot("e1", 3, vec![api("a", "/a")]));
+    // A wiped control plane (new epoch) must not blank the replica.
+    assert_rejected(
+        evaluate(Some(&current), "inst", snapshot("e2", 1, vec![])),
+        "empty snapshot",
+    );
+    // Deleting everything within an epoch is a normal publish.
+    assert_applied(evaluate(Some(&current), "inst", snapshot("e1", 4, vec![])));
+    // With nothing applied (no cache), an empty snapshot is accepted.
+    assert_applied(evaluate(None, "inst", snapshot("e2", 1, vec![])));
+}
+
+#[test]
+fn uncompilable_snapshot_is_rejected_with_the_reason() {
+    assert_rejected(
+        evaluate(
+            None,
+            "inst",
+            snapshot("e1", 1, vec![api("bad", "no-slash")]),
+        ),
+        "route table",
+    );
+    let mut dup = snapshot("e1", 1, vec![api("a", "/a"), api("b", "/a")]);
+    dup.apis[1].name = "other".into();
+    assert_rejected(evaluate(None, "inst", dup), "route table");
+}
+
+#[test]
+fn unpreparable_api_is_rejected_with_the_reason() {
+    let mut a = api("h", "/h");
+    a.backend = Some(api::Backend::Http(HttpBackend {
+        scheme: "gopher".into(),
+        host: "x".into(),
+        path: "/".into(),
+        ..Default::default()
+    }));
+    assert_rejected(evaluate(None, "inst", snapshot("e1", 1, vec![a])), "scheme");
+
+    let mut no_backend = api("n", "/n");
+    no_backend.backend = None;
+    assert_rejected(
+        evaluate(None, "inst", snapshot("e1", 1, vec![no_backend])),
+        "no backend",
+    );
+
+    let mut unmapped = api("u", "/u");
+    unmapped.backend = Some(api::Backend::Http(HttpBackend {
+        host: "x".into(),
+        path: "/x/{nowhere}".into(),
+        ..Default::default()
+    }));
+    assert_rejected(
+        evaluate(None, "inst", snapshot("e1", 1, vec![unmapped])),
+        "nowhere",
+    );
+
+    let mut auth = api("z", "/z");
+    auth.auth_type = 77;
+    assert_rejected(
+        evaluate(None, "inst", snapshot("e1", 1, vec![auth])),
+        "auth",
+    );
+}
+
+#[test]
+fn backoff_doubles_to_the_cap_with_bounded_jitter() {
+    let mut b = Backoff::new();
+    let mut base = BACKOFF_START;
+    for _ in 0..12 {
+        let d = b.next_delay();
+        assert!(d >= base && d <= base + base / 4, "{d:?} vs {base:?}");
+        base = (base * 2).min(BACKOFF_MAX);
+    }
+    assert_eq!(b.next, BACKOFF_MAX);
+    b.reset();
+    assert!(b.next_delay() < Duration::from_millis(200));
+}
+
+#[test]
+fn settings_validate_url_and_token() {
+    let dir = std::env::temp_dir();
+    let cache = SnapshotCache::new(&dir, "inst");
+    assert!(SyncSettings::new("http://127.0.0.1:9090", "tok", cache.clone()).is_ok());
+    assert!(SyncSettings::new("http://127.0.0.1:9090", "", cache.clone()).is_err());
+    assert!(SyncSettings::new("http://127.0.0.1:9090", "bad\ntoken", cache.clone()).is_err());
+    assert!(SyncSettings::new("not a url", "tok", cache).is_err());
+}

@@ -1,0 +1,198 @@
+//! Bounds and hostile input: each answers with a clear APIG error and never reaches the backend.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use apig_proto::MatchMode;
+use bytes::Bytes;
+use http_body::Frame;
+use http_body_util::{BodyExt, StreamBody};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::harness::*;
+
+/// Every path on api.example.com goes to the echo backend.
+fn catch_all(backend: SocketAddr) -> Vec<apig_proto::Api> {
+    let mut a = with_http(api("all", "ANY", "/"), backend, "/", 5_000);
+    a.match_mode = MatchMode::Swa as i32;
+    vec![a]
+}
+
+/// Sends raw bytes and reads until the server closes; returns (status, whole response text).
+async fn raw(addr: SocketAddr, request: &[u8]) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+#[tokio::test]
+async fn hostile_paths_are_refused_before_the_backend() {
+    bounded(async {
+        let stack = Stack::start(catch_all).await;
+        let addr = stack.gw.addr;
+        for path in [
+            "/a/../../etc/passwd",
+            "/%2e%2e/etc/passwd",
+            "/a/%2e%2E/%2E%2e/etc",
+            "/a/%2F..%2Fadmin",
+            "/a%2fb",
+            "/a/..%5cadmin",
+            "/a/%00",
+            "/a/x%00.json",
+            "/a/%zz",
+            "/a/%c0%ae%c0%ae/admin",
+        ] {
+            let json = call(addr, path).await.assert_apig_error(400, "APIG.0201");
+            assert!(
+                json["error_msg"].as_str().unwrap().contains("path"),
+                "{path}: {json}"
+            );
+        }
+        assert!(
+            stack.backend.seen().is_empty(),
+            "backend saw {:?}",
+            stack.backend.seen()
+        );
+
+        // Dot segments that stay inside the root are normalised; the backend sees the result.
+        let echo = call(addr, "/a/./b/../c//d").await.json();
+        assert_eq!(echo["path"], "/a/c/d");
+        let seen = stack.backend.seen();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].path_and_query, "/a/c/d");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn malformed_hosts_are_400() {
+    bounded(async {
+        let stack = Stack::start(catch_all).await;
+        let addr = stack.gw.addr;
+        let (status, text) = raw(addr, b"GET /x HTTP/1.1\r\nConnection: close\r\n\r\n").await;
+        assert_eq!(status, 400, "{text}");
+        assert!(text.contains("APIG.0201"), "{text}");
+        let (status, text) = raw(
+            addr,
+            b"GET http://internal.example.com/admin HTTP/1.1\r\nHost: api.example.com\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert_eq!(status, 400, "{text}");
+        for host in ["a@api.example.com", "api.example.com:http"] {
+            get(addr, "/x", &[("host", host)])
+                .await
+                .assert_apig_error(400, "APIG.0201");
+        }
+        assert!(stack.backend.seen().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn uri_over_the_limit_is_414() {
+    bounded(async {
+        let stack = Stack::start(catch_all).await;
+        let long = format!("/{}", "a".repeat(33 * 1024));
+        let json = call(stack.gw.addr, &long)
+            .await
+            .assert_apig_error(414, "APIG.0201");
+        assert_eq!(json["error_msg"], "Request URI too large.");
+        let long_query = format!("/x?q={}", "b".repeat(33 * 1024));
+        call(stack.gw.addr, &long_query)
+            .await
+            .assert_apig_error(414, "APIG.0201");
+        assert!(stack.backend.seen().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn headers_over_the_limits() {
+    bounded(async {
+        let stack = Stack::start(catch_all).await;
+        let addr = stack.gw.addr;
+        let big = "v".repeat(33 * 1024);
+        let json = get(addr, "/x", &[("host", HOST), ("x-big", big.as_str())])
+            .await
+            .assert_apig_error(494, "APIG.0201");
+        assert_eq!(json["error_msg"], "Request headers too large.");
+
+        // Many small headers: hyper refuses past max_headers (100) before the pipeline runs.
+        let mut request = String::from("GET /x HTTP/1.1\r\nHost: api.example.com\r\n");
+        for i in 0..150 {
+            request.push_str(&format!("x-h{i}: v\r\n"));
+        }
+        request.push_str("Connection: close\r\n\r\n");
+        let (status, _) = raw(addr, request.as_bytes()).await;
+        assert_eq!(status, 431);
+        assert!(stack.backend.seen().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_413() {
+    bounded(async {
+        let stack = Stack::start_with(catch_all, |c| c.limits.max_body_bytes = 1024).await;
+        let addr = stack.gw.addr;
+
+        // Declared length over the limit: refused before anything is forwarded.
+        let json = send(
+            addr,
+            "POST",
+            "/upload",
+            &[("host", HOST)],
+            Bytes::from(vec![b'x'; 2048]),
+        )
+        .await
+        .assert_apig_error(413, "APIG.0201");
+        assert_eq!(json["error_msg"], "Request entity too large.");
+        assert!(stack.backend.seen().is_empty());
+
+        // Within the limit: forwarded.
+        let ok = send(
+            addr,
+            "POST",
+            "/upload",
+            &[("host", HOST)],
+            Bytes::from(vec![b'x'; 1000]),
+        )
+        .await;
+        assert_eq!(ok.status, 200);
+        assert_eq!(ok.json()["body_len"], 1000);
+
+        // Chunked (no Content-Length) and over the limit: cut off, 413 since the backend has
+        // not answered yet.
+        let chunks: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = (0..8)
+            .map(|_| Ok(Frame::data(Bytes::from(vec![b'y'; 512]))))
+            .collect();
+        let body = StreamBody::new(futures_util::stream::iter(chunks));
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        let request = http::Request::builder()
+            .method("POST")
+            .uri(format!("http://{addr}/upload"))
+            .header("host", HOST)
+            .body(body)
+            .unwrap();
+        let response = tokio::time::timeout(Duration::from_secs(10), client.request(request))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(response.status(), 413);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["error_code"], "APIG.0201");
+    })
+    .await;
+}

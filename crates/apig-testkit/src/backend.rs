@@ -1,0 +1,105 @@
+//! A real HTTP backend on loopback that answers with what it received, as JSON:
+//! `{"method","path","query","headers":{name: value},"body"}`. `/sleep/<ms>` waits before answering.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+pub struct EchoBackend {
+    pub addr: SocketAddr,
+    hits: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn echo(
+    req: Request<Incoming>,
+    hits: Arc<AtomicUsize>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    hits.fetch_add(1, Ordering::SeqCst);
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    if let Some(ms) = parts
+        .uri
+        .path()
+        .strip_prefix("/sleep/")
+        .and_then(|m| m.parse::<u64>().ok())
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+    let mut headers = serde_json::Map::new();
+    for (k, v) in &parts.headers {
+        headers.insert(
+            k.as_str().to_owned(),
+            String::from_utf8_lossy(v.as_bytes()).into_owned().into(),
+        );
+    }
+    let json = serde_json::json!({
+        "method": parts.method.as_str(),
+        "path": parts.uri.path(),
+        "query": parts.uri.query().unwrap_or(""),
+        "headers": headers,
+        "body": String::from_utf8_lossy(&body),
+    });
+    let mut resp = Response::new(Full::new(Bytes::from(json.to_string())));
+    resp.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut()
+        .insert("x-backend", hyper::header::HeaderValue::from_static("echo"));
+    Ok(resp)
+}
+
+impl EchoBackend {
+    pub async fn start() -> EchoBackend {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind echo backend");
+        let addr = listener.local_addr().expect("addr");
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| echo(req, counter.clone()));
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        EchoBackend { addr, hits, task }
+    }
+
+    /// How many requests reached the backend.
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+
+    /// `host:port` for an API's `url_domain`.
+    pub fn authority(&self) -> String {
+        self.addr.to_string()
+    }
+}
+
+impl Drop for EchoBackend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,309 @@
+//! Spawning `apig control` and `apig gateway` and learning their bound addresses from the
+//! `apig: listening <role> <url>` lines they print.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Fixed bootstrap identity for tests (the control plane never has defaults; tests seed them).
+#[derive(Clone, Debug)]
+pub struct Seed {
+    pub ak: String,
+    pub sk: String,
+    pub project_id: String,
+    pub instance_id: String,
+}
+
+impl Default for Seed {
+    fn default() -> Self {
+        Seed {
+            ak: "TESTADMINAK0001".into(),
+            sk: "test-admin-secret-0123456789abcdef".into(),
+            project_id: "0123456789abcdef0123456789abcdef".into(),
+            instance_id: "fedcba9876543210fedcba9876543210".into(),
+        }
+    }
+}
+
+struct Spawned {
+    child: Child,
+    addrs: HashMap<String, SocketAddr>,
+    output: mpsc::Receiver<String>,
+}
+
+fn spawn(bin: &Path, args: &[String], envs: &[(&str, &str)], roles: &[&str]) -> Spawned {
+    let mut cmd = Command::new(bin);
+    cmd.args(args)
+        .env_remove("APIG_ADMIN_AK")
+        .env_remove("APIG_ADMIN_SK")
+        .env_remove("APIG_PROJECT_ID")
+        .env_remove("APIG_INSTANCE_ID")
+        .env_remove("APIG_CLUSTER_TOKEN")
+        .env(
+            "RUST_LOG",
+            std::env::var("APIG_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut addrs = HashMap::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while roles.iter().any(|r| !addrs.contains_key(*r)) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                if let Some(rest) = line.strip_prefix("apig: listening ") {
+                    if let Some((role, url)) = rest.split_once(' ') {
+                        let addr = url
+                            .trim_start_matches("http://")
+                            .parse()
+                            .expect("listening address");
+                        addrs.insert(role.to_owned(), addr);
+                    }
+                }
+            }
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "{} {:?} did not report listeners {roles:?} in time",
+                    bin.display(),
+                    args
+                );
+            }
+        }
+    }
+    Spawned {
+        child,
+        addrs,
+        output: rx,
+    }
+}
+
+/// A running `apig control`.
+pub struct ControlPlane {
+    child: Child,
+    pub mgmt: SocketAddr,
+    pub grpc: SocketAddr,
+    pub data_dir: PathBuf,
+    pub seed: Seed,
+    pub cluster_token: String,
+    bin: PathBuf,
+    _output: mpsc::Receiver<String>,
+}
+
+impl ControlPlane {
+    /// Starts a control plane on free loopback ports with a fresh seed identity.
+    pub fn start(bin: &Path, data_dir: &Path) -> ControlPlane {
+        Self::start_at(
+            bin,
+            data_dir,
+            Seed::default(),
+            "127.0.0.1:0".parse().unwrap(),
+            "127.0.0.1:0".parse().unwrap(),
+        )
+    }
+
+    pub fn start_at(
+        bin: &Path,
+        data_dir: &Path,
+        seed: Seed,
+        mgmt: SocketAddr,
+        grpc: SocketAddr,
+    ) -> ControlPlane {
+        let token = "test-cluster-token-0123456789";
+        let args = vec![
+            "control".into(),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+            "--mgmt-listen".into(),
+            mgmt.to_string(),
+            "--grpc-listen".into(),
+            grpc.to_string(),
+        ];
+        let envs = [
+            ("APIG_ADMIN_AK", seed.ak.as_str()),
+            ("APIG_ADMIN_SK", seed.sk.as_str()),
+            ("APIG_PROJECT_ID", seed.project_id.as_str()),
+            ("APIG_INSTANCE_ID", seed.instance_id.as_str()),
+            ("APIG_CLUSTER_TOKEN", token),
+        ];
+        let s = spawn(bin, &args, &envs, &["management", "grpc"]);
+        ControlPlane {
+            child: s.child,
+            mgmt: s.addrs["management"],
+            grpc: s.addrs["grpc"],
+            data_dir: data_dir.to_owned(),
+            seed,
+            cluster_token: token.into(),
+            bin: bin.to_owned(),
+            _output: s.output,
+        }
+    }
+
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+
+    /// A management client signed with the bootstrap credential.
+    pub fn client(&self) -> crate::MgmtClient {
+        crate::MgmtClient::new(
+            self.mgmt,
+            &self.seed.ak,
+            &self.seed.sk,
+            &self.seed.project_id,
+        )
+    }
+
+    /// Kills the process (SIGKILL: nothing gets a chance to flush).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Kills and starts again on the same data dir and ports.
+    pub fn restart(&mut self) {
+        self.kill();
+        let next = Self::start_at(
+            &self.bin.clone(),
+            &self.data_dir.clone(),
+            self.seed.clone(),
+            self.mgmt,
+            self.grpc,
+        );
+        *self = next;
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A running `apig gateway`.
+pub struct Gateway {
+    child: Child,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    args: Vec<String>,
+    token: String,
+    bin: PathBuf,
+    _output: mpsc::Receiver<String>,
+}
+
+impl Gateway {
+    pub fn start(
+        bin: &Path,
+        control_grpc: &str,
+        instance_id: &str,
+        cache_dir: &Path,
+        token: &str,
+    ) -> Gateway {
+        Self::start_with(
+            bin,
+            control_grpc,
+            instance_id,
+            cache_dir,
+            token,
+            "127.0.0.1:0".parse().unwrap(),
+        )
+    }
+
+    pub fn start_with(
+        bin: &Path,
+        control_grpc: &str,
+        instance_id: &str,
+        cache_dir: &Path,
+        token: &str,
+        listen: SocketAddr,
+    ) -> Gateway {
+        let args = vec![
+            "gateway".into(),
+            "--control-plane".into(),
+            control_grpc.into(),
+            "--instance-id".into(),
+            instance_id.into(),
+            "--listen".into(),
+            listen.to_string(),
+            "--admin-listen".into(),
+            "127.0.0.1:0".into(),
+            "--cache-dir".into(),
+            cache_dir.display().to_string(),
+        ];
+        let s = spawn(
+            bin,
+            &args,
+            &[("APIG_CLUSTER_TOKEN", token)],
+            &["gateway", "gateway-admin"],
+        );
+        Gateway {
+            child: s.child,
+            addr: s.addrs["gateway"],
+            admin: s.addrs["gateway-admin"],
+            args,
+            token: token.into(),
+            bin: bin.to_owned(),
+            _output: s.output,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Kills and starts again with the same flags and listener address.
+    pub fn restart(&mut self) {
+        self.kill();
+        let mut args = self.args.clone();
+        if let Some(i) = args.iter().position(|a| a == "--listen") {
+            args[i + 1] = self.addr.to_string();
+        }
+        let s = spawn(
+            &self.bin,
+            &args,
+            &[("APIG_CLUSTER_TOKEN", &self.token)],
+            &["gateway", "gateway-admin"],
+        );
+        self.child = s.child;
+        self.addr = s.addrs["gateway"];
+        self.admin = s.addrs["gateway-admin"];
+        self._output = s.output;
+    }
+
+    /// `GET /ready` on the admin listener answers 200.
+    pub async fn is_ready(&self) -> bool {
+        let url = format!("http://{}/ready", self.admin);
+        matches!(crate::http_client().get(url).send().await, Ok(r) if r.status() == 200)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,233 @@
+//! `apig`: the control plane, a gateway replica, or both in one process.
+//!
+//! Only flag parsing lives here; the planes are libraries (`apig-control`, `apig-gateway`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "apig",
+    version,
+    about = "A self-hosted API gateway that speaks Huawei Cloud APIG"
+)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the control plane: the management API (APIG V2) and the gRPC discovery service.
+    Control(ControlArgs),
+    /// Run a gateway replica that serves the published APIs of one instance.
+    Gateway(GatewayArgs),
+    /// Run a control plane and one gateway in one process, with embedded defaults.
+    Up(UpArgs),
+}
+
+#[derive(Args)]
+struct ControlArgs {
+    /// Where the store, the generated credentials and the cluster token live.
+    #[arg(long, env = "APIG_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Management API (APIG V2 REST) listener.
+    #[arg(long, default_value = "127.0.0.1:9080")]
+    mgmt_listen: SocketAddr,
+    /// gRPC listener that gateway replicas connect to.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    grpc_listen: SocketAddr,
+    #[command(flatten)]
+    common: CommonControl,
+}
+
+#[derive(Args)]
+struct CommonControl {
+    /// Shared secret replicas must present; generated and stored under the data dir if unset.
+    #[arg(long, env = "APIG_CLUSTER_TOKEN", hide_env_values = true)]
+    cluster_token: Option<String>,
+    /// Groups get `<group id>.<suffix>` as generated sub-domain (`*.localhost` resolves to
+    /// loopback in curl and browsers, so the default works without DNS).
+    #[arg(long, default_value = "apig.localhost")]
+    domain_suffix: String,
+}
+
+#[derive(Args)]
+struct GatewayArgs {
+    /// gRPC URL of the control plane.
+    #[arg(long, default_value = "http://127.0.0.1:9090")]
+    control_plane: String,
+    /// The instance whose published APIs this replica serves.
+    #[arg(long, env = "APIG_INSTANCE_ID")]
+    instance_id: String,
+    /// Data-plane HTTP listener.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Health/readiness listener (`GET /health`, `GET /ready`).
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    admin_listen: SocketAddr,
+    /// Where the last applied snapshot is cached, so a restart serves without the control plane.
+    #[arg(long)]
+    cache_dir: PathBuf,
+    /// Shared secret of the cluster (see `apig control`).
+    #[arg(long, env = "APIG_CLUSTER_TOKEN", hide_env_values = true)]
+    cluster_token: String,
+    /// Name of this replica in the control plane's replica list (default: host name + random).
+    #[arg(long)]
+    node_id: Option<String>,
+}
+
+#[derive(Args)]
+struct UpArgs {
+    /// Where the store, credentials and the gateway's snapshot cache live.
+    #[arg(long, env = "APIG_DATA_DIR", default_value = "./apig-data")]
+    data_dir: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:9080")]
+    mgmt_listen: SocketAddr,
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    grpc_listen: SocketAddr,
+    /// Data-plane HTTP listener of the embedded gateway.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Health/readiness listener of the embedded gateway.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    admin_listen: SocketAddr,
+    #[command(flatten)]
+    common: CommonControl,
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+fn control_config(
+    data_dir: PathBuf,
+    mgmt: SocketAddr,
+    grpc: SocketAddr,
+    common: CommonControl,
+) -> apig_control::ControlConfig {
+    apig_control::ControlConfig {
+        data_dir,
+        mgmt_listen: mgmt,
+        grpc_listen: grpc,
+        cluster_token: common.cluster_token,
+        domain_suffix: common.domain_suffix,
+        seed: apig_control::Seed::from_env(),
+    }
+}
+
+async fn control(args: ControlArgs) -> anyhow::Result<()> {
+    let config = control_config(
+        args.data_dir,
+        args.mgmt_listen,
+        args.grpc_listen,
+        args.common,
+    );
+    let running = apig_control::start(config, shutdown_signal())
+        .await
+        .context("starting the control plane")?;
+    running.wait().await.context("control plane")?;
+    Ok(())
+}
+
+async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
+    let config = apig_gateway::GatewayConfig {
+        control_plane: args.control_plane,
+        instance_id: args.instance_id,
+        node_id: args.node_id,
+        listen: args.listen,
+        admin_listen: Some(args.admin_listen),
+        cache_dir: args.cache_dir,
+        cluster_token: args.cluster_token,
+        limits: apig_gateway::Limits::default(),
+    };
+    apig_gateway::run(config, shutdown_signal())
+        .await
+        .context("gateway")?;
+    Ok(())
+}
+
+async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let config = control_config(
+        args.data_dir.clone(),
+        args.mgmt_listen,
+        args.grpc_listen,
+        args.common,
+    );
+    let control = apig_control::start(config, stopped(stop_rx.clone()))
+        .await
+        .context("starting the control plane")?;
+    let gateway = apig_gateway::GatewayConfig {
+        control_plane: format!("http://{}", control.grpc_addr),
+        instance_id: control.bootstrap.instance_id.clone(),
+        node_id: Some("embedded".into()),
+        listen: args.listen,
+        admin_listen: Some(args.admin_listen),
+        cache_dir: args.data_dir.join("gateway-cache"),
+        cluster_token: control.cluster_token.clone(),
+        limits: apig_gateway::Limits::default(),
+    };
+    let gateway = tokio::spawn(apig_gateway::run(gateway, stopped(stop_rx)));
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    gateway.await.context("gateway task")?.context("gateway")?;
+    control.wait().await.context("control plane")?;
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(&cli.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Control(a) => control(a).await,
+            Command::Gateway(a) => gateway(a).await,
+            Command::Up(a) => up(a).await,
+        }
+    })
+}

@@ -1,0 +1,83 @@
+//! Restarts, outages and the cluster link.
+
+use std::time::Duration;
+
+use apig_testkit::{eventually, Gateway};
+use serde_json::json;
+
+use crate::support::{bin, call, Stack, RELEASE, WAIT};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn control_plane_restart_keeps_state_and_gateway_survives_outages() {
+    let mut s = Stack::start().await;
+    let (group, host) = s.group("durable").await;
+    let api = s
+        .create_api(&s.http_api(&group, "durable_api", "GET", "/d", json!({})))
+        .await;
+    s.publish(&api, RELEASE).await;
+    assert_eq!(s.until_routed(&host, "/d", &[]).await.status, 200);
+
+    // Control plane killed: the gateway keeps serving.
+    s.cp.kill();
+    for _ in 0..5 {
+        assert_eq!(s.call("GET", &host, "/d", &[]).await.status, 200);
+    }
+    // Gateway restarted while the control plane is down: it serves from its cache.
+    s.gw.restart();
+    assert!(s.gw.is_ready().await, "ready from cache");
+    assert_eq!(s.call("GET", &host, "/d", &[]).await.status, 200);
+
+    // Control plane back on the same ports and data: everything is still there.
+    s.cp.restart();
+    let r = s.api.get(&s.inst(&format!("/apis/{api}"))).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["run_env_id"], RELEASE);
+    // The gateway reconnects and follows new changes.
+    s.offline(&api, RELEASE).await;
+    s.until_gone(&host, "/d").await;
+    let r = s.api.get(&s.inst("/replicas")).await;
+    let replicas = r.body["replicas"].as_array().unwrap().clone();
+    assert!(
+        replicas
+            .iter()
+            .any(|x| x["status"] == "connected"
+                && x["applied_version"] == r.body["snapshot_version"]),
+        "{:?}",
+        r.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_with_a_wrong_cluster_token_is_refused() {
+    let s = Stack::start().await;
+    let (group, host) = s.group("tokens").await;
+    let api = s
+        .create_api(&s.http_api(&group, "tokens_api", "GET", "/t", json!({})))
+        .await;
+    s.publish(&api, RELEASE).await;
+    s.until_routed(&host, "/t", &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let intruder = Gateway::start(
+        &bin(),
+        &s.cp.grpc_url(),
+        &s.instance,
+        dir.path(),
+        "wrong-token-wrong-token",
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!intruder.is_ready().await, "never got a snapshot");
+    let r = call(&intruder, "GET", &host, "/t", &[]).await;
+    assert_eq!(r.status, 503, "no configuration loaded: {}", r.text);
+    assert_eq!(r.body["error_code"], "APIG.0606");
+    let r = s.api.get(&s.inst("/replicas")).await;
+    assert_eq!(
+        r.body["total"], 1,
+        "only the real replica is listed: {:?}",
+        r.body
+    );
+    // The real one is ready.
+    eventually(WAIT, "the real replica ready", || async {
+        s.gw.is_ready().await.then_some(())
+    })
+    .await;
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests: the real `apig` binary (control plane and gateway as separate processes),
+//! a real echo backend, and signed management calls over loopback.
+
+mod support;
+
+mod foundation;
+mod lifecycle;
+mod management;

@@ -1,0 +1,250 @@
+//! The management API: authentication, bad input, uniqueness, unknown ids, tenancy.
+
+use apig_testkit::{ControlPlane, MgmtClient};
+use serde_json::json;
+
+use crate::support::{bin, Stack, RELEASE};
+
+async fn group_count(s: &Stack) -> u64 {
+    let r = s.api.get(&s.inst("/api-groups")).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    r.body["total"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unsigned_and_badly_signed_calls_get_401_and_store_nothing() {
+    let s = Stack::start().await;
+    let body = json!({"name": "sneaky"});
+    let url = format!("http://{}{}", s.cp.mgmt, s.api.path(&s.inst("/api-groups")));
+    let http = apig_testkit::http_client();
+    // No signature at all.
+    let r = http.post(&url).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let err: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(err["error_code"], "APIG.1000");
+    // The right key with the wrong secret.
+    let wrong = MgmtClient::new(
+        s.cp.mgmt,
+        &s.cp.seed.ak,
+        "not-the-secret-at-all-000",
+        &s.cp.seed.project_id,
+    );
+    let r = wrong.post(&s.inst("/api-groups"), &body).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.body["error_code"], "APIG.1002");
+    // An unknown key takes the same path.
+    let unknown = MgmtClient::new(
+        s.cp.mgmt,
+        "UNKNOWNKEY123",
+        &s.cp.seed.sk,
+        &s.cp.seed.project_id,
+    );
+    let r = unknown.post(&s.inst("/api-groups"), &body).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.body["error_code"], "APIG.1002");
+    // A valid credential used on another project's path.
+    let other = MgmtClient::new(
+        s.cp.mgmt,
+        &s.cp.seed.ak,
+        &s.cp.seed.sk,
+        "99999999999999999999999999999999",
+    );
+    let r = other.get("/instances").await;
+    assert_eq!(r.status, 401);
+    // A signed request whose body was changed after signing (replayed with another body).
+    let stale = http
+        .post(&url)
+        .header("x-sdk-date", "20200101T000000Z")
+        .header(
+            "authorization",
+            format!(
+                "SDK-HMAC-SHA256 Access={}, SignedHeaders=host;x-sdk-date, Signature={}",
+                s.cp.seed.ak,
+                "0".repeat(64)
+            ),
+        )
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 401);
+    assert_eq!(group_count(&s).await, 0, "nothing was stored");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_gets_apig_errors_and_changes_nothing() {
+    let s = Stack::start().await;
+    let groups = s.inst("/api-groups");
+    let path = s.api.path(&groups);
+    // Malformed JSON.
+    let r = s
+        .api
+        .send_raw("POST", &path, None, Some(b"{\"name\": "))
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.body["error_code"], "APIG.2000");
+    // Wrong type.
+    let r = s.api.post(&groups, &json!({"name": 42})).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.body["error_code"], "APIG.2012");
+    // Missing and invalid fields are all reported.
+    let r = s
+        .api
+        .post(&s.inst("/apis"), &json!({"name": "x", "type": "1"}))
+        .await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    let r = s.api.post(&s.inst("/apis"), &json!({"name": "x"})).await;
+    assert_eq!(r.status, 400);
+    let msg = r.body["error_msg"].as_str().unwrap();
+    assert!(msg.contains("req_uri") && msg.contains("group_id"), "{msg}");
+    assert_eq!(group_count(&s).await, 0);
+
+    // Duplicates: APIG answers 400 with a specific code.
+    let (group, _) = s.group("dup_group").await;
+    let r = s.api.post(&groups, &json!({"name": "dup_group"})).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.body["error_code"], "APIG.3201");
+    let api = s.http_api(&group, "dup_api", "GET", "/dup", json!({}));
+    s.create_api(&api).await;
+    let mut same_route = api.clone();
+    same_route["name"] = "other_name".into();
+    let r = s.api.post(&s.inst("/apis"), &same_route).await;
+    assert_eq!(r.body["error_code"], "APIG.3301", "{:?}", r.body);
+    let r = s.api.post(&s.inst("/apis"), &api).await;
+    assert_eq!(r.body["error_code"], "APIG.3202", "{:?}", r.body);
+    let r = s.api.get(&s.inst("/apis")).await;
+    assert_eq!(r.body["total"], 1);
+
+    // Unknown ids.
+    let r = s
+        .api
+        .get(&s.inst("/api-groups/00000000000000000000000000000000"))
+        .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.body["error_code"], "APIG.3001");
+    let r = s.api.get(&s.inst("/apis/nope")).await;
+    assert_eq!(r.body["error_code"], "APIG.3002");
+    let r = s
+        .api
+        .get("/instances/ffffffffffffffffffffffffffffffff/api-groups")
+        .await;
+    assert_eq!(r.body["error_code"], "APIG.3030");
+    let r = s
+        .api
+        .post(
+            &s.inst("/apis/action"),
+            &json!({"action": "online", "api_id": "nope", "env_id": RELEASE}),
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    let r = s.api.get(&s.inst("/no-such-resource")).await;
+    assert_eq!(r.status, 404);
+
+    // RELEASE is built in.
+    let r = s.api.delete(&s.inst(&format!("/envs/{RELEASE}"))).await;
+    assert_eq!(r.status, 403);
+    let r = s.api.get(&s.inst("/envs")).await;
+    assert_eq!(r.body["envs"][0]["name"], "RELEASE");
+
+    // A group with APIs cannot be deleted; a published API cannot be deleted.
+    let r = s.api.delete(&s.inst(&format!("/api-groups/{group}"))).await;
+    assert_eq!(r.body["error_code"], "APIG.3415");
+
+    // Paging.
+    for n in 0..3 {
+        s.group(&format!("page_{n}")).await;
+    }
+    let r = s.api.get(&s.inst("/api-groups?offset=1&limit=2")).await;
+    assert_eq!(r.body["total"], 4);
+    assert_eq!(r.body["size"], 2);
+    let r = s.api.get(&s.inst("/api-groups?limit=0")).await;
+    assert_eq!(r.status, 400);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn publish_history_and_runtime_definition() {
+    let s = Stack::start().await;
+    let (group, host) = s.group("versions").await;
+    let mut body = s.http_api(
+        &group,
+        "versioned",
+        "GET",
+        "/v",
+        json!({"backend_api": {"req_uri": "/one"}}),
+    );
+    let api = s.create_api(&body).await;
+    let first = s.publish(&api, RELEASE).await;
+    body["backend_api"]["req_uri"] = "/two".into();
+    let r = s.api.put(&s.inst(&format!("/apis/{api}")), &body).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    // Edits need a republish: the gateway still runs /one.
+    let r = s.until_routed(&host, "/v", &[]).await;
+    assert_eq!(r.body["path"], "/one");
+    let r = s
+        .api
+        .get(&s.inst(&format!("/apis/runtime/{api}?env_id={RELEASE}")))
+        .await;
+    assert_eq!(r.body["backend_api"]["req_uri"], "/one", "{:?}", r.body);
+    s.publish(&api, RELEASE).await;
+    apig_testkit::eventually(crate::support::WAIT, "the republish", || async {
+        (s.call("GET", &host, "/v", &[]).await.body["path"] == "/two").then_some(())
+    })
+    .await;
+    let r = s.api.get(&s.inst(&format!("/apis/publish/{api}"))).await;
+    assert_eq!(r.body["total"], 2);
+    assert_eq!(
+        r.body["api_versions"][0]["status"], 1,
+        "newest is effective"
+    );
+    assert_eq!(r.body["api_versions"][1]["status"], 2);
+    // Switch back to the first version.
+    let r = s
+        .api
+        .put(
+            &s.inst(&format!("/apis/publish/{api}")),
+            &json!({"version_id": first["version_id"]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    apig_testkit::eventually(crate::support::WAIT, "the version switch", || async {
+        (s.call("GET", &host, "/v", &[]).await.body["path"] == "/one").then_some(())
+    })
+    .await;
+    // Published APIs cannot be deleted.
+    let r = s.api.delete(&s.inst(&format!("/apis/{api}"))).await;
+    assert_eq!(r.body["error_code"], "APIG.3416");
+    // Batch offline of the whole group.
+    let r = s
+        .api
+        .post(
+            &s.inst("/apis/publish?action=offline"),
+            &json!({"env_id": RELEASE, "group_id": group}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["success"].as_array().unwrap().len(), 1);
+    s.until_gone(&host, "/v").await;
+    let r = s.api.delete(&s.inst(&format!("/apis/{api}"))).await;
+    assert_eq!(r.status, 204);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tenants_are_isolated() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = ControlPlane::start(&bin(), dir.path());
+    let api = cp.client();
+    // A second instance of the same project works; another project's path is refused.
+    let r = api
+        .post("/instances", &json!({"instance_name": "second_gw"}))
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let r = api.get("/instances").await;
+    assert_eq!(r.body["total"], 2);
+    let r = api
+        .post(
+            "/instances",
+            &json!({"instance_name": "paid", "eip_id": "x"}),
+        )
+        .await;
+    assert_eq!(r.status, 412, "cloud-only features say so: {:?}", r.body);
+}

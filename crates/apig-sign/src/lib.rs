@@ -32,6 +32,9 @@
 //! * **Invalid encodings.** Python's `unquote` leaves a malformed `%` escape as is and turns
 //!   invalid UTF-8 into U+FFFD; both would let different wire requests share a signature, so
 //!   this crate rejects them with [`SignError::InvalidEncoding`] instead.
+//!
+//! The [`token`] module holds the other credential the gateway verifies offline: `APIGT1`
+//! tokens (`X-Auth-Token`), Ed25519-signed by the control plane.
 
 mod authorization;
 mod canonical;
@@ -41,6 +44,7 @@ mod encoding;
 mod error;
 mod payload;
 mod sign;
+pub mod token;
 mod verify;
 
 pub use authorization::{authorization_header, Authorization};
@@ -50,6 +54,7 @@ pub use date::{format_sdk_date, parse_sdk_date};
 pub use error::SignError;
 pub use payload::{payload_hashes, PayloadHashes};
 pub use sign::Signer;
+pub use token::{TokenClaims, TokenError, TokenSigner, TokenVerifier};
 pub use verify::{verify, Verified};
 
 /// The only algorithm token accepted in `Authorization`.

@@ -33,6 +33,14 @@ pub struct GatewayConfig {
 pub struct Limits {
     /// Largest request body accepted (APIG: 12 MiB); larger → 413 `APIG.0201`.
     pub max_body_bytes: u64,
+    /// Largest body of an `SDK-HMAC-SHA256` signed request whose body hash is signed: such a
+    /// body is read whole before the backend is called, to check the signature (APIG caps
+    /// app-signed bodies at 12 MB). The smaller of this and `max_body_bytes` applies; larger →
+    /// 413 `APIG.0201`.
+    pub max_signed_body_bytes: u64,
+    /// How long a client may take to send a body the gateway reads whole (signed requests);
+    /// longer → 408 `APIG.0201`.
+    pub body_read_timeout: Duration,
     /// Longest request target (path and query) accepted (APIG: 32 KiB); longer → 414 `APIG.0201`.
     pub max_uri_bytes: usize,
     /// Largest total size of all request header names and values (APIG: 128 KiB); larger →
@@ -59,6 +67,8 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_body_bytes: 12 * 1024 * 1024,
+            max_signed_body_bytes: 12 * 1024 * 1024,
+            body_read_timeout: Duration::from_secs(60),
             max_uri_bytes: 32 * 1024,
             max_header_bytes: 128 * 1024,
             max_header_line_bytes: 32 * 1024,

@@ -1,10 +1,12 @@
 //! Facts about one request that the gateway decides, not the client: its id, the TCP peer and
-//! local address, and when it arrived.
+//! local address, when it arrived, and (once authentication ran) who the caller is.
 
 use std::net::SocketAddr;
 use std::time::SystemTime;
 
 use http::HeaderValue;
+
+use crate::auth::Caller;
 
 /// 32 lowercase hex digits from 128 random bits, as APIG's `X-Request-Id`.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -19,6 +21,8 @@ pub(crate) struct RequestContext {
     /// Our side of the connection (`$context.serverAddr`).
     pub local: SocketAddr,
     pub received_at: SystemTime,
+    /// Set by the authentication step; `Anonymous` before it and for `NONE` APIs.
+    pub caller: Caller,
 }
 
 // === impl RequestId ===
@@ -74,6 +78,7 @@ impl RequestContext {
             peer,
             local,
             received_at: SystemTime::now(),
+            caller: Caller::Anonymous,
         }
     }
 }

@@ -3,14 +3,16 @@
 //! It subscribes to its instance's snapshots over gRPC (`sync`), keeps the last good one on disk
 //! (`cache`), compiles each into an immutable runtime (`runtime`) swapped in with `arc-swap`, and
 //! serves HTTP/1.1 and h2c (`server`) through the request pipeline (`pipeline`): canonical path,
-//! host, stage, route, authentication, limits, parameters, then a MOCK answer or the mapped
-//! (`mapping`) call to an HTTP backend (`proxy`). Every gateway-made answer is an APIG error body
-//! (`respond`). An admin listener answers `/health` and `/ready` (`admin`).
+//! host, stage, route, authentication and authorization (`auth`: APP signatures and AppCodes,
+//! IAM tokens and AK/SK signatures, authorized apps, app IP ACLs), limits, parameters, then a
+//! MOCK answer or the mapped (`mapping`) call to an HTTP backend (`proxy`). Every gateway-made
+//! answer is an APIG error body (`respond`). An admin listener answers `/health` and `/ready`
+//! (`admin`).
 //!
-//! Not here (yet): TLS (listeners and HTTPS backends), authentication other than NONE (APP, IAM
-//! and AUTHORIZER APIs fail closed with 401), ACLs, throttling, CORS, backend policies, load
-//! balancing channels, retries, metrics and access logs. This crate never imports a
-//! control-plane crate.
+//! Not here (yet): TLS (listeners and HTTPS backends; AppCode is therefore accepted over plain
+//! HTTP for now), custom authorizers (AUTHORIZER APIs fail closed with 401), API ACL policies,
+//! throttling, CORS, backend policies, load balancing channels, retries, metrics and access
+//! logs. This crate never imports a control-plane crate.
 //!
 //! # Module map
 //!
@@ -20,7 +22,8 @@
 //! | `error` | [`GatewayError`]: start-up failures |
 //! | `sync` | the discovery stream client: HELLO, snapshot evaluation, ACK/NACK, backoff |
 //! | `cache` | the applied snapshot on disk (checksummed, atomic, 0600) |
-//! | `runtime` | an applied snapshot: route table and pre-parsed APIs |
+//! | `runtime` | an applied snapshot: route table, indexed credentials and pre-parsed APIs |
+//! | `auth` | APP and IAM authentication, authorized apps, app ACLs; the caller identity |
 //! | `state` | what requests and the sync loop share (the arc-swap slot) |
 //! | `server` | listeners: accept loop, connection cap, hyper bounds, graceful drain |
 //! | `pipeline` | the request path, in order |
@@ -50,6 +53,7 @@
 )]
 
 mod admin;
+mod auth;
 mod body;
 mod cache;
 mod config;

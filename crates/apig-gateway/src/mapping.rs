@@ -9,13 +9,20 @@
 //!   `X-Forwarded-Port`, `Forwarded`, `X-Real-IP` and `X-Request-Id` (no trusted proxies exist
 //!   yet, so client copies are dropped rather than extended), and header names containing `_`
 //!   (as nginx's default `underscores_in_headers off`).
+//! - Credentials for the gateway never reach the backend: `X-Apig-AppCode` is always dropped;
+//!   on APP and IAM APIs also `X-Auth-Token`, `X-Sdk-Date`, `X-Sdk-Content-Sha256` and an
+//!   `Authorization` carrying the gateway's `SDK-HMAC-SHA256` signature (another
+//!   `Authorization`, e.g. a backend's bearer token next to an AppCode, passes). `NONE` APIs
+//!   pass those through unchanged, as APIG does: a backend may verify such credentials itself.
 //! - Declared request parameters that are absent but have a default are added at their place.
 //! - Backend parameters add or override: `REQUEST` copies a request parameter (path, query or
 //!   header) to the backend parameter's location and name and, when that differs from where it
 //!   came from, stops forwarding the original; `CONSTANT` puts the literal; `SYSTEM` resolves
 //!   `$context.requestId`, `sourceIp` (TCP peer), `stage`, `apiId`, `apiName`, `handleTime`,
-//!   `serverAddr` (local address). Other system parameters (`appId`, `appName`, `serverName`,
-//!   authorizer context, ...) resolve to the empty string until the features behind them exist.
+//!   `serverAddr` (local address), `appId` and `appName` (the authenticated app; empty when no
+//!   app authenticated). Other system parameters (`serverName`, authorizer context, ...)
+//!   resolve to the empty string until the features behind them exist; so does `appKey` on
+//!   purpose (credentials never reach the backend).
 //! - The path is the backend template with every `{name}` filled from the backend parameter of
 //!   location PATH with that name, else the frontend path parameter of that name; values are
 //!   percent-encoded as one segment (a `/` in a value cannot add a segment), except values of a
@@ -31,6 +38,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Method, Uri};
 
+use crate::auth::{is_gateway_signature, X_APIG_APPCODE, X_AUTH_TOKEN};
 use crate::context::{format_handle_time, RequestContext};
 use crate::params::{parse_header_name, Location, ReqParamSpec, RequestView, Resolved};
 use crate::query::Query;
@@ -62,7 +70,10 @@ pub(crate) enum SystemParam {
     ApiName,
     HandleTime,
     ServerAddr,
-    /// Any other name: resolves to the empty string.
+    AppId,
+    AppName,
+    /// Any other name (`appKey` included: credentials never reach the backend): resolves to
+    /// the empty string.
     Unknown,
 }
 
@@ -127,6 +138,8 @@ pub(crate) struct ClientRequest<'a> {
     pub headers: &'a HeaderMap,
     /// The client's Host (or `:authority`), sent on as `X-Forwarded-Host`.
     pub forwarded_host: Option<&'a HeaderValue>,
+    /// The API authenticates callers (APP, IAM): the gateway's credential headers are dropped.
+    pub strip_credentials: bool,
 }
 
 /// The backend request line and headers.
@@ -159,6 +172,8 @@ impl SystemParam {
             "apiName" => Self::ApiName,
             "handleTime" => Self::HandleTime,
             "serverAddr" => Self::ServerAddr,
+            "appId" => Self::AppId,
+            "appName" => Self::AppName,
             _ => Self::Unknown,
         }
     }
@@ -172,6 +187,8 @@ impl SystemParam {
             Self::ApiName => api.name.to_owned(),
             Self::HandleTime => format_handle_time(ctx.received_at),
             Self::ServerAddr => ctx.local.ip().to_string(),
+            Self::AppId => ctx.caller.app_id().unwrap_or_default().to_owned(),
+            Self::AppName => ctx.caller.app_name().unwrap_or_default().to_owned(),
             Self::Unknown => String::new(),
         }
     }
@@ -433,6 +450,7 @@ fn is_stripped_request_header(name: &HeaderName) -> bool {
             | "forwarded"
             | "x-real-ip"
             | X_REQUEST_ID
+            | X_APIG_APPCODE
     ) || name.starts_with("proxy-")
         || name.contains('_')
 }
@@ -479,13 +497,37 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Whether a header is a credential the gateway itself verifies on APP and IAM APIs.
+fn is_gateway_credential(name: &HeaderName, value: &HeaderValue) -> bool {
+    match name.as_str() {
+        X_AUTH_TOKEN | apig_sign::HEADER_DATE | apig_sign::HEADER_CONTENT_SHA256 => true,
+        "authorization" => is_gateway_signature(value.as_bytes()),
+        _ => false,
+    }
+}
+
+/// Whether a header a backend parameter would copy holds a credential that must not reach the
+/// backend (so the parameter gets no value, as if the header were absent).
+fn is_credential_source(client: &ClientRequest<'_>, name: &HeaderName) -> bool {
+    name.as_str() == X_APIG_APPCODE
+        || (client.strip_credentials
+            && client
+                .headers
+                .get_all(name)
+                .iter()
+                .any(|v| is_gateway_credential(name, v)))
+}
+
 /// Copies the client's headers that may reach the backend. HTTP/2 clients may split `Cookie`
 /// into several fields; HTTP/1.1 backends get them joined into one.
-fn forwardable_headers(client: &HeaderMap) -> HeaderMap {
+fn forwardable_headers(client: &HeaderMap, strip_credentials: bool) -> HeaderMap {
     let listed = connection_listed(client);
     let mut out: HeaderMap = HeaderMap::with_capacity(client.len() + 6);
     for (name, value) in client {
-        if is_stripped_request_header(name) || listed.contains(name) {
+        if is_stripped_request_header(name)
+            || listed.contains(name)
+            || (strip_credentials && is_gateway_credential(name, value))
+        {
             continue;
         }
         if name == header::COOKIE {
@@ -527,6 +569,9 @@ pub(crate) fn map_request<'a>(
         for bp in api.backend_params {
             let value = match &bp.value {
                 BackendValue::Request {
+                    header: Some(h), ..
+                } if is_credential_source(client, h) => None,
+                BackendValue::Request {
                     name,
                     location,
                     header,
@@ -551,7 +596,7 @@ pub(crate) fn map_request<'a>(
         }
     }
 
-    let mut headers = forwardable_headers(client.headers);
+    let mut headers = forwardable_headers(client.headers, client.strip_credentials);
 
     // Defaults of absent declared parameters are forwarded at their place.
     for ((spec, value), defaulted) in api

@@ -7,10 +7,16 @@
 //!    malformed or disagreeing with the request target → 400);
 //! 5. `x-stage` selects the environment (default RELEASE);
 //! 6. route lookup → any miss is 404 `APIG.0101` (no snapshot yet → 503);
-//! 7. authentication: anything but NONE fails closed with 401 until it is implemented;
-//! 8. `Content-Length` over `max_body_bytes` → 413;
-//! 9. request parameters: required, defaults, validation → 400;
-//! 10. the backend: MOCK answers directly; HTTP is mapped (`mapping`) and called (`proxy`).
+//! 7. authentication (`auth`): NONE passes; APP checks an `SDK-HMAC-SHA256` signature by an
+//!    app (reading the body first when its hash is signed) or an AppCode → 401 `APIG.0303`;
+//!    IAM checks an `X-Auth-Token` or a signature by a project AK/SK → 401 `APIG.0301`;
+//!    AUTHORIZER still fails closed with 401 `APIG.0305`. The caller goes into the context;
+//! 8. authorization (APP): the app is authorized for the API → else 403 `APIG.0304`; the
+//!    app's IP ACL allows the TCP peer → else 403 `APIG.0405`;
+//! 9. `Content-Length` over `max_body_bytes` → 413;
+//! 10. request parameters: required, defaults, validation → 400;
+//! 11. the backend: MOCK answers directly; HTTP is mapped (`mapping`, which drops the
+//!     credentials the gateway consumed) and called (`proxy`).
 //!
 //! Nothing here may panic: every failure is a [`GatewayErrorKind`], turned into a response in
 //! `respond`. The runtime is loaded once per request, so a swap mid-request cannot mix configs.
@@ -29,10 +35,12 @@ use http::{HeaderMap, Request, Response, Version};
 use http_body_util::Limited;
 use hyper::body::Incoming;
 
+use crate::auth::{unix_secs, BodyBounds, ClientBody};
 use crate::body::ResponseBody;
 use crate::context::RequestContext;
 use crate::mapping::{map_request, strip_hop_by_hop, BackendScheme, ClientRequest};
 use crate::params::{resolve, RequestView};
+use crate::proxy::UpstreamBody;
 use crate::query::Query;
 use crate::respond::{GatewayErrorKind, X_REQUEST_ID};
 use crate::runtime::{Auth, Backend};
@@ -51,10 +59,10 @@ pub(crate) async fn handle(
     conn: ConnInfo,
     request: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
-    let ctx = RequestContext::new(conn.peer, conn.local);
+    let mut ctx = RequestContext::new(conn.peer, conn.local);
     // Nothing here should panic (the crate denies unwrap, expect, indexing); if a dependency
     // does anyway, the client gets a 500 APIG body instead of a dropped connection.
-    let outcome = AssertUnwindSafe(serve(&shared, &ctx, request))
+    let outcome = AssertUnwindSafe(serve(&shared, &mut ctx, request))
         .catch_unwind()
         .await
         .unwrap_or_else(|_| {
@@ -67,6 +75,8 @@ pub(crate) async fn handle(
             tracing::debug!(
                 request_id = %ctx.request_id,
                 peer = %ctx.peer,
+                caller = %ctx.caller,
+                response_type = kind.response_type(),
                 code = kind.code(),
                 status = kind.status().as_u16(),
                 error = %kind.message(),
@@ -83,7 +93,7 @@ pub(crate) async fn handle(
 
 async fn serve(
     shared: &Shared,
-    ctx: &RequestContext,
+    ctx: &mut RequestContext,
     request: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, GatewayErrorKind> {
     let limits = &shared.limits;
@@ -119,20 +129,40 @@ async fn serve(
         GatewayErrorKind::Internal
     })?;
 
-    match api.auth {
-        Auth::None => {}
-        Auth::App => return Err(GatewayErrorKind::AppAuthUnavailable),
-        Auth::Iam => return Err(GatewayErrorKind::IamAuthUnavailable),
-        Auth::Authorizer => return Err(GatewayErrorKind::AuthorizerUnavailable),
-    }
-
-    if let Some(len) = content_length(request.headers())? {
-        if len > limits.max_body_bytes {
-            return Err(GatewayErrorKind::BodyTooLarge);
-        }
-    }
-
+    let declared_len = content_length(request.headers())?;
     let (parts, body) = request.into_parts();
+
+    let credentials = &runtime.credentials;
+    let bounds = BodyBounds {
+        max_bytes: limits.max_signed_body_bytes.min(limits.max_body_bytes),
+        timeout: limits.body_read_timeout,
+    };
+    let body = match api.auth {
+        Auth::None => ClientBody::Streaming(body),
+        Auth::App => {
+            let now = unix_secs(ctx.received_at);
+            let (app, caller, body) = credentials
+                .authenticate_app(&api.auth_rules, &parts, body, bounds, now)
+                .await?;
+            ctx.caller = caller;
+            credentials.authorize_app(&api.auth_rules, app, ctx.peer.ip())?;
+            body
+        }
+        Auth::Iam => {
+            let now = unix_secs(ctx.received_at);
+            let (caller, body) = credentials
+                .authenticate_iam(&parts, body, bounds, now)
+                .await?;
+            ctx.caller = caller;
+            body
+        }
+        Auth::Authorizer => return Err(GatewayErrorKind::AuthorizerUnavailable),
+    };
+
+    if declared_len.is_some_and(|len| len > limits.max_body_bytes) {
+        return Err(GatewayErrorKind::BodyTooLarge);
+    }
+
     let query = Query::parse(parts.uri.query());
     let resolved = resolve(
         &api.req_params,
@@ -162,13 +192,20 @@ async fn serve(
             query: parts.uri.query(),
             headers: &parts.headers,
             forwarded_host: forwarded_host.as_ref(),
+            strip_credentials: api.auth != Auth::None,
         },
         &resolved,
         ctx,
     )?;
 
-    let limit = usize::try_from(limits.max_body_bytes).unwrap_or(usize::MAX);
-    let mut upstream_request = Request::new(Limited::new(body, limit));
+    let upstream_body = match body {
+        ClientBody::Streaming(body) => {
+            let limit = usize::try_from(limits.max_body_bytes).unwrap_or(usize::MAX);
+            UpstreamBody::Streaming(Limited::new(body, limit))
+        }
+        ClientBody::Buffered(bytes) => UpstreamBody::buffered(bytes),
+    };
+    let mut upstream_request = Request::new(upstream_body);
     *upstream_request.method_mut() = mapped.method;
     *upstream_request.uri_mut() = mapped.uri;
     *upstream_request.headers_mut() = mapped.headers;
@@ -180,6 +217,9 @@ async fn serve(
         .await?;
     let (mut head, body) = response.into_parts();
     strip_hop_by_hop(&mut head.headers);
+    // The client's connection speaks our protocol, not the backend's: an HTTP/1.0 backend must
+    // not turn the answer into HTTP/1.0 (and close the client's keep-alive connection).
+    head.version = Version::HTTP_11;
     Ok(Response::from_parts(head, ResponseBody::Upstream(body)))
 }
 

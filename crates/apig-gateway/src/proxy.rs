@@ -10,11 +10,16 @@
 //! - Redirects are passed to the client, never followed.
 //! - A request body over `max_body_bytes` without a `Content-Length` is cut off; if the backend
 //!   has not answered yet the client gets 413.
+//! - A body the gateway already read (to check a signature) is sent from that buffer.
 
 use std::error::Error as StdError;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
 use http_body_util::{LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -23,8 +28,50 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::respond::GatewayErrorKind;
 
-/// The request body sent to a backend: the client's body, bounded.
-pub(crate) type UpstreamBody = Limited<Incoming>;
+/// The request body sent to a backend: the client's body streamed through (bounded), or the
+/// bytes the gateway already read from it.
+#[derive(Debug)]
+pub(crate) enum UpstreamBody {
+    Streaming(Limited<Incoming>),
+    /// `None` once sent.
+    Buffered(Option<Bytes>),
+}
+
+impl UpstreamBody {
+    pub(crate) fn buffered(bytes: Bytes) -> Self {
+        Self::Buffered((!bytes.is_empty()).then_some(bytes))
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = Box<dyn StdError + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            Self::Streaming(body) => Pin::new(body).poll_frame(cx),
+            Self::Buffered(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Streaming(body) => body.is_end_stream(),
+            Self::Buffered(bytes) => bytes.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Streaming(body) => body.size_hint(),
+            Self::Buffered(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
+            Self::Buffered(None) => SizeHint::with_exact(0),
+        }
+    }
+}
 
 /// The pooled backend client.
 #[derive(Clone)]

@@ -29,14 +29,24 @@ pub(crate) enum GatewayErrorKind {
     ApiNotFound,
     /// An API matches the path but not the method.
     MethodNotFound,
-    /// APP authentication is configured; not implemented yet, so it fails closed.
-    AppAuthUnavailable,
-    /// IAM authentication is configured; not implemented yet, so it fails closed.
-    IamAuthUnavailable,
+    /// APP API without any app credential the API accepts (APIG's `AUTH_HEADER_MISSING`).
+    AppAuthMissing,
+    /// APP credentials that do not verify; the text says why (`APIG.0303`).
+    AppAuthFailed(Cow<'static, str>),
+    /// The app authenticated but is not authorized for the API in this environment.
+    AppNotAuthorized,
+    /// The app's IP ACL refuses the client address.
+    AppIpDenied,
+    /// IAM API without a token or signature (APIG's `AUTH_HEADER_MISSING`).
+    IamAuthMissing,
+    /// IAM credentials that do not verify; the text says why (`APIG.0301`).
+    IamAuthFailed(Cow<'static, str>),
     /// A custom authorizer is configured; not implemented yet, so it fails closed.
     AuthorizerUnavailable,
-    /// The request body exceeds `max_body_bytes`.
+    /// The request body exceeds `max_body_bytes` (or, signed, `max_signed_body_bytes`).
     BodyTooLarge,
+    /// The client did not send a body the gateway had to read in time.
+    RequestTimeout,
     /// A required request parameter is absent.
     MissingParameter {
         name: String,
@@ -77,10 +87,14 @@ impl GatewayErrorKind {
                 StatusCode::BAD_REQUEST
             }
             Self::ApiNotFound | Self::MethodNotFound => StatusCode::NOT_FOUND,
-            Self::AppAuthUnavailable | Self::IamAuthUnavailable | Self::AuthorizerUnavailable => {
-                StatusCode::UNAUTHORIZED
-            }
+            Self::AppAuthMissing
+            | Self::AppAuthFailed(_)
+            | Self::IamAuthMissing
+            | Self::IamAuthFailed(_)
+            | Self::AuthorizerUnavailable => StatusCode::UNAUTHORIZED,
+            Self::AppNotAuthorized | Self::AppIpDenied => StatusCode::FORBIDDEN,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::BackendTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::BackendUnavailable | Self::BackendProtocolUnsupported(_) => {
                 StatusCode::BAD_GATEWAY
@@ -97,13 +111,16 @@ impl GatewayErrorKind {
             | Self::HeadersTooLarge
             | Self::BadRequest(_)
             | Self::BodyTooLarge
+            | Self::RequestTimeout
             | Self::MissingParameter { .. }
             | Self::InvalidParameter { .. }
             | Self::BackendTimeout
             | Self::BackendUnavailable => "APIG.0201",
             Self::ApiNotFound | Self::MethodNotFound => "APIG.0101",
-            Self::AppAuthUnavailable => "APIG.0303",
-            Self::IamAuthUnavailable => "APIG.0301",
+            Self::AppAuthMissing | Self::AppAuthFailed(_) => "APIG.0303",
+            Self::AppNotAuthorized => "APIG.0304",
+            Self::AppIpDenied => "APIG.0405",
+            Self::IamAuthMissing | Self::IamAuthFailed(_) => "APIG.0301",
             Self::AuthorizerUnavailable => "APIG.0305",
             Self::BackendProtocolUnsupported(_) => "APIG.0202",
             Self::Internal => "APIG.0601",
@@ -121,19 +138,26 @@ impl GatewayErrorKind {
                 "The API does not exist or has not been published in the environment.".into()
             }
             Self::MethodNotFound => "The API does not exist.".into(),
-            Self::AppAuthUnavailable => {
-                "Incorrect app authentication information: app authentication is not available yet"
-                    .into()
+            Self::AppAuthMissing => {
+                "Incorrect app authentication information: Authorization header is missing".into()
             }
-            Self::IamAuthUnavailable => {
-                "Incorrect IAM authentication information: IAM authentication is not available yet"
-                    .into()
+            Self::AppAuthFailed(why) => {
+                format!("Incorrect app authentication information: {why}").into()
+            }
+            Self::AppNotAuthorized => "The app is not authorized to access the API.".into(),
+            Self::AppIpDenied => "The app is not accessed from a trusted IP address.".into(),
+            Self::IamAuthMissing => "Incorrect IAM authentication information: \
+                                     X-Auth-Token or Authorization header is missing"
+                .into(),
+            Self::IamAuthFailed(why) => {
+                format!("Incorrect IAM authentication information: {why}").into()
             }
             Self::AuthorizerUnavailable => {
                 "Incorrect authentication information: custom authorizers are not available yet"
                     .into()
             }
             Self::BodyTooLarge => "Request entity too large.".into(),
+            Self::RequestTimeout => "Request timeout.".into(),
             Self::MissingParameter { name, location } => {
                 format!("API request error: missing required {location} parameter: {name}").into()
             }
@@ -144,6 +168,30 @@ impl GatewayErrorKind {
             Self::BackendUnavailable => "Backend unavailable.".into(),
             Self::BackendProtocolUnsupported(what) => format!("Backend unavailable: {what}").into(),
             Self::Internal => "Internal server error.".into(),
+        }
+    }
+
+    /// The APIG gateway response type this error answers with (semantics digest §2.2), for
+    /// per-group customised responses.
+    pub(crate) fn response_type(&self) -> &'static str {
+        match self {
+            Self::ApiNotFound | Self::MethodNotFound => "NOT_FOUND",
+            Self::AppAuthMissing | Self::IamAuthMissing => "AUTH_HEADER_MISSING",
+            Self::AppAuthFailed(_) | Self::IamAuthFailed(_) | Self::AuthorizerUnavailable => {
+                "AUTH_FAILURE"
+            }
+            Self::AppNotAuthorized => "UNAUTHORIZED",
+            Self::AppIpDenied => "ACCESS_DENIED",
+            Self::BadRequest(_) | Self::MissingParameter { .. } | Self::InvalidParameter { .. } => {
+                "REQUEST_PARAMETERS_FAILURE"
+            }
+            Self::BackendTimeout => "BACKEND_TIMEOUT",
+            Self::BackendUnavailable | Self::BackendProtocolUnsupported(_) => "BACKEND_UNAVAILABLE",
+            Self::NotReady | Self::Internal => "DEFAULT_5XX",
+            Self::UriTooLarge
+            | Self::HeadersTooLarge
+            | Self::BodyTooLarge
+            | Self::RequestTimeout => "DEFAULT_4XX",
         }
     }
 
@@ -188,10 +236,15 @@ mod tests {
             BadRequest("bad path".into()),
             ApiNotFound,
             MethodNotFound,
-            AppAuthUnavailable,
-            IamAuthUnavailable,
+            AppAuthMissing,
+            AppAuthFailed("verify signature fail".into()),
+            AppNotAuthorized,
+            AppIpDenied,
+            IamAuthMissing,
+            IamAuthFailed("token expired".into()),
             AuthorizerUnavailable,
             BodyTooLarge,
+            RequestTimeout,
             MissingParameter {
                 name: "id".into(),
                 location: "QUERY",
@@ -216,10 +269,15 @@ mod tests {
             (BadRequest("x".into()), 400, "APIG.0201"),
             (ApiNotFound, 404, "APIG.0101"),
             (MethodNotFound, 404, "APIG.0101"),
-            (AppAuthUnavailable, 401, "APIG.0303"),
-            (IamAuthUnavailable, 401, "APIG.0301"),
+            (AppAuthMissing, 401, "APIG.0303"),
+            (AppAuthFailed("x".into()), 401, "APIG.0303"),
+            (AppNotAuthorized, 403, "APIG.0304"),
+            (AppIpDenied, 403, "APIG.0405"),
+            (IamAuthMissing, 401, "APIG.0301"),
+            (IamAuthFailed("x".into()), 401, "APIG.0301"),
             (AuthorizerUnavailable, 401, "APIG.0305"),
             (BodyTooLarge, 413, "APIG.0201"),
+            (RequestTimeout, 408, "APIG.0201"),
             (BackendTimeout, 504, "APIG.0201"),
             (BackendUnavailable, 502, "APIG.0201"),
             (BackendProtocolUnsupported("x"), 502, "APIG.0202"),
@@ -238,9 +296,33 @@ mod tests {
         assert_eq!(BodyTooLarge.message(), "Request entity too large.");
         assert_eq!(BackendTimeout.message(), "Backend timeout.");
         assert_eq!(BackendUnavailable.message(), "Backend unavailable.");
-        assert!(AppAuthUnavailable
+        assert_eq!(
+            AppAuthMissing.message(),
+            "Incorrect app authentication information: Authorization header is missing"
+        );
+        assert_eq!(
+            AppAuthFailed("verify signature fail".into()).message(),
+            "Incorrect app authentication information: verify signature fail"
+        );
+        assert_eq!(
+            AppNotAuthorized.message(),
+            "The app is not authorized to access the API."
+        );
+        assert_eq!(
+            AppIpDenied.message(),
+            "The app is not accessed from a trusted IP address."
+        );
+        assert!(IamAuthMissing
             .message()
-            .starts_with("Incorrect app authentication information"));
+            .starts_with("Incorrect IAM authentication information: "));
+        assert_eq!(
+            IamAuthFailed("token expired".into()).message(),
+            "Incorrect IAM authentication information: token expired"
+        );
+        assert_eq!(AppAuthMissing.response_type(), "AUTH_HEADER_MISSING");
+        assert_eq!(AppAuthFailed("x".into()).response_type(), "AUTH_FAILURE");
+        assert_eq!(AppNotAuthorized.response_type(), "UNAUTHORIZED");
+        assert_eq!(AppIpDenied.response_type(), "ACCESS_DENIED");
     }
 
     #[tokio::test]

@@ -1,12 +1,14 @@
-//! What one applied snapshot becomes: the snapshot itself, its compiled route table and, per
-//! API, everything the request path needs pre-parsed (backend address, path template, parameter
-//! specs). Built completely before it is swapped in, never modified after.
+//! What one applied snapshot becomes: the snapshot itself, its compiled route table, the indexed
+//! credentials (apps, IAM credentials, token keys) and, per API, everything the request path
+//! needs pre-parsed (authorized apps, backend address, path template, parameter specs). Built
+//! completely before it is swapped in, never modified after.
 
 use std::sync::Arc;
 
 use apig_proto::{api, AuthType, Snapshot};
 use apig_router::RouteTable;
 
+use crate::auth::{ApiAuth, Credentials};
 use crate::mapping::{ApiMapping, BackendParamSpec, HttpTarget};
 use crate::mock::MockResponse;
 use crate::params::{Location, ReqParamSpec};
@@ -15,6 +17,8 @@ use crate::params::{Location, ReqParamSpec};
 pub(crate) struct Runtime {
     pub snapshot: Arc<Snapshot>,
     pub table: RouteTable,
+    /// Apps, IAM credentials and token keys, indexed for authentication.
+    pub credentials: Credentials,
     /// Index-aligned with `snapshot.apis`.
     pub apis: Vec<PreparedApi>,
     /// SHA-256 of the snapshot's protobuf encoding.
@@ -26,6 +30,8 @@ pub(crate) struct Runtime {
 pub(crate) enum PrepareError {
     #[error("route table: {0}")]
     Compile(String),
+    #[error("credentials: {0}")]
+    Credentials(String),
     #[error("api {id} ({name}): {reason}")]
     Api {
         id: String,
@@ -58,6 +64,8 @@ pub(crate) struct PreparedApi {
     /// The environment's name (`$context.stage`).
     pub stage: String,
     pub auth: Auth,
+    /// AppCode allowed, authorized apps.
+    pub auth_rules: ApiAuth,
     /// Names of the frontend's greedy `{name+}` parameters.
     pub greedy: Vec<String>,
     pub req_params: Vec<ReqParamSpec>,
@@ -73,20 +81,24 @@ impl Runtime {
     pub(crate) fn prepare(snapshot: Snapshot, digest: [u8; 32]) -> Result<Self, PrepareError> {
         let table =
             RouteTable::compile(&snapshot).map_err(|e| PrepareError::Compile(e.to_string()))?;
+        let credentials = Credentials::prepare(&snapshot).map_err(PrepareError::Credentials)?;
         let apis = snapshot
             .apis
             .iter()
             .map(|a| {
-                PreparedApi::prepare(a, &snapshot).map_err(|reason| PrepareError::Api {
-                    id: a.id.clone(),
-                    name: a.name.clone(),
-                    reason,
+                PreparedApi::prepare(a, &snapshot, &credentials).map_err(|reason| {
+                    PrepareError::Api {
+                        id: a.id.clone(),
+                        name: a.name.clone(),
+                        reason,
+                    }
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             snapshot: Arc::new(snapshot),
             table,
+            credentials,
             apis,
             digest,
         })
@@ -104,13 +116,21 @@ impl Runtime {
 // === impl PreparedApi ===
 
 impl PreparedApi {
-    fn prepare(api: &apig_proto::Api, snapshot: &Snapshot) -> Result<Self, String> {
+    fn prepare(
+        api: &apig_proto::Api,
+        snapshot: &Snapshot,
+        credentials: &Credentials,
+    ) -> Result<Self, String> {
         let auth = match AuthType::try_from(api.auth_type) {
             Ok(AuthType::None) => Auth::None,
             Ok(AuthType::App) => Auth::App,
             Ok(AuthType::Iam) => Auth::Iam,
             Ok(AuthType::Authorizer) => Auth::Authorizer,
             Err(_) => return Err(format!("unknown auth type {}", api.auth_type)),
+        };
+        let auth_rules = match auth {
+            Auth::App => credentials.api_auth(api),
+            _ => ApiAuth::default(),
         };
         let stage = snapshot
             .environments
@@ -153,6 +173,7 @@ impl PreparedApi {
             name: api.name.clone(),
             stage,
             auth,
+            auth_rules,
             greedy,
             req_params,
             backend_params,

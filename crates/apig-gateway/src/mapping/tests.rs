@@ -5,10 +5,12 @@ use apig_proto::{BackendParam, BackendParamOrigin, HttpBackend, ParamLocation, R
 use http::{HeaderMap, HeaderValue, Method};
 
 use super::*;
+use crate::auth::{AppMethod, Caller};
 use crate::context::{RequestContext, RequestId};
 use crate::params::{resolve, ReqParamSpec};
 
 struct Fixture {
+    strip_credentials: bool,
     greedy: Vec<String>,
     req_params: Vec<ReqParamSpec>,
     backend_params: Vec<BackendParamSpec>,
@@ -60,6 +62,7 @@ fn ctx() -> RequestContext {
         peer: "10.1.2.3:5555".parse::<SocketAddr>().unwrap(),
         local: "127.0.0.9:8080".parse::<SocketAddr>().unwrap(),
         received_at: SystemTime::UNIX_EPOCH,
+        caller: Caller::Anonymous,
     }
 }
 
@@ -77,6 +80,7 @@ fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
 impl Fixture {
     fn new(path: &str) -> Self {
         Self {
+            strip_credentials: false,
             greedy: Vec::new(),
             req_params: Vec::new(),
             backend_params: Vec::new(),
@@ -121,6 +125,7 @@ impl Fixture {
                 query,
                 headers: client_headers,
                 forwarded_host: forwarded,
+                strip_credentials: self.strip_credentials,
             },
             &resolved,
             ctx,
@@ -359,6 +364,126 @@ fn constants_and_system_parameters() {
     assert_eq!(m.headers["x-server"], "127.0.0.9");
     assert_eq!(m.headers["x-time"], "01/Jan/1970:00:00:00 +0000");
     assert_eq!(m.headers["x-app"], "");
+}
+
+fn app_params(f: &mut Fixture) {
+    for (name, value) in [
+        ("X-App-Id", "$context.appId"),
+        ("X-App-Name", "$context.appName"),
+        ("X-App-Key", "$context.appKey"),
+    ] {
+        f.backend_params.push(bp(
+            name,
+            ParamLocation::Header,
+            BackendParamOrigin::System,
+            value,
+            ParamLocation::Path,
+        ));
+    }
+}
+
+#[test]
+fn app_system_parameters_name_the_authenticated_app() {
+    let mut f = Fixture::new("/a");
+    app_params(&mut f);
+    let mut c = ctx();
+    c.caller = Caller::App {
+        id: "app-1".into(),
+        name: "billing".into(),
+        method: AppMethod::Signature,
+    };
+    let m = f
+        .run(&Method::GET, &[], "", None, &HeaderMap::new(), &c)
+        .unwrap();
+    assert_eq!(m.headers["x-app-id"], "app-1");
+    assert_eq!(m.headers["x-app-name"], "billing");
+    // The app key is a credential: never exposed.
+    assert_eq!(m.headers["x-app-key"], "");
+
+    let m = f
+        .run(&Method::GET, &[], "", None, &HeaderMap::new(), &ctx())
+        .unwrap();
+    assert_eq!(m.headers["x-app-id"], "");
+    assert_eq!(m.headers["x-app-name"], "");
+}
+
+const CREDENTIAL_HEADERS: &[(&str, &str)] = &[
+    (
+        "authorization",
+        "SDK-HMAC-SHA256 Access=k, SignedHeaders=host;x-sdk-date, Signature=00",
+    ),
+    ("x-auth-token", "APIGT1.a.b"),
+    ("x-apig-appcode", "code-secret"),
+    ("x-sdk-date", "20240101T000000Z"),
+    ("x-sdk-content-sha256", "UNSIGNED-PAYLOAD"),
+    ("accept", "*/*"),
+];
+
+#[test]
+fn gateway_credentials_are_stripped_on_authenticated_apis() {
+    let mut f = Fixture::new("/a");
+    f.strip_credentials = true;
+    let m = f.simple(&[], None, CREDENTIAL_HEADERS);
+    for gone in [
+        "authorization",
+        "x-auth-token",
+        "x-apig-appcode",
+        "x-sdk-date",
+        "x-sdk-content-sha256",
+    ] {
+        assert!(m.headers.get(gone).is_none(), "{gone} reached the backend");
+    }
+    assert_eq!(m.headers["accept"], "*/*");
+
+    // Another Authorization scheme is the backend's business.
+    let m = f.simple(&[], None, &[("authorization", "Bearer for-the-backend")]);
+    assert_eq!(m.headers["authorization"], "Bearer for-the-backend");
+
+    // NONE APIs pass everything but the AppCode.
+    f.strip_credentials = false;
+    let m = f.simple(&[], None, CREDENTIAL_HEADERS);
+    assert!(m.headers.get("x-apig-appcode").is_none());
+    for kept in [
+        "authorization",
+        "x-auth-token",
+        "x-sdk-date",
+        "x-sdk-content-sha256",
+    ] {
+        assert!(m.headers.get(kept).is_some(), "{kept} should pass on NONE");
+    }
+}
+
+#[test]
+fn backend_parameters_cannot_copy_credentials() {
+    let mut f = Fixture::new("/a");
+    f.strip_credentials = true;
+    for source in [
+        "Authorization",
+        "X-Auth-Token",
+        "X-Apig-AppCode",
+        "X-Sdk-Date",
+    ] {
+        f.backend_params.push(bp(
+            &format!("X-Copy-{source}"),
+            ParamLocation::Header,
+            BackendParamOrigin::Request,
+            source,
+            ParamLocation::Header,
+        ));
+    }
+    f.backend_params.push(bp(
+        "leak",
+        ParamLocation::Query,
+        BackendParamOrigin::Request,
+        "X-Auth-Token",
+        ParamLocation::Header,
+    ));
+    let m = f.simple(&[], None, CREDENTIAL_HEADERS);
+    for (name, _) in m.headers.iter() {
+        assert!(!name.as_str().starts_with("x-copy-"), "{name} was copied");
+    }
+    assert_eq!(path_and_query(&m), "/a");
+    assert_eq!(m.headers["accept"], "*/*");
 }
 
 #[test]

@@ -34,6 +34,7 @@ fn snapshot(epoch: &str, version: u64, apis: Vec<Api>) -> Snapshot {
             name: "RELEASE".into(),
         }],
         apis,
+        ..Default::default()
     }
 }
 
@@ -193,6 +194,32 @@ fn unpreparable_api_is_rejected_with_the_reason() {
         evaluate(None, "inst", snapshot("e1", 1, vec![auth])),
         "auth",
     );
+}
+
+#[test]
+fn unusable_credentials_are_rejected_with_the_reason() {
+    let mut s = snapshot("e1", 1, vec![api("a", "/a")]);
+    s.apps = vec![apig_proto::App {
+        id: "app-1".into(),
+        name: "billing".into(),
+        app_key: "k".into(),
+        app_secret: "s".into(),
+        acl: Some(apig_proto::AppAcl {
+            permit: true,
+            values: vec!["10.0.0.0/33".into()],
+        }),
+        ..Default::default()
+    }];
+    assert_rejected(
+        evaluate(None, "inst", s.clone()),
+        "app app-1 (billing): app ACL",
+    );
+    s.apps[0].acl = None;
+    s.token_keys = vec![vec![0u8; 16]];
+    assert_rejected(evaluate(None, "inst", s.clone()), "token key 0");
+    s.token_keys.clear();
+    let rt = assert_applied(evaluate(None, "inst", s));
+    assert_eq!(format!("{:?}", rt.credentials), "Credentials { project_id: \"\", apps: 1, app_codes: 0, iam_credentials: 0, token_keys: 0 }");
 }
 
 #[test]

@@ -33,6 +33,8 @@ use tonic::{Status, Streaming};
 pub const INSTANCE: &str = "inst-1";
 pub const TOKEN: &str = "cluster-secret";
 pub const HOST: &str = "api.example.com";
+/// The project every test snapshot belongs to.
+pub const PROJECT: &str = "proj-test";
 /// Every test is bounded by this.
 pub const TEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -488,6 +490,63 @@ pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Answ
     send(addr, "GET", path, headers, Bytes::new()).await
 }
 
+/// Unix seconds now.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Signs a request as the APIG SDKs do (every given header plus `X-Sdk-Date`) at `signed_at`
+/// and returns all headers to send: the given ones, `X-Sdk-Date` and `Authorization`.
+/// `target` is the raw path and query, sent exactly so.
+pub fn sign(
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    key: &str,
+    secret: &str,
+    signed_at: i64,
+) -> Vec<(String, String)> {
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    let view = apig_sign::RequestView {
+        method,
+        path,
+        query,
+        headers,
+    };
+    let signer = apig_sign::Signer {
+        key,
+        secret: secret.as_bytes(),
+    };
+    let mut out: Vec<(String, String)> = headers
+        .iter()
+        .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+        .collect();
+    out.extend(signer.sign(&view, body, signed_at).expect("signable"));
+    out
+}
+
+/// Sends a request with owned headers.
+pub async fn send_owned(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Answer {
+    let pairs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    send(addr, method, target, &pairs, Bytes::copy_from_slice(body)).await
+}
+
 /// GET with `Host: api.example.com`.
 pub async fn call(addr: SocketAddr, path: &str) -> Answer {
     get(addr, path, &[("host", HOST)]).await
@@ -518,6 +577,8 @@ pub fn snapshot(epoch: &str, version: u64, apis: Vec<Api>) -> Snapshot {
             },
         ],
         apis,
+        project_id: PROJECT.into(),
+        ..Default::default()
     }
 }
 
@@ -602,10 +663,18 @@ impl Stack {
         apis: impl FnOnce(SocketAddr) -> Vec<Api>,
         tweak: impl FnOnce(&mut GatewayConfig),
     ) -> Self {
+        Self::start_snapshot(|backend| snapshot("epoch-1", 1, apis(backend)), tweak).await
+    }
+
+    /// Like [`Stack::start_with`] with a whole snapshot (which must be version 1).
+    pub async fn start_snapshot(
+        make: impl FnOnce(SocketAddr) -> Snapshot,
+        tweak: impl FnOnce(&mut GatewayConfig),
+    ) -> Self {
         let cp = FakeControlPlane::start(TOKEN).await;
         let backend = EchoBackend::start().await;
         let cache = tempfile::tempdir().unwrap();
-        cp.push(snapshot("epoch-1", 1, apis(backend.addr)));
+        cp.push(make(backend.addr));
         let mut cfg = config(&cp.url(), cache.path(), TOKEN);
         tweak(&mut cfg);
         let gw = RunningGateway::start(cfg).await;

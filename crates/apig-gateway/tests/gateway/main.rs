@@ -6,6 +6,7 @@
 
 mod harness;
 
+mod authentication;
 mod limits_and_hostile_input;
 mod proxying;
 mod server;

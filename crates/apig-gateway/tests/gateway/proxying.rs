@@ -382,7 +382,7 @@ async fn required_and_validated_parameters() {
 }
 
 #[tokio::test]
-async fn app_auth_fails_closed_and_the_backend_never_sees_it() {
+async fn auth_failures_never_reach_the_backend() {
     bounded(async {
         let stack = Stack::start(|backend| {
             let mut app = with_http(api("app", "GET", "/app"), backend, "/app", 5_000);

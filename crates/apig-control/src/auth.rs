@@ -25,6 +25,9 @@ pub struct Credential {
     pub secret_key: String,
     pub project_id: String,
     pub create_time: String,
+    /// Administrator credentials may create projects (tenants).
+    #[serde(default)]
+    pub admin: bool,
 }
 
 impl std::fmt::Debug for Credential {
@@ -33,6 +36,7 @@ impl std::fmt::Debug for Credential {
         f.debug_struct("Credential")
             .field("access_key", &self.access_key)
             .field("project_id", &self.project_id)
+            .field("admin", &self.admin)
             .finish_non_exhaustive()
     }
 }
@@ -42,6 +46,7 @@ impl std::fmt::Debug for Credential {
 pub struct Caller {
     pub project_id: String,
     pub access_key: String,
+    pub admin: bool,
 }
 
 fn unauthorized(code: ErrorCode, msg: impl Into<String>) -> Response {
@@ -145,6 +150,7 @@ pub async fn require_signature(
     req.extensions_mut().insert(Caller {
         project_id: project,
         access_key,
+        admin: credential.admin,
     });
     next.run(req).await
 }
@@ -168,6 +174,7 @@ mod tests {
             secret_key: "topsecret".into(),
             project_id: "p".into(),
             create_time: String::new(),
+            admin: false,
         };
         assert!(!format!("{c:?}").contains("topsecret"));
     }

@@ -55,7 +55,7 @@ pub struct Bootstrap {
     pub access_key: String,
 }
 
-fn random(len: usize) -> String {
+pub fn random(len: usize) -> String {
     Alphanumeric.sample_string(&mut rand::rng(), len)
 }
 
@@ -152,6 +152,7 @@ pub async fn run(
             secret_key: sk.clone(),
             project_id: project_id.clone(),
             create_time: now.clone(),
+            admin: true,
         },
     )?;
     let instance = Instance {

@@ -20,7 +20,41 @@ pub fn snapshot_meta(instance: &str) -> String {
 }
 
 /// Every per-instance kind: deleting an instance removes these prefixes.
-pub const INSTANCE_KINDS: &[&str] = &["group", "env", "var", "api", "version", "pub"];
+pub const INSTANCE_KINDS: &[&str] = &[
+    "group", "env", "var", "api", "version", "pub", "app", "appcode", "appauth", "appacl",
+];
+
+pub const CREDENTIALS: &str = "v1/credential/";
+/// The Ed25519 seed that signs IAM tokens (hex).
+pub const TOKEN_SEED: &str = "v1/meta/token-seed";
+
+pub fn apps(i: &str) -> String {
+    format!("v1/app/{i}/")
+}
+pub fn app(i: &str, id: &str) -> String {
+    format!("v1/app/{i}/{id}")
+}
+pub fn app_codes_of(i: &str, app: &str) -> String {
+    format!("v1/appcode/{i}/{app}/")
+}
+pub fn app_codes(i: &str) -> String {
+    format!("v1/appcode/{i}/")
+}
+pub fn app_code(i: &str, app: &str, id: &str) -> String {
+    format!("v1/appcode/{i}/{app}/{id}")
+}
+pub fn app_auths(i: &str) -> String {
+    format!("v1/appauth/{i}/")
+}
+pub fn app_auth(i: &str, id: &str) -> String {
+    format!("v1/appauth/{i}/{id}")
+}
+pub fn app_acls(i: &str) -> String {
+    format!("v1/appacl/{i}/")
+}
+pub fn app_acl(i: &str, app: &str) -> String {
+    format!("v1/appacl/{i}/{app}")
+}
 
 pub fn groups(i: &str) -> String {
     format!("v1/group/{i}/")

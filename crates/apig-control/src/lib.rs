@@ -84,6 +84,30 @@ fn private_dir(dir: &std::path::Path) -> Result<(), ControlError> {
     Ok(())
 }
 
+/// The Ed25519 seed that signs IAM tokens: made once, kept in the store (whose directory is
+/// owner-only, like every other secret of the control plane).
+fn token_signer(store: &dyn Store) -> Result<apig_sign::token::TokenSigner, ControlError> {
+    use apig_store::StoreExt;
+    let seed_hex = match store.get_json::<String>(keys::TOKEN_SEED)? {
+        Some(s) => s,
+        None => {
+            let mut seed = [0u8; 32];
+            rand::fill(&mut seed);
+            let s = hex::encode(seed);
+            let mut b = apig_store::Batch::new();
+            b.put_json(keys::TOKEN_SEED, &s)?;
+            store.commit(b)?;
+            s
+        }
+    };
+    let bytes =
+        hex::decode(&seed_hex).map_err(|e| ControlError::Config(format!("token seed: {e}")))?;
+    let seed: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| ControlError::Config("token seed: not 32 bytes".into()))?;
+    Ok(apig_sign::token::TokenSigner::from_seed(&seed))
+}
+
 fn epoch(store: &dyn Store) -> Result<String, ControlError> {
     use apig_store::StoreExt;
     if let Some(e) = store.get_json::<String>(keys::EPOCH)? {
@@ -110,10 +134,12 @@ pub async fn start(
             .map_err(|e| ControlError::Server(e.to_string()))??,
     );
     let epoch = epoch(store.as_ref())?;
+    let signer = token_signer(store.as_ref())?;
     let state = Arc::new(ControlState::new(
         store,
         epoch,
         config.domain_suffix.to_ascii_lowercase(),
+        signer,
     ));
     let bootstrap = bootstrap::run(&state, &config.data_dir, config.seed.clone()).await?;
     state.load_snapshots().await?;

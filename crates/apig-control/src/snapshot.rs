@@ -7,14 +7,17 @@
 use std::collections::HashMap;
 
 use apig_model::api::{ApiSpec, BackendParam, ReqParam};
+use apig_model::app::{App, AppAcl, AppAuth, AppCode};
 use apig_model::env::{substitute, Env, Variable};
 use apig_model::group::Group;
+use apig_model::instance::Instance;
 use apig_model::publish::{ApiVersion, Publication};
 use apig_model::{ApiError, ErrorCode};
 use apig_proto as pb;
 use prost::Message;
 use sha2::{Digest, Sha256};
 
+use crate::auth::Credential;
 use crate::keys;
 use crate::tx::Reader;
 
@@ -24,12 +27,17 @@ pub struct Compiled {
     pub digest: String,
 }
 
-/// Builds the snapshot of `instance_id` from what `r` sees, and validates it.
+/// Builds the snapshot of `instance_id` from what `r` sees, and validates it. `token_keys` are
+/// the public keys whose IAM tokens the instance's APIs accept.
 pub fn compile(
     r: &(impl Reader + ?Sized),
     instance_id: &str,
     epoch: &str,
+    token_keys: &[Vec<u8>],
 ) -> Result<Compiled, ApiError> {
+    let instance: Instance = r
+        .get_json(&keys::instance(instance_id))?
+        .ok_or_else(|| ApiError::instance_not_found(instance_id))?;
     let mut groups: Vec<Group> = r.scan_json(&keys::groups(instance_id))?;
     groups.sort_by(|a, b| a.id.cmp(&b.id));
     let mut envs: Vec<Env> = r.scan_json(&keys::envs(instance_id))?;
@@ -38,6 +46,15 @@ pub fn compile(
     let mut pubs: Vec<Publication> = r.scan_json(&keys::pubs(instance_id))?;
     pubs.sort_by(|a, b| (&a.api_id, &a.env_id).cmp(&(&b.api_id, &b.env_id)));
 
+    let mut auths: Vec<AppAuth> = r.scan_json(&keys::app_auths(instance_id))?;
+    auths.sort_by(|a, b| a.app_id.cmp(&b.app_id));
+    let mut authorized: HashMap<(&str, &str), Vec<String>> = HashMap::new();
+    for a in &auths {
+        authorized
+            .entry((&a.api_id, &a.env_id))
+            .or_default()
+            .push(a.app_id.clone());
+    }
     let mut var_map: HashMap<(&str, &str, &str), &str> = HashMap::new();
     for v in &vars {
         var_map.insert(
@@ -60,8 +77,16 @@ pub fn compile(
                 .get(&(version.spec.group_id(), p.env_id.as_str(), name))
                 .copied()
         };
-        apis.push(compile_api(&version.spec, p, &lookup)?);
+        let mut api = compile_api(&version.spec, p, &lookup)?;
+        api.authorized_app_ids = authorized
+            .get(&(p.api_id.as_str(), p.env_id.as_str()))
+            .cloned()
+            .unwrap_or_default();
+        apis.push(api);
     }
+    let apps = compile_apps(r, instance_id)?;
+    let mut credentials: Vec<Credential> = r.scan_json(keys::CREDENTIALS)?;
+    credentials.retain(|c| c.project_id == instance.project_id);
     let snapshot = pb::Snapshot {
         instance_id: instance_id.to_owned(),
         epoch: epoch.to_owned(),
@@ -83,6 +108,16 @@ pub fn compile(
             })
             .collect(),
         apis,
+        project_id: instance.project_id.clone(),
+        apps,
+        iam_credentials: credentials
+            .into_iter()
+            .map(|c| pb::IamCredential {
+                access_key: c.access_key,
+                secret_key: c.secret_key,
+            })
+            .collect(),
+        token_keys: token_keys.to_vec(),
     };
     // The same compile the gateway runs: a snapshot the gateway would reject is never published.
     apig_router::RouteTable::compile(&snapshot).map_err(|e| {
@@ -93,6 +128,34 @@ pub fn compile(
     })?;
     let digest = hex::encode(Sha256::digest(snapshot.encode_to_vec()));
     Ok(Compiled { snapshot, digest })
+}
+
+fn compile_apps(r: &(impl Reader + ?Sized), instance_id: &str) -> Result<Vec<pb::App>, ApiError> {
+    let mut apps: Vec<App> = r.scan_json(&keys::apps(instance_id))?;
+    apps.sort_by(|a, b| a.id.cmp(&b.id));
+    let codes: Vec<AppCode> = r.scan_json(&keys::app_codes(instance_id))?;
+    let acls: Vec<AppAcl> = r.scan_json(&keys::app_acls(instance_id))?;
+    Ok(apps
+        .into_iter()
+        .map(|a| pb::App {
+            app_codes: codes
+                .iter()
+                .filter(|c| c.app_id == a.id)
+                .map(|c| c.app_code.clone())
+                .collect(),
+            acl: acls
+                .iter()
+                .find(|acl| acl.app_id == a.id)
+                .map(|acl| pb::AppAcl {
+                    permit: acl.app_acl_type == "PERMIT",
+                    values: acl.app_acl_values.clone(),
+                }),
+            id: a.id,
+            name: a.name,
+            app_key: a.app_key,
+            app_secret: a.app_secret,
+        })
+        .collect())
 }
 
 fn location(s: Option<&str>) -> pb::ParamLocation {
@@ -266,6 +329,7 @@ fn compile_api<'a>(
             .iter()
             .map(|bp| backend_param(bp, req_params))
             .collect(),
+        authorized_app_ids: Vec::new(),
         backend: Some(backend),
     })
 }

@@ -26,6 +26,8 @@ pub struct ControlState {
     pub epoch: String,
     /// `sl_domain` of a group is `<group id>.<domain_suffix>`.
     pub domain_suffix: String,
+    /// Signs IAM tokens; its public key travels in every snapshot.
+    pub token_signer: apig_sign::token::TokenSigner,
 }
 
 #[derive(Serialize, Deserialize, Default, Clone, Debug, PartialEq)]
@@ -35,13 +37,19 @@ pub struct SnapshotMeta {
 }
 
 impl ControlState {
-    pub fn new(store: Arc<dyn Store>, epoch: String, domain_suffix: String) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        epoch: String,
+        domain_suffix: String,
+        token_signer: apig_sign::token::TokenSigner,
+    ) -> Self {
         Self {
             store,
             write: Mutex::new(()),
             publisher: Publisher::new(),
             epoch,
             domain_suffix,
+            token_signer,
         }
     }
 
@@ -69,7 +77,8 @@ impl ControlState {
                 removed.push(instance.to_owned());
                 continue;
             }
-            let compiled = snapshot::compile(&tx, instance, &self.epoch)?;
+            let token_keys = [self.token_signer.public_key().to_vec()];
+            let compiled = snapshot::compile(&tx, instance, &self.epoch, &token_keys)?;
             let meta: SnapshotMeta = tx
                 .get_json(&keys::snapshot_meta(instance))?
                 .unwrap_or_default();

@@ -27,6 +27,11 @@ pub enum ErrorCode {
     ParamNameExists,
     ApiExists,
     EnvVariableExists,
+    AppNameExists,
+    AppKeyExists,
+    AppAuthExists,
+    /// 400 The API is not published in the environment (authorizing apps needs it).
+    ApiNotPublished,
     /// 401 No credential in the request.
     AuthMissing,
     /// 401 The credential or signature is not valid.
@@ -34,6 +39,9 @@ pub enum ErrorCode {
     /// 403 Quota reached.
     EnvQuota,
     VariableQuota,
+    AppCodeQuota,
+    /// 403 The operation needs an administrator credential.
+    AdminOnly,
     GroupHasApis,
     ApiPublished,
     EnvHasPublishedApis,
@@ -43,6 +51,10 @@ pub enum ErrorCode {
     ApiNotFound,
     EnvNotFound,
     EnvVariableNotFound,
+    AppNotFound,
+    AppCodeNotFound,
+    AppAuthNotFound,
+    CredentialNotFound,
     PublicationNotFound,
     VersionNotFound,
     InstanceNotFound,
@@ -75,12 +87,17 @@ impl ErrorCode {
             | EnvNameExists
             | ParamNameExists
             | ApiExists
-            | EnvVariableExists => 400,
+            | EnvVariableExists
+            | AppNameExists
+            | AppKeyExists
+            | AppAuthExists
+            | ApiNotPublished => 400,
             AuthMissing | AuthInvalid => 401,
-            EnvQuota | VariableQuota | GroupHasApis | ApiPublished | EnvHasPublishedApis
-            | DefaultEnvReadOnly => 403,
-            GroupNotFound | ApiNotFound | EnvNotFound | EnvVariableNotFound
-            | PublicationNotFound | VersionNotFound | InstanceNotFound | ResourceNotFound => 404,
+            EnvQuota | VariableQuota | AppCodeQuota | AdminOnly | GroupHasApis | ApiPublished
+            | EnvHasPublishedApis | DefaultEnvReadOnly => 403,
+            GroupNotFound | ApiNotFound | EnvNotFound | EnvVariableNotFound | AppNotFound
+            | AppCodeNotFound | AppAuthNotFound | CredentialNotFound | PublicationNotFound
+            | VersionNotFound | InstanceNotFound | ResourceNotFound => 404,
             MethodNotAllowed => 405,
             NotSupported => 412,
             BodyTooLarge => 413,
@@ -104,6 +121,16 @@ impl ErrorCode {
             ParamNameExists => "APIG.3209",
             ApiExists => "APIG.3301",
             EnvVariableExists => "APIG.3303",
+            AppNameExists => "APIG.3203",
+            AppKeyExists => "APIG.3310",
+            AppAuthExists => "APIG.3316",
+            ApiNotPublished => "APIG.2011",
+            AppCodeQuota => "APIG.3114",
+            AdminOnly => "APIG.1005",
+            AppNotFound => "APIG.3004",
+            AppCodeNotFound => "APIG.3082",
+            AppAuthNotFound => "APIG.3009",
+            CredentialNotFound => "APIG.3007",
             AuthMissing => "APIG.1000",
             AuthInvalid => "APIG.1002",
             EnvQuota => "APIG.3104",

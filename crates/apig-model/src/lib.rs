@@ -6,6 +6,7 @@
 //! every problem at once and fills defaults.
 
 pub mod api;
+pub mod app;
 pub mod env;
 pub mod error;
 pub mod group;

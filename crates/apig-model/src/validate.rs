@@ -90,6 +90,19 @@ pub fn env_name(v: &str) -> Result<(), ApiError> {
     )
 }
 
+static APP_NAME: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^[A-Za-z\p{Han}][A-Za-z0-9\p{Han}_]{2,63}$").expect("static regex")
+});
+
+pub fn app_name(v: &str) -> Result<(), ApiError> {
+    by_regex(
+        "name",
+        v,
+        &APP_NAME,
+        "3 to 64 characters: letters, digits, Chinese characters and underscores, starting with a letter or Chinese character",
+    )
+}
+
 pub fn instance_name(v: &str) -> Result<(), ApiError> {
     by_regex(
         "instance_name",

@@ -1,6 +1,9 @@
 //! The management REST API: APIG V2 paths under `/v2/{project_id}/apigw`.
 
 mod apis;
+mod app_auths;
+mod apps;
+mod credentials;
 mod envs;
 mod groups;
 mod instances;
@@ -30,9 +33,66 @@ pub type Params = Query<HashMap<String, String>>;
 
 pub fn router(state: Arc<ControlState>) -> Router {
     let i = "/v2/{project_id}/apigw/instances/{instance_id}";
+    let p = "/v2/{project_id}/apigw";
     let v2 = Router::new()
+        .route(&format!("{p}/projects"), post(credentials::create_project))
         .route(
-            "/v2/{project_id}/apigw/instances",
+            &format!("{p}/credentials"),
+            get(credentials::list).post(credentials::create),
+        )
+        .route(
+            &format!("{p}/credentials/{{access_key}}"),
+            axum::routing::delete(credentials::delete),
+        )
+        .route(&format!("{p}/tokens"), post(credentials::token))
+        .route(&format!("{i}/apps"), get(apps::list).post(apps::create))
+        .route(
+            &format!("{i}/apps/secret/{{app_id}}"),
+            axum::routing::put(apps::reset_secret),
+        )
+        .route(
+            &format!("{i}/apps/validation/{{app_id}}"),
+            get(apps::validation),
+        )
+        .route(
+            &format!("{i}/apps/{{app_id}}"),
+            get(apps::show).put(apps::update).delete(apps::delete),
+        )
+        .route(
+            &format!("{i}/apps/{{app_id}}/app-codes"),
+            get(apps::list_codes)
+                .post(apps::create_code)
+                .put(apps::generate_code),
+        )
+        .route(
+            &format!("{i}/apps/{{app_id}}/app-codes/{{code_id}}"),
+            get(apps::show_code).delete(apps::delete_code),
+        )
+        .route(
+            &format!("{i}/apps/{{app_id}}/app-acl"),
+            get(apps::show_acl)
+                .put(apps::put_acl)
+                .delete(apps::delete_acl),
+        )
+        .route(&format!("{i}/app-auths"), post(app_auths::create))
+        .route(
+            &format!("{i}/app-auths/binded-apis"),
+            get(app_auths::bound_apis),
+        )
+        .route(
+            &format!("{i}/app-auths/binded-apps"),
+            get(app_auths::bound_apps),
+        )
+        .route(
+            &format!("{i}/app-auths/unbinded-apis"),
+            get(app_auths::unbound_apis),
+        )
+        .route(
+            &format!("{i}/app-auths/{{auth_id}}"),
+            axum::routing::delete(app_auths::delete),
+        )
+        .route(
+            &format!("{p}/instances"),
             get(instances::list).post(instances::create),
         )
         .route(

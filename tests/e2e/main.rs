@@ -3,6 +3,7 @@
 
 mod support;
 
+mod credentials;
 mod foundation;
 mod lifecycle;
 mod management;

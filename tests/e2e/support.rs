@@ -13,9 +13,10 @@ pub fn bin() -> PathBuf {
 }
 
 /// A control plane, one gateway replica of the bootstrap instance and an echo backend.
+/// Fields drop in order: the gateway goes before the control plane, so teardown is quiet.
 pub struct Stack {
-    pub cp: ControlPlane,
     pub gw: Gateway,
+    pub cp: ControlPlane,
     pub backend: EchoBackend,
     pub api: MgmtClient,
     pub instance: String,

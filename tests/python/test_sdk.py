@@ -86,6 +86,7 @@ def test_create_publish_call_offline(sdk, stack, backend):
 
     r = until_routed(stack, group.sl_domain, "/orders/77")
     assert r.status_code == 200, r.text
+    assert r.raw.version == 11, "an HTTP/1.0 backend does not downgrade the client's answer"
     seen = r.json()
     assert seen["path"] == "/backend/orders/77"
     assert seen["headers"]["x-req"] == r.headers["X-Request-Id"]

@@ -14,6 +14,19 @@ async fn signed(
     key: &str,
     secret: &str,
 ) -> crate::support::Resp {
+    signed_for(gw, host, host, method, path, key, secret).await
+}
+
+/// Signs for `host` but sends with `Host: send_host` (a replay to another host).
+async fn signed_for(
+    gw: &Gateway,
+    host: &str,
+    send_host: &str,
+    method: &str,
+    path: &str,
+    key: &str,
+    secret: &str,
+) -> crate::support::Resp {
     let now = chrono::Utc::now().timestamp();
     let (p, q) = match path.split_once('?') {
         Some((p, q)) => (p, Some(q)),
@@ -37,7 +50,7 @@ async fn signed(
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    call(gw, method, host, path, &refs).await
+    call(gw, method, send_host, path, &refs).await
 }
 
 async fn app_api(s: &Stack, group: &str, name: &str, path: &str, auth: &str) -> String {
@@ -118,6 +131,28 @@ async fn app_authentication_authorization_and_revocation_on_every_replica() {
         assert_eq!(r.body["headers"]["x-app-name"], "billing");
         assert!(r.body["headers"].get("authorization").is_none());
     }
+    // A request signed for this group's host does not pass at another group's host, even where
+    // the same app may call the same path.
+    let (group2, host2) = s.group("apps_group_two").await;
+    let api2 = app_api(&s, &group2, "app_api_two", "/app", "APP").await;
+    let r = s
+        .api
+        .post(
+            &s.inst("/app-auths"),
+            &json!({"env_id": RELEASE, "app_ids": [app_id], "api_ids": [api2]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    eventually(WAIT, "the second group", || async {
+        (signed(&s.gw, &host2, "GET", "/app", &key, &secret)
+            .await
+            .status
+            == 200)
+            .then_some(())
+    })
+    .await;
+    let r = signed_for(&s.gw, &host, &host2, "GET", "/app", &key, &secret).await;
+    assert_eq!(r.status, 401, "replayed to another host: {}", r.text);
     // Cancelling the authorization, then deleting the app: denied on every replica.
     let r = s
         .api

@@ -1,5 +1,8 @@
 //! Benchmarks that need the real binaries.
 //!
+//! `auth [SECONDS]`: requests/s through an APP-authenticated API against the same API with
+//! auth NONE, alternating wrk runs in one process tree.
+//!
 //! `propagation [N]`: one control plane and one gateway (release build); N times, publish or
 //! take offline an API and measure the time from the management answer to the gateway's
 //! answer changing. Reports median, p90 and worst.
@@ -21,7 +24,13 @@ pub fn run(args: &[String]) -> Result<()> {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(propagation(root().join("target/release/apig"), n))
         }
-        _ => bail!("usage: cargo xtask bench propagation [N]"),
+        Some("auth") => {
+            let secs = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(5);
+            run_cmd(cargo().args(["build", "--release", "-p", "apig"]))?;
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(auth_ratio(root().join("target/release/apig"), secs))
+        }
+        _ => bail!("usage: cargo xtask bench propagation [N] | auth [SECONDS]"),
     }
 }
 
@@ -99,5 +108,145 @@ async fn propagation(bin: PathBuf, n: usize) -> Result<()> {
         pct(0.9),
         samples[samples.len() - 1]
     );
+    Ok(())
+}
+
+/// Requests per second of `wrk` against `url` with extra headers; fails when wrk is missing.
+fn wrk(url: &str, headers: &[(&str, &str)], secs: u64) -> Result<f64> {
+    let mut cmd = std::process::Command::new("wrk");
+    cmd.args(["-t1", "-c32", &format!("-d{secs}s")]);
+    for (k, v) in headers {
+        cmd.arg("-H").arg(format!("{k}: {v}"));
+    }
+    let out = cmd
+        .arg(url)
+        .output()
+        .map_err(|e| anyhow::anyhow!("wrk ({e}); install it: apt-get install wrk"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.contains("Non-2xx") {
+        bail!("wrk saw errors:\n{text}");
+    }
+    text.lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no Requests/sec in wrk output:\n{text}"))
+}
+
+/// Throughput of an APP-authenticated API against the same API with auth NONE, alternating
+/// rounds in one run. One signed request is replayed: its signature stays valid for 15 minutes,
+/// and the gateway verifies it in full on every request.
+async fn auth_ratio(bin: PathBuf, secs: u64) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cp = ControlPlane::start(&bin, &dir.path().join("control"));
+    let gw = Gateway::start(
+        &bin,
+        &cp.grpc_url(),
+        &cp.seed.instance_id,
+        &dir.path().join("gw"),
+        &cp.cluster_token,
+    );
+    let backend = EchoBackend::start().await;
+    let api = cp.client();
+    let inst = format!("/instances/{}", cp.seed.instance_id);
+    let g = api
+        .post(&format!("{inst}/api-groups"), &json!({"name": "bench"}))
+        .await;
+    let (group, host) = (
+        g.body["id"].as_str().unwrap_or_default().to_owned(),
+        g.body["sl_domain"].as_str().unwrap_or_default().to_owned(),
+    );
+    let mut ids = Vec::new();
+    for (name, path, auth) in [
+        ("bench_none", "/none", "NONE"),
+        ("bench_app", "/app", "APP"),
+    ] {
+        let a = api
+            .post(
+                &format!("{inst}/apis"),
+                &json!({"name": name, "type": 1, "req_protocol": "HTTP", "req_method": "GET", "req_uri": path,
+                        "auth_type": auth, "backend_type": "HTTP", "group_id": group,
+                        "backend_api": {"url_domain": backend.authority(), "req_protocol": "HTTP", "req_method": "GET", "req_uri": "/", "timeout": 5000}}),
+            )
+            .await;
+        let id = a.body["id"].as_str().unwrap_or_default().to_owned();
+        api.post(
+            &format!("{inst}/apis/action"),
+            &json!({"action": "online", "api_id": id, "env_id": RELEASE}),
+        )
+        .await;
+        ids.push(id);
+    }
+    let app = api
+        .post(&format!("{inst}/apps"), &json!({"name": "bench_app"}))
+        .await;
+    let (app_id, key, secret) = (
+        app.body["id"].as_str().unwrap_or_default().to_owned(),
+        app.body["app_key"].as_str().unwrap_or_default().to_owned(),
+        app.body["app_secret"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    );
+    let r = api
+        .post(
+            &format!("{inst}/app-auths"),
+            &json!({"env_id": RELEASE, "app_ids": [app_id], "api_ids": [ids[1]]}),
+        )
+        .await;
+    if r.status != 201 {
+        bail!("authorizing the app failed: {:?}", r.body);
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
+    let view_headers = [("host", host.as_str())];
+    let view = apig_sign::RequestView {
+        method: "GET",
+        path: "/app",
+        query: None,
+        headers: &view_headers,
+    };
+    let signed = apig_sign::Signer {
+        key: &key,
+        secret: secret.as_bytes(),
+    }
+    .sign(&view, b"", now)?;
+    let mut app_headers: Vec<(&str, &str)> = vec![("Host", host.as_str())];
+    app_headers.extend(signed.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let none_headers = [("Host", host.as_str())];
+    // Wait until both answer 200.
+    let http = http_client();
+    let start = Instant::now();
+    loop {
+        let mut ok = true;
+        for (path, headers) in [("/none", &none_headers[..]), ("/app", &app_headers[..])] {
+            let mut req = http.get(gw.url(path));
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            ok &= req.send().await?.status() == 200;
+        }
+        if ok {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            bail!("the APIs did not become callable");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("APP-authenticated vs NONE through one gateway (release build, wrk -t1 -c32, {secs}s per run):");
+    println!("  round   NONE req/s    APP req/s    APP/NONE");
+    let mut ratios = Vec::new();
+    for round in 1..=3 {
+        let none = tokio::task::block_in_place(|| wrk(&gw.url("/none"), &none_headers, secs))?;
+        let app = tokio::task::block_in_place(|| wrk(&gw.url("/app"), &app_headers, secs))?;
+        ratios.push(app / none);
+        println!(
+            "  {round:>5}   {none:>10.0}   {app:>10.0}    {:.3}",
+            app / none
+        );
+    }
+    ratios.sort_by(|a, b| a.total_cmp(b));
+    println!("  median APP/NONE ratio: {:.3} (target >= 0.8)", ratios[1]);
     Ok(())
 }

@@ -129,6 +129,30 @@ impl ControlState {
         self.commit(self.tx(), &ids).await
     }
 
+    /// Takes the write lock and checks that the instance belongs to the project: every write
+    /// handler starts here, so the tenancy check cannot be forgotten or raced.
+    pub async fn lock_instance(
+        &self,
+        project: &str,
+        id: &str,
+    ) -> Result<(MutexGuard<'_, ()>, Instance), ApiError> {
+        let guard = self.write_lock().await;
+        let instance = self.instance(self.reader(), project, id)?;
+        Ok((guard, instance))
+    }
+
+    /// Writes one document of `instance` and commits (with the snapshot recompile).
+    pub async fn save<T: Serialize>(
+        &self,
+        instance: &str,
+        key: String,
+        value: &T,
+    ) -> Result<(), ApiError> {
+        let mut tx = self.tx();
+        tx.put(key, value)?;
+        self.commit(tx, &[instance]).await
+    }
+
     /// The instance `id` if it belongs to `project`; otherwise APIG.3030 (the same answer as for
     /// an unknown id, so other tenants' instances cannot be discovered).
     pub fn instance(

@@ -152,8 +152,7 @@ pub async fn create(
 ) -> Result<Response> {
     let mut spec: ApiSpec = parse_json(&body)?;
     spec.validate_and_normalize()?;
-    let _w = s.write_lock().await;
-    s.instance(s.reader(), &project, &inst)?;
+    let _w = s.lock_instance(&project, &inst).await?;
     super::groups::load(s.reader(), &inst, spec.group_id())?;
     let all: Vec<Api> = Reader::scan_json(s.reader(), &keys::apis(&inst))?;
     check_unique(&all, &spec, None)?;
@@ -166,9 +165,7 @@ pub async fn create(
         register_time: now.clone(),
         update_time: now,
     };
-    let mut tx = s.tx();
-    tx.put(keys::api(&inst, &api.id), &api)?;
-    s.commit(tx, &[&inst]).await?;
+    s.save(&inst, keys::api(&inst, &api.id), &api).await?;
     Ok(created(view(s.reader(), &inst, &api)?))
 }
 
@@ -206,8 +203,7 @@ pub async fn update(
 ) -> Result<Response> {
     let mut spec: ApiSpec = parse_json(&body)?;
     spec.validate_and_normalize()?;
-    let _w = s.write_lock().await;
-    s.instance(s.reader(), &project, &inst)?;
+    let _w = s.lock_instance(&project, &inst).await?;
     let mut api = load(s.reader(), &inst, &id)?;
     super::groups::load(s.reader(), &inst, spec.group_id())?;
     let all: Vec<Api> = Reader::scan_json(s.reader(), &keys::apis(&inst))?;
@@ -216,9 +212,7 @@ pub async fn update(
     stamp_backend(&mut spec, &now, Some(&api.spec));
     api.spec = spec;
     api.update_time = now;
-    let mut tx = s.tx();
-    tx.put(keys::api(&inst, &id), &api)?;
-    s.commit(tx, &[&inst]).await?;
+    s.save(&inst, keys::api(&inst, &id), &api).await?;
     Ok(ok(view(s.reader(), &inst, &api)?))
 }
 
@@ -226,8 +220,7 @@ pub async fn delete(
     State(s): State<Arc<ControlState>>,
     Path((project, inst, id)): Path<(String, String, String)>,
 ) -> Result<Response> {
-    let _w = s.write_lock().await;
-    s.instance(s.reader(), &project, &inst)?;
+    let _w = s.lock_instance(&project, &inst).await?;
     load(s.reader(), &inst, &id)?;
     if !published_in(s.reader(), &inst, &id)?.is_empty() {
         return Err(ApiError::new(

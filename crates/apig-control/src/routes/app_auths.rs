@@ -27,8 +27,7 @@ pub async fn create(
 ) -> Result<Response> {
     let req: AppAuthCreate = parse_json(&body)?;
     req.validate()?;
-    let _w = s.write_lock().await;
-    s.instance(s.reader(), &project, &inst)?;
+    let _w = s.lock_instance(&project, &inst).await?;
     let env_id = req.env_id.unwrap_or_default();
     super::envs::load(s.reader(), &inst, &env_id)?;
     let existing: Vec<AppAuth> = Reader::scan_json(s.reader(), &keys::app_auths(&inst))?;
@@ -75,8 +74,7 @@ pub async fn delete(
     State(s): State<Arc<ControlState>>,
     Path((project, inst, id)): Path<(String, String, String)>,
 ) -> Result<Response> {
-    let _w = s.write_lock().await;
-    s.instance(s.reader(), &project, &inst)?;
+    let _w = s.lock_instance(&project, &inst).await?;
     if !Reader::exists(s.reader(), &keys::app_auth(&inst, &id))? {
         return Err(ApiError::new(
             ErrorCode::AppAuthNotFound,

@@ -91,8 +91,7 @@ pub async fn create(
 ) -> Result<Response> {
     let spec: AppSpec = parse_json(&body)?;
     spec.validate(true)?;
-    let _w = s.write_lock().await;
-    s.instance(s.reader(), &project, &inst)?;
+    let _w = s.lock_instance(&project, &inst).await?;
     let all: Vec<App> = Reader::scan_json(s.reader(), &keys::apps(&inst))?;
     let name = spec.name.unwrap_or_default();
     let app_key = spec.app_key.unwrap_or_else(ids::new_id);
@@ -108,9 +107,7 @@ pub async fn create(
         register_time: now.clone(),
         update_time: now,
     };
-    let mut tx = s.tx();
-    tx.put(keys::app(&inst, &app.id), &app)?;
-    s.commit(tx, &[&inst]).await?;
+    s.save(&inst, keys::app(&inst, &app.id), &app).await?;
     Ok(created(app.to_json_with_secret()))
 }
 
@@ -141,8 +138,7 @@ pub async fn update(
 ) -> Result<Response> {
     let spec: AppSpec = parse_json(&body)?;
     spec.validate(false)?;
-    let _w = s.write_lock().await;
-    s.instance(s.reader(), &project, &inst)?;
+    let _w = s.lock_instance(&project, &inst).await?;
     let mut app = load(s.reader(), &inst, &id)?;
     if spec.app_key.as_deref().is_some_and(|k| k != app.app_key)
         || spec
@@ -164,9 +160,7 @@ pub async fn update(
         app.remark = r;
     }
     app.update_time = time::now_rfc3339();
-    let mut tx = s.tx();
-    tx.put(keys::app(&inst, &id), &app)?;
-    s.commit(tx, &[&inst]).await?;
+    s.save(&inst, keys::app(&inst, &id), &app).await?;
     Ok(ok(app.to_json()))
 }
 
@@ -190,14 +184,11 @@ pub async fn reset_secret(
     if let Some(secret) = &spec.app_secret {
         check_app_secret(secret)?;
     }
-    let _w = s.write_lock().await;
-    s.instance(s.reader(), &project, &inst)?;
+    let _w = s.lock_instance(&project, &inst).await?;
     let mut app = load(s.reader(), &inst, &id)?;
     app.app_secret = spec.app_secret.unwrap_or_else(|| random(40));
     app.update_time = time::now_rfc3339();
-    let mut tx = s.tx();
-    tx.put(keys::app(&inst, &id), &app)?;
-    s.commit(tx, &[&inst]).await?;
+    s.save(&inst, keys::app(&inst, &id), &app).await?;
     Ok(ok(app.to_json_with_secret()))
 }
 
@@ -205,8 +196,7 @@ pub async fn delete(
     State(s): State<Arc<ControlState>>,
     Path((project, inst, id)): Path<(String, String, String)>,
 ) -> Result<Response> {
-    let _w = s.write_lock().await;
-    s.instance(s.reader(), &project, &inst)?;
+    let _w = s.lock_instance(&project, &inst).await?;
     load(s.reader(), &inst, &id)?;
     let mut tx = s.tx();
     tx.delete(keys::app(&inst, &id));
@@ -322,8 +312,7 @@ pub async fn delete_code(
     State(s): State<Arc<ControlState>>,
     Path((project, inst, app_id, code_id)): Path<(String, String, String, String)>,
 ) -> Result<Response> {
-    let _w = s.write_lock().await;
-    s.instance(s.reader(), &project, &inst)?;
+    let _w = s.lock_instance(&project, &inst).await?;
     load(s.reader(), &inst, &app_id)?;
     load_code(s.reader(), &inst, &app_id, &code_id)?;
     let mut tx = s.tx();
@@ -349,12 +338,9 @@ pub async fn put_acl(
     // The same parser the gateway uses: a value it would reject is refused here.
     apig_policy::IpAcl::parse(acl.app_acl_type == "PERMIT", &acl.app_acl_values)
         .map_err(|e| ApiError::invalid("app_acl_values", e.to_string()))?;
-    let _w = s.write_lock().await;
-    s.instance(s.reader(), &project, &inst)?;
+    let _w = s.lock_instance(&project, &inst).await?;
     load(s.reader(), &inst, &app_id)?;
-    let mut tx = s.tx();
-    tx.put(keys::app_acl(&inst, &app_id), &acl)?;
-    s.commit(tx, &[&inst]).await?;
+    s.save(&inst, keys::app_acl(&inst, &app_id), &acl).await?;
     Ok(ok(serde_json::to_value(&acl).unwrap_or_default()))
 }
 
@@ -375,8 +361,7 @@ pub async fn delete_acl(
     State(s): State<Arc<ControlState>>,
     Path((project, inst, app_id)): Path<(String, String, String)>,
 ) -> Result<Response> {
-    let _w = s.write_lock().await;
-    s.instance(s.reader(), &project, &inst)?;
+    let _w = s.lock_instance(&project, &inst).await?;
     load(s.reader(), &inst, &app_id)?;
     let mut tx = s.tx();
     tx.delete(keys::app_acl(&inst, &app_id));

@@ -76,8 +76,7 @@ pub async fn create(
 ) -> Result<Response> {
     let spec: EnvSpec = parse_json(&body)?;
     spec.validate()?;
-    let _w = s.write_lock().await;
-    s.instance(s.reader(), &project, &inst)?;
+    let _w = s.lock_instance(&project, &inst).await?;
     let all: Vec<Env> = Reader::scan_json(s.reader(), &keys::envs(&inst))?;
     let name = spec.name.unwrap_or_default();
     check_unique_name(&all, &name, None)?;
@@ -94,9 +93,7 @@ pub async fn create(
         remark: spec.remark.unwrap_or_default(),
         create_time: time::now_rfc3339(),
     };
-    let mut tx = s.tx();
-    tx.put(keys::env(&inst, &env.id), &env)?;
-    s.commit(tx, &[&inst]).await?;
+    s.save(&inst, keys::env(&inst, &env.id), &env).await?;
     Ok(created(env.to_json()))
 }
 
@@ -116,8 +113,7 @@ pub async fn update(
     body: Bytes,
 ) -> Result<Response> {
     let spec: EnvSpec = parse_json(&body)?;
-    let _w = s.write_lock().await;
-    s.instance(s.reader(), &project, &inst)?;
+    let _w = s.lock_instance(&project, &inst).await?;
     let mut env = load(s.reader(), &inst, &id)?;
     refuse_release(&id)?;
     spec.validate()?;
@@ -128,9 +124,7 @@ pub async fn update(
     if let Some(r) = spec.remark {
         env.remark = r;
     }
-    let mut tx = s.tx();
-    tx.put(keys::env(&inst, &id), &env)?;
-    s.commit(tx, &[&inst]).await?;
+    s.save(&inst, keys::env(&inst, &id), &env).await?;
     Ok(ok(env.to_json()))
 }
 
@@ -138,8 +132,7 @@ pub async fn delete(
     State(s): State<Arc<ControlState>>,
     Path((project, inst, id)): Path<(String, String, String)>,
 ) -> Result<Response> {
-    let _w = s.write_lock().await;
-    s.instance(s.reader(), &project, &inst)?;
+    let _w = s.lock_instance(&project, &inst).await?;
     load(s.reader(), &inst, &id)?;
     refuse_release(&id)?;
     let pubs: Vec<Publication> = Reader::scan_json(s.reader(), &keys::pubs(&inst))?;

@@ -66,8 +66,7 @@ pub async fn create(
 ) -> Result<Response> {
     let spec: GroupSpec = parse_json(&body)?;
     spec.validate()?;
-    let _w = s.write_lock().await;
-    s.instance(s.reader(), &project, &inst)?;
+    let _w = s.lock_instance(&project, &inst).await?;
     let name = spec.name.unwrap_or_default();
     check_unique_name(s.reader(), &inst, &name, None)?;
     let id = ids::new_id();
@@ -81,9 +80,7 @@ pub async fn create(
         register_time: now.clone(),
         update_time: now,
     };
-    let mut tx = s.tx();
-    tx.put(keys::group(&inst, &group.id), &group)?;
-    s.commit(tx, &[&inst]).await?;
+    s.save(&inst, keys::group(&inst, &group.id), &group).await?;
     Ok(created(group.to_json()))
 }
 
@@ -102,8 +99,7 @@ pub async fn update(
 ) -> Result<Response> {
     let spec: GroupSpec = parse_json(&body)?;
     spec.validate()?;
-    let _w = s.write_lock().await;
-    s.instance(s.reader(), &project, &inst)?;
+    let _w = s.lock_instance(&project, &inst).await?;
     let mut group = load(s.reader(), &inst, &id)?;
     let name = spec.name.unwrap_or_default();
     check_unique_name(s.reader(), &inst, &name, Some(&id))?;
@@ -112,9 +108,7 @@ pub async fn update(
         group.remark = r;
     }
     group.update_time = time::now_rfc3339();
-    let mut tx = s.tx();
-    tx.put(keys::group(&inst, &id), &group)?;
-    s.commit(tx, &[&inst]).await?;
+    s.save(&inst, keys::group(&inst, &id), &group).await?;
     Ok(ok(group.to_json()))
 }
 
@@ -122,8 +116,7 @@ pub async fn delete(
     State(s): State<Arc<ControlState>>,
     Path((project, inst, id)): Path<(String, String, String)>,
 ) -> Result<Response> {
-    let _w = s.write_lock().await;
-    s.instance(s.reader(), &project, &inst)?;
+    let _w = s.lock_instance(&project, &inst).await?;
     load(s.reader(), &inst, &id)?;
     let apis: Vec<Api> = Reader::scan_json(s.reader(), &keys::apis(&inst))?;
     if apis.iter().any(|a| a.spec.group_id() == id) {

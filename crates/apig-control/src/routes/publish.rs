@@ -108,8 +108,7 @@ pub async fn action(
 ) -> Result<Response> {
     let req: ApiAction = parse_json(&body)?;
     req.validate()?;
-    let _w = s.write_lock().await;
-    s.instance(s.reader(), &project, &inst)?;
+    let _w = s.lock_instance(&project, &inst).await?;
     let api = super::apis::load(s.reader(), &inst, req.api_id.as_deref().unwrap_or_default())?;
     let env = super::envs::load(s.reader(), &inst, req.env_id.as_deref().unwrap_or_default())?;
     let mut tx = s.tx();
@@ -136,8 +135,7 @@ pub async fn batch(
     let action = check_action(q.get("action").map(String::as_str))?.to_owned();
     let req: BatchPublish = parse_json(&body)?;
     req.validate()?;
-    let _w = s.write_lock().await;
-    s.instance(s.reader(), &project, &inst)?;
+    let _w = s.lock_instance(&project, &inst).await?;
     let env = super::envs::load(s.reader(), &inst, req.env_id.as_deref().unwrap_or_default())?;
     let ids: Vec<String> = match (&req.apis, &req.group_id) {
         (Some(apis), _) if !apis.is_empty() => apis.clone(),
@@ -314,8 +312,7 @@ pub async fn switch_version(
 ) -> Result<Response> {
     let req: SwitchVersion = parse_json(&body)?;
     let version_id = apig_model::validate::required("version_id", &req.version_id)?.to_owned();
-    let _w = s.write_lock().await;
-    s.instance(s.reader(), &project, &inst)?;
+    let _w = s.lock_instance(&project, &inst).await?;
     let api = super::apis::load(s.reader(), &inst, &api_id)?;
     let v: ApiVersion = Reader::get_json(s.reader(), &keys::version(&inst, &api_id, &version_id))?
         .ok_or_else(|| {
@@ -333,9 +330,8 @@ pub async fn switch_version(
         publish_time: publish_time.clone(),
         remark: v.remark.clone(),
     };
-    let mut tx = s.tx();
-    tx.put(keys::publication(&inst, &api_id, &v.env_id), &p)?;
-    s.commit(tx, &[&inst]).await?;
+    s.save(&inst, keys::publication(&inst, &api_id, &v.env_id), &p)
+        .await?;
     Ok(ok(json!({
         "publish_id": p.publish_id, "api_id": api_id, "api_name": api.spec.name, "env_id": v.env_id,
         "remark": v.remark, "publish_time": publish_time, "version_id": v.version_id,
@@ -347,8 +343,7 @@ pub async fn version_offline(
     State(s): State<Arc<ControlState>>,
     Path((project, inst, version_id)): Path<(String, String, String)>,
 ) -> Result<Response> {
-    let _w = s.write_lock().await;
-    s.instance(s.reader(), &project, &inst)?;
+    let _w = s.lock_instance(&project, &inst).await?;
     let v = find_version(s.reader(), &inst, &version_id)?;
     let key = keys::publication(&inst, &v.api_id, &v.env_id);
     let p: Option<Publication> = Reader::get_json(s.reader(), &key)?;

@@ -57,8 +57,7 @@ pub async fn create(
 ) -> Result<Response> {
     let spec: VariableCreate = parse_json(&body)?;
     spec.validate()?;
-    let _w = s.write_lock().await;
-    s.instance(s.reader(), &project, &inst)?;
+    let _w = s.lock_instance(&project, &inst).await?;
     let group_id = spec.group_id.unwrap_or_default();
     let env_id = spec.env_id.unwrap_or_default();
     super::groups::load(s.reader(), &inst, &group_id)?;
@@ -90,9 +89,7 @@ pub async fn create(
         variable_name: name,
         variable_value: spec.variable_value.unwrap_or_default(),
     };
-    let mut tx = s.tx();
-    tx.put(keys::var(&inst, &var.id), &var)?;
-    s.commit(tx, &[&inst]).await?;
+    s.save(&inst, keys::var(&inst, &var.id), &var).await?;
     Ok(created(var.to_json()))
 }
 
@@ -111,8 +108,7 @@ pub async fn update(
 ) -> Result<Response> {
     let spec: VariableUpdate = parse_json(&body)?;
     spec.validate()?;
-    let _w = s.write_lock().await;
-    s.instance(s.reader(), &project, &inst)?;
+    let _w = s.lock_instance(&project, &inst).await?;
     let mut var = load(s.reader(), &inst, &id)?;
     var.variable_value = spec.variable_value.unwrap_or_default();
     let mut tx = s.tx();
@@ -126,8 +122,7 @@ pub async fn delete(
     State(s): State<Arc<ControlState>>,
     Path((project, inst, id)): Path<(String, String, String)>,
 ) -> Result<Response> {
-    let _w = s.write_lock().await;
-    s.instance(s.reader(), &project, &inst)?;
+    let _w = s.lock_instance(&project, &inst).await?;
     load(s.reader(), &inst, &id)?;
     let mut tx = s.tx();
     tx.delete(keys::var(&inst, &id));

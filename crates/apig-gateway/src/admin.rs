@@ -57,6 +57,7 @@ pub(crate) async fn handle<B>(
 
 fn status_body(shared: &Shared, status: &str) -> serde_json::Value {
     let runtime = shared.runtime();
+    let share = shared.share();
     serde_json::json!({
         "status": status,
         "ready": runtime.is_some(),
@@ -66,5 +67,7 @@ fn status_body(shared: &Shared, status: &str) -> serde_json::Value {
         "applied_version": runtime.as_ref().map(|r| r.version()),
         "apis": runtime.as_ref().map(|r| r.apis.len()),
         "control_plane_connected": shared.is_connected(),
+        "replica_share": { "index": share.index(), "count": share.count() },
+        "limiter_keys": shared.limiter_keys(),
     })
 }

@@ -19,7 +19,8 @@
 //! 3. Else 401 `APIG.0303` "Authorization header is missing".
 //!
 //! Then authorization: the app must be authorized for the API in this environment (403
-//! `APIG.0304`), and its IP ACL, if any, must allow the TCP peer (403 `APIG.0405`).
+//! `APIG.0304`), and its IP ACL, if any, must allow the client IP (403 `APIG.0405`; the TCP peer,
+//! or what a trusted proxy reports: `client_ip`).
 //!
 //! IAM (`Auth::Iam`): `X-Auth-Token` (an `APIGT1` token from the control plane: signature,
 //! expiry, this snapshot's project, and an access key that still exists), else an
@@ -91,7 +92,9 @@ pub(crate) enum IamMethod {
 
 /// The credentials of one snapshot, indexed for the request path.
 pub(crate) struct Credentials {
-    project_id: String,
+    /// The instance's project: every app and IAM credential of a snapshot belongs to it, so it
+    /// is every authenticated caller's project (the throttle "user" key, the DOMAIN_ID ACL).
+    project_id: Arc<str>,
     apps: Vec<AppEntry>,
     by_key: HashMap<String, usize>,
     by_code: HashMap<Box<[u8]>, usize>,
@@ -152,6 +155,19 @@ impl Caller {
             Self::App { id, .. } => Some(id),
             _ => None,
         }
+    }
+
+    /// The app's id as shared text (a throttle key), if an app authenticated.
+    pub(crate) fn app_key(&self) -> Option<&Arc<str>> {
+        match self {
+            Self::App { id, .. } => Some(id),
+            _ => None,
+        }
+    }
+
+    /// Whether an APP or IAM caller authenticated.
+    pub(crate) fn is_authenticated(&self) -> bool {
+        !matches!(self, Self::Anonymous)
     }
 
     /// The app's name (`$context.appName`), if an app authenticated.
@@ -257,7 +273,7 @@ impl Credentials {
         }
         let tokens = TokenVerifier::new(&snapshot.token_keys).map_err(|e| e.to_string())?;
         Ok(Self {
-            project_id: snapshot.project_id.clone(),
+            project_id: Arc::from(snapshot.project_id.as_str()),
             apps,
             by_key,
             by_code,
@@ -336,20 +352,25 @@ impl Credentials {
         Err(GatewayErrorKind::AppAuthMissing)
     }
 
+    /// The project of every caller these credentials authenticate.
+    pub(crate) fn project_id(&self) -> &Arc<str> {
+        &self.project_id
+    }
+
     /// Authorization of an authenticated app: authorized for the API (403 `APIG.0304`), then
-    /// its IP ACL against the TCP peer (403 `APIG.0405`).
+    /// its IP ACL against the client IP (403 `APIG.0405`).
     pub(crate) fn authorize_app(
         &self,
         api: &ApiAuth,
         app_index: usize,
-        peer: IpAddr,
+        client_ip: IpAddr,
     ) -> Result<(), GatewayErrorKind> {
         if api.authorized_apps.binary_search(&app_index).is_err() {
             return Err(GatewayErrorKind::AppNotAuthorized);
         }
         let app = self.apps.get(app_index).ok_or(GatewayErrorKind::Internal)?;
         match &app.acl {
-            Some(acl) if !acl.allows(peer) => Err(GatewayErrorKind::AppIpDenied),
+            Some(acl) if !acl.allows(client_ip) => Err(GatewayErrorKind::AppIpDenied),
             _ => Ok(()),
         }
     }
@@ -417,7 +438,7 @@ impl Credentials {
 
     fn verify_token(&self, token: &str, now: i64) -> Result<Caller, GatewayErrorKind> {
         let claims = self.tokens.verify(token, now).map_err(token_failure)?;
-        if self.project_id.is_empty() || claims.project_id != self.project_id {
+        if self.project_id.is_empty() || *claims.project_id != *self.project_id {
             return Err(GatewayErrorKind::IamAuthFailed(
                 "the token is not valid in this project".into(),
             ));

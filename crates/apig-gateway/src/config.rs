@@ -27,8 +27,9 @@ pub struct GatewayConfig {
     pub limits: Limits,
 }
 
-/// Bounds on what one client may make the gateway hold. Defaults follow APIG (§11 of the
-/// semantics digest) where APIG documents a number, and common edge-proxy practice elsewhere.
+/// Bounds on what one client may make the gateway hold, and the process-wide traffic settings
+/// (default throttling, trusted proxies). Defaults follow APIG (§11 of the semantics digest) where
+/// APIG documents a number, and common edge-proxy practice elsewhere.
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Largest request body accepted (APIG: 12 MiB); larger → 413 `APIG.0201`.
@@ -59,6 +60,21 @@ pub struct Limits {
     pub max_concurrent_streams: u32,
     /// How long shutdown waits for in-flight requests before closing connections.
     pub shutdown_grace: Duration,
+    /// Calls per second each API without a throttling policy may take, all environments together
+    /// (APIG's gateway parameter `ratelimit_api_limits`, default 200); 0: unlimited. Like every
+    /// limit it is split among the replicas (`ReplicaShare`).
+    pub default_api_limit_per_sec: u64,
+    /// Peers (IP addresses, CIDR blocks or `a-b` ranges) trusted to report the client address
+    /// in `X-Forwarded-For` (or `X-Real-IP`). Empty (the default): the client is always the TCP
+    /// peer and those headers are ignored.
+    pub trusted_proxies: Vec<String>,
+    /// Most keys (client IPs, apps, projects) one keyed throttle counter holds. A new key
+    /// beyond it is refused with 429 until idle keys are cleaned up.
+    pub max_limiter_keys: usize,
+    /// Most keys all keyed throttle counters hold together (about 50-100 bytes each).
+    pub max_limiter_keys_total: usize,
+    /// How often idle keys (whose bucket is full again) are dropped from throttle counters.
+    pub limiter_cleanup_interval: Duration,
 }
 
 // === impl Limits ===
@@ -77,6 +93,11 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(20),
             max_concurrent_streams: 100,
             shutdown_grace: Duration::from_secs(30),
+            default_api_limit_per_sec: 200,
+            trusted_proxies: Vec::new(),
+            max_limiter_keys: 100_000,
+            max_limiter_keys_total: 1_000_000,
+            limiter_cleanup_interval: Duration::from_secs(10),
         }
     }
 }

@@ -1,10 +1,13 @@
 //! Facts about one request that the gateway decides, not the client: its id, the TCP peer and
-//! local address, when it arrived, and (once authentication ran) who the caller is.
+//! local address, the client address (`client_ip`), when it arrived, (once authentication ran)
+//! who the caller is, and (with `X-Apig-Mode: debug`) what the throttle counters said.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::SystemTime;
 
 use http::HeaderValue;
+
+use apig_policy::Verdict;
 
 use crate::auth::Caller;
 
@@ -16,13 +19,23 @@ pub struct RequestId([u8; 32]);
 #[derive(Debug, Clone)]
 pub(crate) struct RequestContext {
     pub request_id: RequestId,
-    /// The TCP peer: the only client address we trust (no trusted proxies yet).
+    /// The TCP peer.
     pub peer: SocketAddr,
+    /// The client: the peer, or from a trusted proxy the address it reports (`client_ip`). ACLs,
+    /// IP throttling, `$context.sourceIp` and logs use it.
+    pub client_ip: IpAddr,
+    /// From a trusted proxy: the forwarded chain from the client on, to which the peer is
+    /// appended in the backend's `X-Forwarded-For`.
+    pub forwarded_chain: Option<Box<str>>,
     /// Our side of the connection (`$context.serverAddr`).
     pub local: SocketAddr,
     pub received_at: SystemTime,
     /// Set by the authentication step; `Anonymous` before it and for `NONE` APIs.
     pub caller: Caller,
+    /// `X-Apig-Mode: debug` was asked for.
+    pub debug: bool,
+    /// With `debug`: what the throttle counters said, for the `X-Apig-RateLimit-*` headers.
+    pub rate_limits: Option<Verdict>,
 }
 
 // === impl RequestId ===
@@ -76,9 +89,13 @@ impl RequestContext {
         Self {
             request_id: RequestId::random(),
             peer,
+            client_ip: peer.ip().to_canonical(),
+            forwarded_chain: None,
             local,
             received_at: SystemTime::now(),
             caller: Caller::Anonymous,
+            debug: false,
+            rate_limits: None,
         }
     }
 }

@@ -3,16 +3,18 @@
 //! It subscribes to its instance's snapshots over gRPC (`sync`), keeps the last good one on disk
 //! (`cache`), compiles each into an immutable runtime (`runtime`) swapped in with `arc-swap`, and
 //! serves HTTP/1.1 and h2c (`server`) through the request pipeline (`pipeline`): canonical path,
-//! host, stage, route, authentication and authorization (`auth`: APP signatures and AppCodes,
-//! IAM tokens and AK/SK signatures, authorized apps, app IP ACLs), limits, parameters, then a
-//! MOCK answer or the mapped (`mapping`) call to an HTTP backend (`proxy`). Every gateway-made
-//! answer is an APIG error body (`respond`). An admin listener answers `/health` and `/ready`
-//! (`admin`).
+//! host, stage, route, the client address (`client_ip`: the peer, or what a trusted proxy
+//! reports), the API's IP ACL, authentication and authorization (`auth`: APP signatures and
+//! AppCodes, IAM tokens and AK/SK signatures, DOMAIN_ID ACLs, authorized apps, app IP ACLs),
+//! throttling (`apig_policy::throttle` counters kept in `state`, split among replicas by the
+//! control plane's `ReplicaShare`), limits, parameters, then a MOCK answer or the mapped
+//! (`mapping`) call to an HTTP backend (`proxy`). Every gateway-made answer is an APIG error body
+//! (`respond`). An admin listener answers `/health` and `/ready` (`admin`).
 //!
 //! Not here (yet): TLS (listeners and HTTPS backends; AppCode is therefore accepted over plain
-//! HTTP for now), custom authorizers (AUTHORIZER APIs fail closed with 401), API ACL policies,
-//! throttling, CORS, backend policies, load balancing channels, retries, metrics and access
-//! logs. This crate never imports a control-plane crate.
+//! HTTP for now), custom authorizers (AUTHORIZER APIs fail closed with 401), credential quotas,
+//! CORS, backend policies, load balancing channels, retries, metrics and access logs. This crate
+//! never imports a control-plane crate.
 //!
 //! # Module map
 //!
@@ -22,9 +24,10 @@
 //! | `error` | [`GatewayError`]: start-up failures |
 //! | `sync` | the discovery stream client: HELLO, snapshot evaluation, ACK/NACK, backoff |
 //! | `cache` | the applied snapshot on disk (checksummed, atomic, 0600) |
-//! | `runtime` | an applied snapshot: route table, indexed credentials and pre-parsed APIs |
+//! | `runtime` | an applied snapshot: route table, indexed credentials and pre-parsed APIs (ACLs, throttling policies) |
+//! | `client_ip` | the client address: the TCP peer, or `X-Forwarded-For` from trusted proxies |
 //! | `auth` | APP and IAM authentication, authorized apps, app ACLs; the caller identity |
-//! | `state` | what requests and the sync loop share (the arc-swap slot) |
+//! | `state` | what requests and the sync loop share: the arc-swap slot (runtime + throttle counters), the replica share |
 //! | `server` | listeners: accept loop, connection cap, hyper bounds, graceful drain |
 //! | `pipeline` | the request path, in order |
 //! | `params` | request parameters: required, defaults, validation |
@@ -56,6 +59,7 @@ mod admin;
 mod auth;
 mod body;
 mod cache;
+mod client_ip;
 mod config;
 mod context;
 mod error;
@@ -75,6 +79,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use apig_policy::IpAcl;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -125,8 +130,10 @@ impl Gateway {
             SyncSettings::new(&config.control_plane, &config.cluster_token, cache.clone())
                 .map_err(GatewayError::Config)?;
         let node_id = config.node_id.clone().unwrap_or_else(default_node_id);
+        let trusted_proxies = trusted_proxies(&config.limits.trusted_proxies)?;
         let shared = Arc::new(Shared::new(
             config.limits.clone(),
+            trusted_proxies,
             config.instance_id.clone(),
             node_id.clone(),
         ));
@@ -190,6 +197,10 @@ impl Gateway {
         });
 
         let sync_task = tokio::spawn(sync::run(Arc::clone(&shared), sync_settings));
+        let cleanup_task = tokio::spawn(clean_up_limiters(
+            Arc::clone(&shared),
+            config.limits.limiter_cleanup_interval,
+        ));
 
         let admin_task = admin_listener.map(|l| {
             let shared = Arc::clone(&shared);
@@ -211,6 +222,7 @@ impl Gateway {
         .await;
 
         sync_task.abort();
+        cleanup_task.abort();
         if let Some(task) = admin_task {
             let _ = task.await;
         }
@@ -226,6 +238,42 @@ impl std::fmt::Debug for Gateway {
             .field("local_addr", &self.local_addr)
             .field("admin_addr", &self.admin_addr)
             .finish_non_exhaustive()
+    }
+}
+
+/// Parses `Limits::trusted_proxies`; `None` when empty.
+fn trusted_proxies(values: &[String]) -> Result<Option<IpAcl>> {
+    if values.is_empty() {
+        return Ok(None);
+    }
+    IpAcl::parse(true, values)
+        .map(Some)
+        .map_err(|e| GatewayError::Config(format!("trusted proxies: {e}")))
+}
+
+/// Drops idle keys of the throttle counters every `every`, for the replica's life.
+async fn clean_up_limiters(shared: Arc<Shared>, every: std::time::Duration) {
+    let every = every.max(std::time::Duration::from_millis(10));
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut refused_before = 0;
+    loop {
+        ticker.tick().await;
+        // Walking large maps is CPU work: off the request threads.
+        let cleaner = Arc::clone(&shared);
+        let Ok(keys) = tokio::task::spawn_blocking(move || cleaner.clean_up_limiters()).await
+        else {
+            continue;
+        };
+        let refused = shared.refused_limiter_keys();
+        if refused > refused_before {
+            tracing::warn!(
+                refused = refused - refused_before,
+                keys,
+                "throttle counters are full: new clients were refused (429) since the last cleanup"
+            );
+            refused_before = refused;
+        }
     }
 }
 

@@ -6,9 +6,10 @@
 //!   and every header it lists, `Keep-Alive`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`,
 //!   `Proxy-*`), `Expect` (answered by the gateway itself), `X-Stage`, and every header the
 //!   gateway sets itself: `Host`, `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host`,
-//!   `X-Forwarded-Port`, `Forwarded`, `X-Real-IP` and `X-Request-Id` (no trusted proxies exist
-//!   yet, so client copies are dropped rather than extended), and header names containing `_`
-//!   (as nginx's default `underscores_in_headers off`).
+//!   `X-Forwarded-Port`, `Forwarded`, `X-Real-IP` and `X-Request-Id`, and header names
+//!   containing `_` (as nginx's default `underscores_in_headers off`). `X-Forwarded-For` is
+//!   rebuilt: the peer, or from a trusted proxy the resolved chain (client first) plus the peer
+//!   (`client_ip`).
 //! - Credentials for the gateway never reach the backend: `X-Apig-AppCode` is always dropped;
 //!   on APP and IAM APIs also `X-Auth-Token`, `X-Sdk-Date`, `X-Sdk-Content-Sha256` and an
 //!   `Authorization` carrying the gateway's `SDK-HMAC-SHA256` signature (another
@@ -18,11 +19,12 @@
 //! - Backend parameters add or override: `REQUEST` copies a request parameter (path, query or
 //!   header) to the backend parameter's location and name and, when that differs from where it
 //!   came from, stops forwarding the original; `CONSTANT` puts the literal; `SYSTEM` resolves
-//!   `$context.requestId`, `sourceIp` (TCP peer), `stage`, `apiId`, `apiName`, `handleTime`,
-//!   `serverAddr` (local address), `appId` and `appName` (the authenticated app; empty when no
-//!   app authenticated). Other system parameters (`serverName`, authorizer context, ...)
-//!   resolve to the empty string until the features behind them exist; so does `appKey` on
-//!   purpose (credentials never reach the backend).
+//!   `$context.requestId`, `sourceIp` (the client IP: the peer, or what a trusted proxy
+//!   reports), `stage`, `apiId`, `apiName`, `handleTime`, `serverAddr` (local address), `appId`
+//!   and `appName` (the authenticated app; empty when no app authenticated). Other system
+//!   parameters (`serverName`, authorizer context, ...) resolve to the empty string until the
+//!   features behind them exist; so does `appKey` on purpose (credentials never reach the
+//!   backend).
 //! - The path is the backend template with every `{name}` filled from the backend parameter of
 //!   location PATH with that name, else the frontend path parameter of that name; values are
 //!   percent-encoded as one segment (a `/` in a value cannot add a segment), except values of a
@@ -181,7 +183,7 @@ impl SystemParam {
     fn resolve(self, api: &ApiMapping<'_>, ctx: &RequestContext) -> String {
         match self {
             Self::RequestId => ctx.request_id.as_str().to_owned(),
-            Self::SourceIp => ctx.peer.ip().to_string(),
+            Self::SourceIp => ctx.client_ip.to_string(),
             Self::Stage => api.stage.to_owned(),
             Self::ApiId => api.id.to_owned(),
             Self::ApiName => api.name.to_owned(),
@@ -724,7 +726,7 @@ pub(crate) fn map_request<'a>(
 
     // Headers the gateway sets.
     headers.insert(header::HOST, target.host_header.clone());
-    if let Ok(v) = HeaderValue::from_str(&ctx.peer.ip().to_string()) {
+    if let Some(v) = forwarded_for(ctx) {
         headers.insert("x-forwarded-for", v);
     }
     headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
@@ -741,6 +743,17 @@ pub(crate) fn map_request<'a>(
         uri,
         headers,
     })
+}
+
+/// The backend's `X-Forwarded-For`: the peer, after the chain a trusted proxy reported
+/// (`client_ip`).
+fn forwarded_for(ctx: &RequestContext) -> Option<HeaderValue> {
+    let peer = ctx.peer.ip().to_canonical();
+    let value = match &ctx.forwarded_chain {
+        Some(chain) => format!("{chain}, {peer}"),
+        None => peer.to_string(),
+    };
+    HeaderValue::from_str(&value).ok()
 }
 
 /// A request parameter's value: the resolved declared parameter (which includes defaults), else

@@ -5,21 +5,30 @@
 //! 3. path canonicalisation (`apig_router::path::canonicalize`); refused → 400;
 //! 4. host (`Host`, or `:authority` on HTTP/2; port stripped, lower case; missing, repeated,
 //!    malformed or disagreeing with the request target → 400);
+//!    The client address is resolved (`client_ip`: the TCP peer, or from a trusted proxy the
+//!    `X-Forwarded-For` client); `X-Apig-Mode: debug` is noted;
 //! 5. `x-stage` selects the environment (default RELEASE);
 //! 6. route lookup → any miss is 404 `APIG.0101` (no snapshot yet → 503);
-//! 7. authentication (`auth`): NONE passes; APP checks an `SDK-HMAC-SHA256` signature by an
+//! 7. the API's IP access control policy allows the client IP → else 403 `APIG.0402`;
+//! 8. authentication (`auth`): NONE passes; APP checks an `SDK-HMAC-SHA256` signature by an
 //!    app (reading the body first when its hash is signed) or an AppCode → 401 `APIG.0303`;
 //!    IAM checks an `X-Auth-Token` or a signature by a project AK/SK → 401 `APIG.0301`;
 //!    AUTHORIZER still fails closed with 401 `APIG.0305`. The caller goes into the context;
-//! 8. authorization (APP): the app is authorized for the API → else 403 `APIG.0304`; the
-//!    app's IP ACL allows the TCP peer → else 403 `APIG.0405`;
-//! 9. `Content-Length` over `max_body_bytes` → 413;
-//! 10. request parameters: required, defaults, validation → 400;
-//! 11. the backend: MOCK answers directly; HTTP is mapped (`mapping`, which drops the
+//! 9. authorization: IAM: the API's DOMAIN_ID policy allows the caller's project → else 403
+//!    `APIG.0302`; APP: the app is authorized for the API → else 403 `APIG.0304`, and the app's
+//!    IP ACL allows the client IP → else 403 `APIG.0405`;
+//! 10. throttling: every counter of the API's policy (IP, app or excluded app, user or excluded
+//!     tenant, API), or the gateway-wide default for an API without policy → else 429
+//!     `APIG.0308`. With `X-Apig-Mode: debug` the answer (any answer, a 429 too) carries
+//!     `X-Apig-RateLimit-*` headers with what each counter checked said;
+//! 11. `Content-Length` over `max_body_bytes` → 413;
+//! 12. request parameters: required, defaults, validation → 400;
+//! 13. the backend: MOCK answers directly; HTTP is mapped (`mapping`, which drops the
 //!     credentials the gateway consumed) and called (`proxy`).
 //!
 //! Nothing here may panic: every failure is a [`GatewayErrorKind`], turned into a response in
-//! `respond`. The runtime is loaded once per request, so a swap mid-request cannot mix configs.
+//! `respond`. The runtime (with its throttle counters) is loaded once per request, so a swap
+//! mid-request cannot mix configs.
 
 use std::borrow::Cow;
 use std::convert::Infallible;
@@ -29,6 +38,8 @@ use std::sync::Arc;
 
 use futures_util::FutureExt;
 
+use apig_policy::throttle::debug_header_value;
+use apig_policy::CallerKeys;
 use apig_router::{canonicalize, Miss};
 use http::header::{HeaderValue, CONTENT_LENGTH, HOST};
 use http::{HeaderMap, Request, Response, Version};
@@ -37,6 +48,7 @@ use hyper::body::Incoming;
 
 use crate::auth::{unix_secs, BodyBounds, ClientBody};
 use crate::body::ResponseBody;
+use crate::client_ip;
 use crate::context::RequestContext;
 use crate::mapping::{map_request, strip_hop_by_hop, BackendScheme, ClientRequest};
 use crate::params::{resolve, RequestView};
@@ -75,6 +87,7 @@ pub(crate) async fn handle(
             tracing::debug!(
                 request_id = %ctx.request_id,
                 peer = %ctx.peer,
+                client = %ctx.client_ip,
                 caller = %ctx.caller,
                 response_type = kind.response_type(),
                 code = kind.code(),
@@ -88,7 +101,23 @@ pub(crate) async fn handle(
     response
         .headers_mut()
         .insert(X_REQUEST_ID, ctx.request_id.header_value());
+    if let Some(verdict) = &ctx.rate_limits {
+        let headers = response.headers_mut();
+        for (kind, decision) in verdict.decisions() {
+            if let Ok(value) = HeaderValue::from_str(&debug_header_value(&decision)) {
+                headers.insert(kind.header_name(), value);
+            }
+        }
+    }
     Ok(response)
+}
+
+/// `X-Apig-Mode: debug` asks for the throttle counters' state on the answer.
+fn wants_debug(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("x-apig-mode")
+        .iter()
+        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"debug"))
 }
 
 async fn serve(
@@ -105,6 +134,15 @@ async fn serve(
     }
     check_header_sizes(request.headers(), limits)?;
 
+    let client = client_ip::resolve(
+        ctx.peer.ip(),
+        request.headers(),
+        shared.trusted_proxies.as_ref(),
+    );
+    ctx.client_ip = client.ip;
+    ctx.forwarded_chain = client.chain;
+    ctx.debug = wants_debug(request.headers());
+
     let path = canonicalize(uri.path())
         .map_err(|e| GatewayErrorKind::BadRequest(format!("invalid request path: {e}").into()))?;
     let (host, forwarded_host) = request_host(&request)?;
@@ -116,7 +154,8 @@ async fn serve(
         None => None,
     };
 
-    let runtime = shared.runtime().ok_or(GatewayErrorKind::NotReady)?;
+    let serving = shared.serving().ok_or(GatewayErrorKind::NotReady)?;
+    let runtime = &serving.runtime;
     let route = runtime
         .table
         .lookup(&host, stage, request.method().as_str(), &path)
@@ -128,6 +167,10 @@ async fn serve(
         tracing::error!(index = route.api_index, "route points past the API list");
         GatewayErrorKind::Internal
     })?;
+
+    if !api.acl.allows_ip(ctx.client_ip) {
+        return Err(GatewayErrorKind::ApiIpDenied);
+    }
 
     let declared_len = content_length(request.headers())?;
     let (parts, body) = request.into_parts();
@@ -145,7 +188,7 @@ async fn serve(
                 .authenticate_app(&api.auth_rules, &parts, body, bounds, now)
                 .await?;
             ctx.caller = caller;
-            credentials.authorize_app(&api.auth_rules, app, ctx.peer.ip())?;
+            credentials.authorize_app(&api.auth_rules, app, ctx.client_ip)?;
             body
         }
         Auth::Iam => {
@@ -154,10 +197,32 @@ async fn serve(
                 .authenticate_iam(&parts, body, bounds, now)
                 .await?;
             ctx.caller = caller;
+            if !api.acl.allows_project(credentials.project_id()) {
+                return Err(GatewayErrorKind::IamProjectDenied);
+            }
             body
         }
         Auth::Authorizer => return Err(GatewayErrorKind::AuthorizerUnavailable),
     };
+
+    let throttle = serving.throttle.api(route.api_index).ok_or_else(|| {
+        tracing::error!(index = route.api_index, "no throttle counters for the API");
+        GatewayErrorKind::Internal
+    })?;
+    let verdict = throttle.check(&CallerKeys {
+        ip: ctx.client_ip,
+        app: ctx.caller.app_key(),
+        user: ctx
+            .caller
+            .is_authenticated()
+            .then(|| credentials.project_id()),
+    });
+    if ctx.debug {
+        ctx.rate_limits = Some(verdict);
+    }
+    if !verdict.allowed {
+        return Err(GatewayErrorKind::Throttled);
+    }
 
     if declared_len.is_some_and(|len| len > limits.max_body_bytes) {
         return Err(GatewayErrorKind::BodyTooLarge);

@@ -37,6 +37,12 @@ pub(crate) enum GatewayErrorKind {
     AppNotAuthorized,
     /// The app's IP ACL refuses the client address.
     AppIpDenied,
+    /// The API's IP access control policy refuses the client address.
+    ApiIpDenied,
+    /// The API's DOMAIN_ID access control policy refuses the IAM caller's project.
+    IamProjectDenied,
+    /// A throttle counter of the API refused the call.
+    Throttled,
     /// IAM API without a token or signature (APIG's `AUTH_HEADER_MISSING`).
     IamAuthMissing,
     /// IAM credentials that do not verify; the text says why (`APIG.0301`).
@@ -92,7 +98,11 @@ impl GatewayErrorKind {
             | Self::IamAuthMissing
             | Self::IamAuthFailed(_)
             | Self::AuthorizerUnavailable => StatusCode::UNAUTHORIZED,
-            Self::AppNotAuthorized | Self::AppIpDenied => StatusCode::FORBIDDEN,
+            Self::AppNotAuthorized
+            | Self::AppIpDenied
+            | Self::ApiIpDenied
+            | Self::IamProjectDenied => StatusCode::FORBIDDEN,
+            Self::Throttled => StatusCode::TOO_MANY_REQUESTS,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::BackendTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -120,6 +130,9 @@ impl GatewayErrorKind {
             Self::AppAuthMissing | Self::AppAuthFailed(_) => "APIG.0303",
             Self::AppNotAuthorized => "APIG.0304",
             Self::AppIpDenied => "APIG.0405",
+            Self::ApiIpDenied => "APIG.0402",
+            Self::IamProjectDenied => "APIG.0302",
+            Self::Throttled => "APIG.0308",
             Self::IamAuthMissing | Self::IamAuthFailed(_) => "APIG.0301",
             Self::AuthorizerUnavailable => "APIG.0305",
             Self::BackendProtocolUnsupported(_) => "APIG.0202",
@@ -146,6 +159,9 @@ impl GatewayErrorKind {
             }
             Self::AppNotAuthorized => "The app is not authorized to access the API.".into(),
             Self::AppIpDenied => "The app is not accessed from a trusted IP address.".into(),
+            Self::ApiIpDenied => "The IP address is not authorized to access the API.".into(),
+            Self::IamProjectDenied => "The IAM user is not authorized to access the API.".into(),
+            Self::Throttled => "The throttling threshold has been reached.".into(),
             Self::IamAuthMissing => "Incorrect IAM authentication information: \
                                      X-Auth-Token or Authorization header is missing"
                 .into(),
@@ -181,7 +197,8 @@ impl GatewayErrorKind {
                 "AUTH_FAILURE"
             }
             Self::AppNotAuthorized => "UNAUTHORIZED",
-            Self::AppIpDenied => "ACCESS_DENIED",
+            Self::AppIpDenied | Self::ApiIpDenied | Self::IamProjectDenied => "ACCESS_DENIED",
+            Self::Throttled => "THROTTLED",
             Self::BadRequest(_) | Self::MissingParameter { .. } | Self::InvalidParameter { .. } => {
                 "REQUEST_PARAMETERS_FAILURE"
             }
@@ -240,6 +257,9 @@ mod tests {
             AppAuthFailed("verify signature fail".into()),
             AppNotAuthorized,
             AppIpDenied,
+            ApiIpDenied,
+            IamProjectDenied,
+            Throttled,
             IamAuthMissing,
             IamAuthFailed("token expired".into()),
             AuthorizerUnavailable,
@@ -273,6 +293,9 @@ mod tests {
             (AppAuthFailed("x".into()), 401, "APIG.0303"),
             (AppNotAuthorized, 403, "APIG.0304"),
             (AppIpDenied, 403, "APIG.0405"),
+            (ApiIpDenied, 403, "APIG.0402"),
+            (IamProjectDenied, 403, "APIG.0302"),
+            (Throttled, 429, "APIG.0308"),
             (IamAuthMissing, 401, "APIG.0301"),
             (IamAuthFailed("x".into()), 401, "APIG.0301"),
             (AuthorizerUnavailable, 401, "APIG.0305"),
@@ -323,6 +346,21 @@ mod tests {
         assert_eq!(AppAuthFailed("x".into()).response_type(), "AUTH_FAILURE");
         assert_eq!(AppNotAuthorized.response_type(), "UNAUTHORIZED");
         assert_eq!(AppIpDenied.response_type(), "ACCESS_DENIED");
+        assert_eq!(ApiIpDenied.response_type(), "ACCESS_DENIED");
+        assert_eq!(IamProjectDenied.response_type(), "ACCESS_DENIED");
+        assert_eq!(Throttled.response_type(), "THROTTLED");
+        assert_eq!(
+            ApiIpDenied.message(),
+            "The IP address is not authorized to access the API."
+        );
+        assert_eq!(
+            IamProjectDenied.message(),
+            "The IAM user is not authorized to access the API."
+        );
+        assert_eq!(
+            Throttled.message(),
+            "The throttling threshold has been reached."
+        );
     }
 
     #[tokio::test]

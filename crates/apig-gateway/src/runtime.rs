@@ -1,9 +1,15 @@
 //! What one applied snapshot becomes: the snapshot itself, its compiled route table, the indexed
 //! credentials (apps, IAM credentials, token keys) and, per API, everything the request path
-//! needs pre-parsed (authorized apps, backend address, path template, parameter specs). Built
-//! completely before it is swapped in, never modified after.
+//! needs pre-parsed (ACLs, throttling policy, authorized apps, backend address, path template,
+//! parameter specs). Built completely before it is swapped in, never modified after.
+//!
+//! The throttle *counters* are not here: they outlive snapshots (`state::Serving`); a runtime
+//! only carries each API's checked policy ([`ThrottleSpec`]).
 
+use std::collections::HashMap;
 use std::sync::Arc;
+
+use apig_policy::{ApiAcl, ThrottleSpec};
 
 use apig_proto::{api, AuthType, Snapshot};
 use apig_router::RouteTable;
@@ -32,6 +38,8 @@ pub(crate) enum PrepareError {
     Compile(String),
     #[error("credentials: {0}")]
     Credentials(String),
+    #[error("{0}")]
+    Throttle(String),
     #[error("api {id} ({name}): {reason}")]
     Api {
         id: String,
@@ -66,6 +74,10 @@ pub(crate) struct PreparedApi {
     pub auth: Auth,
     /// AppCode allowed, authorized apps.
     pub auth_rules: ApiAuth,
+    /// The API's access control policies (IP, DOMAIN_ID).
+    pub acl: ApiAcl,
+    /// The API's throttling policy; `None`: the gateway-wide default limit.
+    pub throttle: Option<ThrottleSpec>,
     /// Names of the frontend's greedy `{name+}` parameters.
     pub greedy: Vec<String>,
     pub req_params: Vec<ReqParamSpec>,
@@ -95,6 +107,7 @@ impl Runtime {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        check_shared_policies(&apis)?;
         Ok(Self {
             snapshot: Arc::new(snapshot),
             table,
@@ -111,6 +124,30 @@ impl Runtime {
     pub(crate) fn version(&self) -> u64 {
         self.snapshot.version
     }
+
+    /// Each API's id and throttling policy, in API order (for building the throttle counters).
+    pub(crate) fn throttle_specs(&self) -> impl Iterator<Item = (&str, Option<&ThrottleSpec>)> {
+        self.apis
+            .iter()
+            .map(|a| (a.id.as_str(), a.throttle.as_ref()))
+    }
+}
+
+/// A type-2 (shared) policy has one set of counters for all its APIs, so it must carry the same
+/// numbers on each; a snapshot where it does not was compiled from inconsistent state.
+fn check_shared_policies(apis: &[PreparedApi]) -> Result<(), PrepareError> {
+    let mut seen: HashMap<&str, &ThrottleSpec> = HashMap::new();
+    for spec in apis.iter().filter_map(|a| a.throttle.as_ref()) {
+        if let Some(first) = seen.insert(&spec.policy_id, spec) {
+            if first.shared != spec.shared || (spec.shared && first != spec) {
+                return Err(PrepareError::Throttle(format!(
+                    "throttle policy {:?} is bound with different settings on different APIs",
+                    &*spec.policy_id
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 // === impl PreparedApi ===
@@ -137,6 +174,13 @@ impl PreparedApi {
             .iter()
             .find(|e| e.id == api.env_id)
             .map_or_else(|| api.env_id.clone(), |e| e.name.clone());
+        let acl = ApiAcl::prepare(&api.acls).map_err(|e| e.to_string())?;
+        let throttle = api
+            .throttle
+            .as_ref()
+            .map(ThrottleSpec::prepare)
+            .transpose()
+            .map_err(|e| e.to_string())?;
         let (frontend_params, greedy) = frontend_params(&api.req_uri);
         let req_params = api
             .req_params
@@ -174,6 +218,8 @@ impl PreparedApi {
             stage,
             auth,
             auth_rules,
+            acl,
+            throttle,
             greedy,
             req_params,
             backend_params,

@@ -16,6 +16,11 @@
 //! - a snapshot that does not compile or prepare → NACK with the reason;
 //! - otherwise: swap it in, write the cache, ACK.
 //!
+//! A `ReplicaShare` (this replica's index among the instance's `count` connected replicas) sets
+//! the part of every cluster-wide throttle limit this replica enforces (`state::Shared::set_share`);
+//! until one arrives the replica assumes it is alone, and it keeps the last one across
+//! reconnects. An impossible share (`index >= count`) is ignored.
+//!
 //! After a NACK the replica keeps serving what it had. The session reconnects forever with
 //! exponential backoff (100 ms doubling to 5 s, plus up to 25 % jitter), reset after a healthy
 //! session (one that delivered a snapshot or stayed open for 10 s). An `Unauthenticated` answer
@@ -24,8 +29,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use apig_policy::Share;
 use apig_proto::discovery_client::DiscoveryClient;
-use apig_proto::{control_message, replica_message, Ack, Hello, Nack, ReplicaMessage, Snapshot};
+use apig_proto::{
+    control_message, replica_message, Ack, Hello, Nack, ReplicaMessage, ReplicaShare, Snapshot,
+};
 use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -315,14 +323,38 @@ async fn session(
     );
 
     while let Some(message) = inbound.message().await.map_err(stream_error)? {
-        let Some(control_message::Msg::Snapshot(snapshot)) = message.msg else {
-            continue;
-        };
-        progress.snapshots += 1;
-        let reply = apply(shared, &settings.cache, snapshot).await;
-        tx.send(reply).await.map_err(|_| SessionError::Closed)?;
+        match message.msg {
+            Some(control_message::Msg::Snapshot(snapshot)) => {
+                progress.snapshots += 1;
+                let reply = apply(shared, &settings.cache, snapshot).await;
+                tx.send(reply).await.map_err(|_| SessionError::Closed)?;
+            }
+            Some(control_message::Msg::Share(share)) => apply_share(shared, &share),
+            None => {}
+        }
     }
     Ok(())
+}
+
+/// Takes this replica's new share of cluster-wide limits. An impossible one (`index >= count`)
+/// is logged and ignored. The share is kept across reconnects (the last word of the control
+/// plane about the cluster), and counters whose effective limit changes start afresh.
+fn apply_share(shared: &Shared, share: &ReplicaShare) {
+    let Some(new) = Share::new(share.index, share.count) else {
+        tracing::warn!(
+            index = share.index,
+            count = share.count,
+            "ignoring an impossible replica share; keeping the current one"
+        );
+        return;
+    };
+    if shared.set_share(new) {
+        tracing::info!(
+            index = new.index(),
+            count = new.count(),
+            "replica share of cluster-wide limits changed"
+        );
+    }
 }
 
 fn stream_error(status: Status) -> SessionError {

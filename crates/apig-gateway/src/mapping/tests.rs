@@ -63,6 +63,10 @@ fn ctx() -> RequestContext {
         local: "127.0.0.9:8080".parse::<SocketAddr>().unwrap(),
         received_at: SystemTime::UNIX_EPOCH,
         caller: Caller::Anonymous,
+        client_ip: "10.1.2.3".parse().unwrap(),
+        forwarded_chain: None,
+        debug: false,
+        rate_limits: None,
     }
 }
 
@@ -808,4 +812,33 @@ fn response_hop_by_hop_stripping() {
     strip_hop_by_hop(&mut h);
     assert_eq!(h.len(), 1);
     assert_eq!(h["content-type"], "text/plain");
+}
+
+#[test]
+fn forwarded_for_and_source_ip_follow_the_resolved_client() {
+    let api = ApiMapping {
+        id: "a",
+        name: "n",
+        stage: "RELEASE",
+        greedy: &[],
+        req_params: &[],
+        backend_params: &[],
+    };
+    // Direct client: the peer, alone.
+    let c = ctx();
+    assert_eq!(forwarded_for(&c).unwrap(), "10.1.2.3");
+    assert_eq!(SystemParam::SourceIp.resolve(&api, &c), "10.1.2.3");
+    // Through a trusted proxy: the resolved chain, then the peer; sourceIp is the client.
+    let mut c = ctx();
+    c.client_ip = "203.0.113.5".parse().unwrap();
+    c.forwarded_chain = Some("203.0.113.5, 10.0.0.7".into());
+    assert_eq!(
+        forwarded_for(&c).unwrap(),
+        "203.0.113.5, 10.0.0.7, 10.1.2.3"
+    );
+    assert_eq!(SystemParam::SourceIp.resolve(&api, &c), "203.0.113.5");
+    // An IPv4-mapped peer is written as IPv4.
+    let mut c = ctx();
+    c.peer = "[::ffff:10.9.9.9]:1".parse().unwrap();
+    assert_eq!(forwarded_for(&c).unwrap(), "10.9.9.9");
 }

@@ -16,7 +16,7 @@ use apig_proto::discovery_server::{Discovery, DiscoveryServer};
 use apig_proto::{
     api, control_message, replica_message, Api, AuthType, BackendParam, BackendParamOrigin,
     ControlMessage, Environment, Group, Hello, HttpBackend, MatchMode, MockBackend, ParamLocation,
-    ReplicaMessage, RequestParam, Snapshot,
+    ReplicaMessage, ReplicaShare, RequestParam, Snapshot,
 };
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
@@ -156,6 +156,15 @@ impl FakeControlPlane {
         *self.state.latest.lock().unwrap() = Some(snapshot.clone());
         let mut streams = self.state.streams.lock().unwrap();
         streams.retain(|tx| tx.try_send(Ok(snapshot_message(snapshot.clone()))).is_ok());
+    }
+
+    /// Sends a `ReplicaShare` to every connected replica.
+    pub fn push_share(&self, index: u32, count: u32) {
+        let message = ControlMessage {
+            msg: Some(control_message::Msg::Share(ReplicaShare { index, count })),
+        };
+        let mut streams = self.state.streams.lock().unwrap();
+        streams.retain(|tx| tx.try_send(Ok(message.clone())).is_ok());
     }
 
     pub fn attempts(&self) -> usize {
@@ -395,6 +404,11 @@ impl RunningGateway {
 
     pub async fn ready_status(&self) -> u16 {
         get(self.admin, "/ready", &[]).await.status
+    }
+
+    /// The admin `/health` body.
+    pub async fn health(&self) -> serde_json::Value {
+        get(self.admin, "/health", &[]).await.json()
     }
 
     /// Waits until `/ready` answers 200.

@@ -11,3 +11,4 @@ mod limits_and_hostile_input;
 mod proxying;
 mod server;
 mod snapshot_sync;
+mod traffic_control;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apig_proto::discovery_server::{Discovery, DiscoveryServer};
-use apig_proto::{control_message, replica_message, ControlMessage, ReplicaMessage};
+use apig_proto::{control_message, replica_message, ControlMessage, ReplicaMessage, ReplicaShare};
 use futures_util::Stream;
 use subtle::ConstantTimeEq;
 use tokio::sync::mpsc;
@@ -93,6 +93,7 @@ impl Discovery for DiscoveryService {
             )));
         }
         let now = apig_model::time::now_rfc3339();
+        let connection = self.state.publisher.next_connection();
         self.state.publisher.replica_connected(ReplicaStatus {
             node_id: node.clone(),
             instance_id: instance.clone(),
@@ -108,12 +109,15 @@ impl Discovery for DiscoveryService {
             last_error: None,
             connected_at: now.clone(),
             last_seen: now,
+            connection,
         });
         tracing::info!(%instance, %node, applied = hello.applied_version, "replica connected");
 
         let (tx, rx) = mpsc::channel::<Result<ControlMessage, Status>>(2);
         let state = self.state.clone();
         let mut snapshots = state.publisher.subscribe(&instance);
+        let mut membership = state.publisher.membership(&instance);
+        let mut sent_share: Option<(u32, u32)> = None;
         let (mut sent_epoch, mut sent_version) = (hello.applied_epoch, hello.applied_version);
         tokio::spawn(async move {
             loop {
@@ -131,7 +135,27 @@ impl Discovery for DiscoveryService {
                         }
                     }
                 }
+                // Send this replica's share of cluster-wide limits when it changes.
+                membership.borrow_and_update();
+                let share = state.publisher.share(&instance, &node);
+                if sent_share != Some(share) {
+                    sent_share = Some(share);
+                    let msg = ControlMessage {
+                        msg: Some(control_message::Msg::Share(ReplicaShare {
+                            index: share.0,
+                            count: share.1,
+                        })),
+                    };
+                    if tx.send(Ok(msg)).await.is_err() {
+                        break;
+                    }
+                }
                 tokio::select! {
+                    changed = membership.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                    }
                     changed = snapshots.changed() => {
                         if changed.is_err() {
                             // The instance was deleted.
@@ -162,10 +186,9 @@ impl Discovery for DiscoveryService {
                 }
             }
             tracing::info!(%instance, %node, "replica disconnected");
-            state.publisher.update_replica(&instance, &node, |r| {
-                r.status = "disconnected";
-                r.last_seen = apig_model::time::now_rfc3339();
-            });
+            state
+                .publisher
+                .replica_disconnected(&instance, &node, connection);
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }

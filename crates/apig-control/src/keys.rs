@@ -22,7 +22,37 @@ pub fn snapshot_meta(instance: &str) -> String {
 /// Every per-instance kind: deleting an instance removes these prefixes.
 pub const INSTANCE_KINDS: &[&str] = &[
     "group", "env", "var", "api", "version", "pub", "app", "appcode", "appauth", "appacl",
+    "throttle", "special", "acl", "tbind", "abind",
 ];
+
+pub fn throttles(i: &str) -> String {
+    format!("v1/throttle/{i}/")
+}
+pub fn throttle(i: &str, id: &str) -> String {
+    format!("v1/throttle/{i}/{id}")
+}
+pub fn specials_of(i: &str, throttle: &str) -> String {
+    format!("v1/special/{i}/{throttle}/")
+}
+pub fn specials(i: &str) -> String {
+    format!("v1/special/{i}/")
+}
+pub fn special(i: &str, throttle: &str, id: &str) -> String {
+    format!("v1/special/{i}/{throttle}/{id}")
+}
+pub fn acls(i: &str) -> String {
+    format!("v1/acl/{i}/")
+}
+pub fn acl(i: &str, id: &str) -> String {
+    format!("v1/acl/{i}/{id}")
+}
+/// Bindings of one policy kind (`tbind`: throttling, `abind`: access control).
+pub fn bindings(kind: &str, i: &str) -> String {
+    format!("v1/{kind}/{i}/")
+}
+pub fn binding(kind: &str, i: &str, id: &str) -> String {
+    format!("v1/{kind}/{i}/{id}")
+}
 
 pub const CREDENTIALS: &str = "v1/credential/";
 /// The Ed25519 seed that signs IAM tokens (hex).

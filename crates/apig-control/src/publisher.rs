@@ -27,6 +27,10 @@ pub struct ReplicaStatus {
     pub last_error: Option<String>,
     pub connected_at: String,
     pub last_seen: String,
+    /// Which connection of this node the entry describes: a reconnecting replica takes over its
+    /// entry, and the old stream's late goodbye must not mark the new one disconnected.
+    #[serde(skip)]
+    pub connection: u64,
 }
 
 /// At most this many disconnected replicas are remembered, so churn cannot grow memory.
@@ -36,6 +40,10 @@ const MAX_DISCONNECTED: usize = 256;
 pub struct Publisher {
     channels: Mutex<HashMap<String, watch::Sender<Option<Arc<pb::Snapshot>>>>>,
     replicas: Mutex<HashMap<(String, String), ReplicaStatus>>,
+    /// Per instance: bumped whenever its set of connected replicas changes, so every stream can
+    /// recompute its replica's share of cluster-wide limits.
+    membership: Mutex<HashMap<String, watch::Sender<u64>>>,
+    connections: std::sync::atomic::AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -83,7 +91,61 @@ impl Publisher {
         lock(&self.channels).remove(instance);
     }
 
+    /// A fresh connection number for [`ReplicaStatus::connection`].
+    pub fn next_connection(&self) -> u64 {
+        self.connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1
+    }
+
+    pub fn membership(&self, instance: &str) -> watch::Receiver<u64> {
+        lock(&self.membership)
+            .entry(instance.to_owned())
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
+    }
+
+    fn membership_changed(&self, instance: &str) {
+        if let Some(tx) = lock(&self.membership).get(instance) {
+            tx.send_modify(|g| *g += 1);
+        }
+    }
+
+    /// This node's share of cluster-wide limits: its index among the instance's connected
+    /// replicas (ordered by node id) and their count.
+    pub fn share(&self, instance: &str, node: &str) -> (u32, u32) {
+        let mut nodes: Vec<String> = lock(&self.replicas)
+            .values()
+            .filter(|r| r.instance_id == instance && r.status == "connected")
+            .map(|r| r.node_id.clone())
+            .collect();
+        nodes.sort();
+        let index = nodes.iter().position(|n| n == node).unwrap_or(0);
+        (index as u32, nodes.len().max(1) as u32)
+    }
+
+    /// Marks the connection `connection` of a node gone, unless a newer one took over.
+    pub fn replica_disconnected(&self, instance: &str, node: &str, connection: u64) {
+        let changed = match lock(&self.replicas).get_mut(&(instance.to_owned(), node.to_owned())) {
+            Some(r) if r.connection == connection => {
+                r.status = "disconnected";
+                r.last_seen = apig_model::time::now_rfc3339();
+                true
+            }
+            _ => false,
+        };
+        if changed {
+            self.membership_changed(instance);
+        }
+    }
+
     pub fn replica_connected(&self, status: ReplicaStatus) {
+        let instance = status.instance_id.clone();
+        self.insert_replica(status);
+        self.membership_changed(&instance);
+    }
+
+    fn insert_replica(&self, status: ReplicaStatus) {
         let mut replicas = lock(&self.replicas);
         replicas.insert((status.instance_id.clone(), status.node_id.clone()), status);
         let disconnected: Vec<_> = replicas

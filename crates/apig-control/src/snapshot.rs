@@ -11,6 +11,7 @@ use apig_model::app::{App, AppAcl, AppAuth, AppCode};
 use apig_model::env::{substitute, Env, Variable};
 use apig_model::group::Group;
 use apig_model::instance::Instance;
+use apig_model::policy::{Acl, Binding, Throttle, ThrottleSpecial};
 use apig_model::publish::{ApiVersion, Publication};
 use apig_model::{ApiError, ErrorCode};
 use apig_proto as pb;
@@ -55,6 +56,37 @@ pub fn compile(
             .or_default()
             .push(a.app_id.clone());
     }
+    let throttle_bindings: Vec<Binding> = r.scan_json(&keys::bindings("tbind", instance_id))?;
+    let acl_bindings: Vec<Binding> = r.scan_json(&keys::bindings("abind", instance_id))?;
+    let policies = compile_throttles(r, instance_id)?;
+    let mut throttles: HashMap<(&str, &str), pb::Throttle> = HashMap::new();
+    for b in &throttle_bindings {
+        if let Some(t) = policies.get(&b.policy_id) {
+            throttles.insert((&b.api_id, &b.env_id), t.clone());
+        }
+    }
+    let acls: HashMap<String, Acl> = r
+        .scan_json::<Acl>(&keys::acls(instance_id))?
+        .into_iter()
+        .map(|a| (a.id.clone(), a))
+        .collect();
+    let mut acl_rules: HashMap<(&str, &str), Vec<pb::AclRule>> = HashMap::new();
+    for b in &acl_bindings {
+        if let Some(a) = acls.get(&b.policy_id) {
+            acl_rules
+                .entry((&b.api_id, &b.env_id))
+                .or_default()
+                .push(pb::AclRule {
+                    policy_id: a.id.clone(),
+                    permit: a.acl_type == "PERMIT",
+                    entity_type: a.entity_type.clone(),
+                    values: a.values(),
+                });
+        }
+    }
+    for rules in acl_rules.values_mut() {
+        rules.sort_by(|a, b| a.entity_type.cmp(&b.entity_type));
+    }
     let mut var_map: HashMap<(&str, &str, &str), &str> = HashMap::new();
     for v in &vars {
         var_map.insert(
@@ -78,6 +110,13 @@ pub fn compile(
                 .copied()
         };
         let mut api = compile_api(&version.spec, p, &lookup)?;
+        api.throttle = throttles
+            .get(&(p.api_id.as_str(), p.env_id.as_str()))
+            .cloned();
+        api.acls = acl_rules
+            .get(&(p.api_id.as_str(), p.env_id.as_str()))
+            .cloned()
+            .unwrap_or_default();
         api.authorized_app_ids = authorized
             .get(&(p.api_id.as_str(), p.env_id.as_str()))
             .cloned()
@@ -128,6 +167,43 @@ pub fn compile(
     })?;
     let digest = hex::encode(Sha256::digest(snapshot.encode_to_vec()));
     Ok(Compiled { snapshot, digest })
+}
+
+/// Throttling policies with their excluded limits, by policy id.
+fn compile_throttles(
+    r: &(impl Reader + ?Sized),
+    instance_id: &str,
+) -> Result<HashMap<String, pb::Throttle>, ApiError> {
+    let throttles: Vec<Throttle> = r.scan_json(&keys::throttles(instance_id))?;
+    let specials: Vec<ThrottleSpecial> = r.scan_json(&keys::specials(instance_id))?;
+    let limit = |v: Option<i64>| v.map_or(0, |v| v.max(0) as u64);
+    Ok(throttles
+        .into_iter()
+        .map(|t| {
+            let mine = specials.iter().filter(|s| s.throttle_id == t.id);
+            let (mut app_specials, mut user_specials) = (HashMap::new(), HashMap::new());
+            for s in mine {
+                let target = if s.object_type == "APP" {
+                    &mut app_specials
+                } else {
+                    &mut user_specials
+                };
+                target.insert(s.object_id.clone(), s.call_limits.max(0) as u64);
+            }
+            let compiled = pb::Throttle {
+                policy_id: t.id.clone(),
+                r#type: t.throttle_type as i32,
+                window_ms: t.window_ms(),
+                api_limit: t.api_call_limits.max(0) as u64,
+                user_limit: limit(t.user_call_limits),
+                app_limit: limit(t.app_call_limits),
+                ip_limit: limit(t.ip_call_limits),
+                app_specials,
+                user_specials,
+            };
+            (t.id, compiled)
+        })
+        .collect())
 }
 
 fn compile_apps(r: &(impl Reader + ?Sized), instance_id: &str) -> Result<Vec<pb::App>, ApiError> {
@@ -330,6 +406,8 @@ fn compile_api<'a>(
             .map(|bp| backend_param(bp, req_params))
             .collect(),
         authorized_app_ids: Vec::new(),
+        throttle: None,
+        acls: Vec::new(),
         backend: Some(backend),
     })
 }

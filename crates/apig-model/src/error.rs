@@ -29,6 +29,10 @@ pub enum ErrorCode {
     EnvVariableExists,
     AppNameExists,
     AppKeyExists,
+    ThrottleNameExists,
+    AclNameExists,
+    SpecialExists,
+
     AppAuthExists,
     /// 400 The API is not published in the environment (authorizing apps needs it).
     ApiNotPublished,
@@ -39,6 +43,9 @@ pub enum ErrorCode {
     /// 403 Quota reached.
     EnvQuota,
     VariableQuota,
+    /// 403 The policy is bound to APIs and cannot be deleted.
+    AclBound,
+    ThrottleBound,
     AppCodeQuota,
     /// 403 The operation needs an administrator credential.
     AdminOnly,
@@ -55,6 +62,11 @@ pub enum ErrorCode {
     AppCodeNotFound,
     AppAuthNotFound,
     CredentialNotFound,
+    ThrottleNotFound,
+    AclNotFound,
+    SpecialNotFound,
+    BindingNotFound,
+    AclBindingNotFound,
     PublicationNotFound,
     VersionNotFound,
     InstanceNotFound,
@@ -90,14 +102,18 @@ impl ErrorCode {
             | EnvVariableExists
             | AppNameExists
             | AppKeyExists
+            | ThrottleNameExists
+            | AclNameExists
+            | SpecialExists
             | AppAuthExists
             | ApiNotPublished => 400,
             AuthMissing | AuthInvalid => 401,
-            EnvQuota | VariableQuota | AppCodeQuota | AdminOnly | GroupHasApis | ApiPublished
-            | EnvHasPublishedApis | DefaultEnvReadOnly => 403,
+            EnvQuota | VariableQuota | AclBound | ThrottleBound | AppCodeQuota | AdminOnly
+            | GroupHasApis | ApiPublished | EnvHasPublishedApis | DefaultEnvReadOnly => 403,
             GroupNotFound | ApiNotFound | EnvNotFound | EnvVariableNotFound | AppNotFound
-            | AppCodeNotFound | AppAuthNotFound | CredentialNotFound | PublicationNotFound
-            | VersionNotFound | InstanceNotFound | ResourceNotFound => 404,
+            | AppCodeNotFound | AppAuthNotFound | CredentialNotFound | ThrottleNotFound
+            | AclNotFound | SpecialNotFound | BindingNotFound | AclBindingNotFound
+            | PublicationNotFound | VersionNotFound | InstanceNotFound | ResourceNotFound => 404,
             MethodNotAllowed => 405,
             NotSupported => 412,
             BodyTooLarge => 413,
@@ -122,6 +138,16 @@ impl ErrorCode {
             ApiExists => "APIG.3301",
             EnvVariableExists => "APIG.3303",
             AppNameExists => "APIG.3203",
+            ThrottleNameExists => "APIG.3204",
+            AclNameExists => "APIG.3206",
+            SpecialExists => "APIG.3308",
+            AclBound => "APIG.3447",
+            ThrottleBound => "APIG.3451",
+            AclBindingNotFound => "APIG.3010",
+            ThrottleNotFound => "APIG.3005",
+            AclNotFound => "APIG.3006",
+            SpecialNotFound => "APIG.3013",
+            BindingNotFound => "APIG.3012",
             AppKeyExists => "APIG.3310",
             AppAuthExists => "APIG.3316",
             ApiNotPublished => "APIG.2011",

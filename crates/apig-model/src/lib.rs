@@ -13,6 +13,7 @@ pub mod group;
 pub mod ids;
 pub mod instance;
 pub mod page;
+pub mod policy;
 pub mod publish;
 pub mod time;
 pub mod validate;

@@ -1,14 +1,17 @@
 //! The management REST API: APIG V2 paths under `/v2/{project_id}/apigw`.
 
+mod acls;
 mod apis;
 mod app_auths;
 mod apps;
+mod bindings;
 mod credentials;
 mod envs;
 mod groups;
 mod instances;
 mod publish;
 mod replicas;
+mod throttles;
 mod variables;
 
 pub use instances::create_instance;
@@ -90,6 +93,72 @@ pub fn router(state: Arc<ControlState>) -> Router {
         .route(
             &format!("{i}/app-auths/{{auth_id}}"),
             axum::routing::delete(app_auths::delete),
+        )
+        .route(
+            &format!("{i}/throttles"),
+            get(throttles::list).post(throttles::create),
+        )
+        .route(
+            &format!("{i}/throttles/{{throttle_id}}"),
+            get(throttles::show)
+                .put(throttles::update)
+                .delete(throttles::delete),
+        )
+        .route(
+            &format!("{i}/throttles/{{throttle_id}}/throttle-specials"),
+            get(throttles::list_specials).post(throttles::create_special),
+        )
+        .route(
+            &format!("{i}/throttles/{{throttle_id}}/throttle-specials/{{special_id}}"),
+            axum::routing::put(throttles::update_special).delete(throttles::delete_special),
+        )
+        .route(
+            &format!("{i}/throttle-bindings"),
+            post(throttles::bind).put(throttles::unbind_batch),
+        )
+        .route(
+            &format!("{i}/throttle-bindings/binded-apis"),
+            get(throttles::bound_apis),
+        )
+        .route(
+            &format!("{i}/throttle-bindings/unbinded-apis"),
+            get(throttles::unbound_apis),
+        )
+        .route(
+            &format!("{i}/throttle-bindings/binded-throttles"),
+            get(throttles::bound_throttles),
+        )
+        .route(
+            &format!("{i}/throttle-bindings/{{binding_id}}"),
+            axum::routing::delete(throttles::unbind_one),
+        )
+        .route(
+            &format!("{i}/acls"),
+            get(acls::list).post(acls::create).put(acls::delete_batch),
+        )
+        .route(
+            &format!("{i}/acls/{{acl_id}}"),
+            get(acls::show).put(acls::update).delete(acls::delete),
+        )
+        .route(
+            &format!("{i}/acl-bindings"),
+            post(acls::bind).put(acls::unbind_batch),
+        )
+        .route(
+            &format!("{i}/acl-bindings/binded-apis"),
+            get(acls::bound_apis),
+        )
+        .route(
+            &format!("{i}/acl-bindings/unbinded-apis"),
+            get(acls::unbound_apis),
+        )
+        .route(
+            &format!("{i}/acl-bindings/binded-acls"),
+            get(acls::bound_acls),
+        )
+        .route(
+            &format!("{i}/acl-bindings/{{binding_id}}"),
+            axum::routing::delete(acls::unbind_one),
         )
         .route(
             &format!("{p}/instances"),

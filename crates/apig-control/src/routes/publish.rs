@@ -51,8 +51,10 @@ fn publish_one(
         publish_time: publish_time.clone(),
         spec: api.spec.clone(),
     };
+    // The publication record keeps its id across republishing, so references to it stay valid.
+    let previous: Option<Publication> = tx.get_json(&keys::publication(inst, &api.id, &env.id))?;
     let publication = Publication {
-        publish_id: ids::new_id(),
+        publish_id: previous.map(|p| p.publish_id).unwrap_or_else(ids::new_id),
         api_id: api.id.clone(),
         env_id: env.id.clone(),
         version_id: version.version_id.clone(),

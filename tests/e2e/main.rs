@@ -7,3 +7,4 @@ mod credentials;
 mod foundation;
 mod lifecycle;
 mod management;
+mod traffic;

@@ -219,7 +219,11 @@ async fn auth_ratio(bin: PathBuf, secs: u64) -> Result<()> {
     let start = Instant::now();
     loop {
         let mut ok = true;
-        for (path, headers) in [("/none", &none_headers[..]), ("/app", &app_headers[..])] {
+        for (path, headers) in [
+            ("/none", &none_headers[..]),
+            ("/app", &app_headers[..]),
+            ("/policies", &none_headers[..]),
+        ] {
             let mut req = http.get(gw.url(path));
             for (k, v) in headers {
                 req = req.header(*k, *v);

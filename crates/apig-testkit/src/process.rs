@@ -237,7 +237,28 @@ impl Gateway {
         token: &str,
         listen: SocketAddr,
     ) -> Gateway {
-        let args = vec![
+        Self::start_with_args(
+            bin,
+            control_grpc,
+            instance_id,
+            cache_dir,
+            token,
+            listen,
+            &[],
+        )
+    }
+
+    /// Like [`Gateway::start_with`], with extra flags (e.g. `--default-api-rate-limit 0`).
+    pub fn start_with_args(
+        bin: &Path,
+        control_grpc: &str,
+        instance_id: &str,
+        cache_dir: &Path,
+        token: &str,
+        listen: SocketAddr,
+        extra: &[&str],
+    ) -> Gateway {
+        let mut args = vec![
             "gateway".into(),
             "--control-plane".into(),
             control_grpc.into(),
@@ -250,6 +271,7 @@ impl Gateway {
             "--cache-dir".into(),
             cache_dir.display().to_string(),
         ];
+        args.extend(extra.iter().map(|a| a.to_string()));
         let s = spawn(
             bin,
             &args,

@@ -81,6 +81,30 @@ struct GatewayArgs {
     /// Name of this replica in the control plane's replica list (default: host name + random).
     #[arg(long)]
     node_id: Option<String>,
+    #[command(flatten)]
+    traffic: TrafficArgs,
+}
+
+#[derive(Args)]
+struct TrafficArgs {
+    /// Calls per second allowed to each API that has no throttling policy (APIG's
+    /// `ratelimit_api_limits`), split among the instance's replicas; 0 = unlimited.
+    #[arg(long, default_value_t = 200)]
+    default_api_rate_limit: u64,
+    /// A proxy in front of the gateway whose `X-Forwarded-For` is believed (IP, CIDR or a-b
+    /// range; repeatable). Without one the client IP is always the TCP peer.
+    #[arg(long = "trusted-proxy")]
+    trusted_proxies: Vec<String>,
+}
+
+impl TrafficArgs {
+    fn limits(self) -> apig_gateway::Limits {
+        apig_gateway::Limits {
+            default_api_limit_per_sec: self.default_api_rate_limit,
+            trusted_proxies: self.trusted_proxies,
+            ..apig_gateway::Limits::default()
+        }
+    }
 }
 
 #[derive(Args)]
@@ -100,6 +124,8 @@ struct UpArgs {
     admin_listen: SocketAddr,
     #[command(flatten)]
     common: CommonControl,
+    #[command(flatten)]
+    traffic: TrafficArgs,
 }
 
 fn init_logging(format: &str) {
@@ -177,7 +203,7 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         admin_listen: Some(args.admin_listen),
         cache_dir: args.cache_dir,
         cluster_token: args.cluster_token,
-        limits: apig_gateway::Limits::default(),
+        limits: args.traffic.limits(),
     };
     apig_gateway::run(config, shutdown_signal())
         .await
@@ -207,7 +233,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         admin_listen: Some(args.admin_listen),
         cache_dir: args.data_dir.join("gateway-cache"),
         cluster_token: control.cluster_token.clone(),
-        limits: apig_gateway::Limits::default(),
+        limits: args.traffic.limits(),
     };
     let gateway = tokio::spawn(apig_gateway::run(gateway, stopped(stop_rx)));
     shutdown_signal().await;

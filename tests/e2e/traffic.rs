@@ -1,0 +1,300 @@
+//! Throttling and access control through the real binaries.
+
+use std::time::Duration;
+
+use apig_testkit::{eventually, Gateway};
+use serde_json::{json, Value};
+
+use crate::support::{bin, call, raw, Stack, RELEASE, WAIT};
+
+async fn throttle(s: &Stack, body: Value) -> String {
+    let r = s.api.post(&s.inst("/throttles"), &body).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    r.body["id"].as_str().unwrap().to_owned()
+}
+
+async fn bind_throttle(s: &Stack, policy: &str, publish_id: &str) -> String {
+    let r = s
+        .api
+        .post(
+            &s.inst("/throttle-bindings"),
+            &json!({"strategy_id": policy, "publish_ids": [publish_id]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    r.body["throttle_applys"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Waits until every connected replica runs the control plane's current snapshot.
+async fn all_applied(s: &Stack) {
+    eventually(WAIT, "every replica on the current snapshot", || async {
+        let r = s.api.get(&s.inst("/replicas")).await;
+        let current = r.body["snapshot_version"].clone();
+        let all = r.body["replicas"].as_array().cloned().unwrap_or_default();
+        all.iter()
+            .filter(|x| x["status"] == "connected")
+            .all(|x| x["applied_version"] == current)
+            .then_some(())
+    })
+    .await;
+}
+
+/// The statuses of `n` calls in a row.
+async fn statuses(gw: &Gateway, host: &str, path: &str, n: usize) -> Vec<u16> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(call(gw, "GET", host, path, &[]).await.status);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn throttling_boundaries_bindings_and_republish() {
+    let s = Stack::start().await;
+    let (group, host) = s.group("throttled").await;
+    let api = s
+        .create_api(&s.http_api(&group, "limited", "GET", "/limited", json!({})))
+        .await;
+    let publish_id = s.publish(&api, RELEASE).await["publish_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    s.until_routed(&host, "/limited", &[]).await;
+
+    // Invalid policies are refused: app above user, user above api.
+    let r = s
+        .api
+        .post(&s.inst("/throttles"), &json!({"name": "bad_limits", "api_call_limits": 5, "user_call_limits": 6, "time_interval": 1, "time_unit": "SECOND"}))
+        .await;
+    assert_eq!(r.status, 400);
+
+    let policy = throttle(&s, json!({"name": "three_per_2s", "api_call_limits": 3, "time_interval": 2, "time_unit": "SECOND"})).await;
+    let bind_id = bind_throttle(&s, &policy, &publish_id).await;
+    // The binding applies without a republish: wait for the first refusal, then for a fresh
+    // window, and count exactly.
+    eventually(WAIT, "the binding to apply", || async {
+        (call(&s.gw, "GET", &host, "/limited", &[]).await.status == 429).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let got = statuses(&s.gw, &host, "/limited", 4).await;
+    assert_eq!(
+        got,
+        vec![200, 200, 200, 429],
+        "the (N+1)th call in a window is refused"
+    );
+    let r = call(&s.gw, "GET", &host, "/limited", &[("x-apig-mode", "debug")]).await;
+    assert_eq!(r.body["error_code"], "APIG.0308");
+    assert!(
+        r.headers.get("x-apig-ratelimit-api").is_some(),
+        "debug headers: {:?}",
+        r.headers
+    );
+    let plain = call(&s.gw, "GET", &host, "/limited", &[]).await;
+    assert!(plain.headers.get("x-apig-ratelimit-api").is_none());
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(
+        call(&s.gw, "GET", &host, "/limited", &[]).await.status,
+        200,
+        "the window resets"
+    );
+
+    // Counters survive a republish. A slow policy (3 a minute: one call back every 20 s) makes
+    // the check exact; changing its numbers gives it a fresh counter.
+    let r = s
+        .api
+        .put(&s.inst(&format!("/throttles/{policy}")), &json!({"name": "three_per_2s", "api_call_limits": 3, "time_interval": 1, "time_unit": "MINUTE"}))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    all_applied(&s).await;
+    assert_eq!(
+        statuses(&s.gw, &host, "/limited", 4).await,
+        vec![200, 200, 200, 429]
+    );
+    s.publish(&api, RELEASE).await;
+    all_applied(&s).await;
+    assert_eq!(
+        call(&s.gw, "GET", &host, "/limited", &[]).await.status,
+        429,
+        "the republish kept the counter"
+    );
+
+    // A bound policy cannot be deleted; unbinding lifts the limit without a republish.
+    let r = s.api.delete(&s.inst(&format!("/throttles/{policy}"))).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.body["error_code"], "APIG.3451");
+    let r = s
+        .api
+        .get(&s.inst(&format!(
+            "/throttle-bindings/binded-apis?throttle_id={policy}"
+        )))
+        .await;
+    assert_eq!(r.body["total"], 1, "{:?}", r.body);
+    let r = s
+        .api
+        .delete(&s.inst(&format!("/throttle-bindings/{bind_id}")))
+        .await;
+    assert_eq!(r.status, 204);
+    eventually(WAIT, "unbinding to apply", || async {
+        let got = statuses(&s.gw, &host, "/limited", 5).await;
+        got.iter().all(|c| *c == 200).then_some(())
+    })
+    .await;
+    assert_eq!(
+        s.api
+            .delete(&s.inst(&format!("/throttles/{policy}")))
+            .await
+            .status,
+        204
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_replicas_together_allow_the_policy_limit() {
+    let s = Stack::start().await;
+    let dirs = tempfile::tempdir().unwrap();
+    let others: Vec<Gateway> = (0..2)
+        .map(|n| {
+            Gateway::start(
+                &bin(),
+                &s.cp.grpc_url(),
+                &s.instance,
+                &dirs.path().join(format!("gw{n}")),
+                &s.cp.cluster_token,
+            )
+        })
+        .collect();
+    let (group, host) = s.group("cluster_limits").await;
+    let api = s
+        .create_api(&s.http_api(&group, "shared", "GET", "/shared", json!({})))
+        .await;
+    let publish_id = s.publish(&api, RELEASE).await["publish_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let policy = throttle(&s, json!({"name": "ten_per_minute", "api_call_limits": 10, "time_interval": 1, "time_unit": "MINUTE"})).await;
+    // Wait until the control plane sees three replicas and every one has the API.
+    eventually(WAIT, "three connected replicas", || async {
+        let r = s.api.get(&s.inst("/replicas")).await;
+        let n = r.body["replicas"].as_array().map_or(0, |a| {
+            a.iter().filter(|x| x["status"] == "connected").count()
+        });
+        (n == 3).then_some(())
+    })
+    .await;
+    let gateways: Vec<&Gateway> = std::iter::once(&s.gw).chain(others.iter()).collect();
+    for gw in &gateways {
+        eventually(WAIT, "the API on every replica", || async {
+            (call(gw, "GET", &host, "/shared", &[]).await.status == 200).then_some(())
+        })
+        .await;
+    }
+    bind_throttle(&s, &policy, &publish_id).await;
+    all_applied(&s).await;
+    let mut ok = 0;
+    for round in 0..10 {
+        for gw in &gateways {
+            let status = call(gw, "GET", &host, "/shared", &[]).await.status;
+            assert!(status == 200 || status == 429, "round {round}: {status}");
+            ok += usize::from(status == 200);
+        }
+    }
+    assert_eq!(ok, 10, "30 calls over 3 replicas, a limit of 10 per minute");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ip_access_control_with_spoofed_forwarded_for() {
+    let s = Stack::start().await;
+    let (group, host) = s.group("guarded_ips").await;
+    let api = s
+        .create_api(&s.http_api(&group, "ip_guarded", "GET", "/ip", json!({})))
+        .await;
+    let publish_id = s.publish(&api, RELEASE).await["publish_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    s.until_routed(&host, "/ip", &[]).await;
+    let bad = s
+        .api
+        .post(&s.inst("/acls"), &json!({"acl_name": "bad_acl", "acl_type": "DENY", "entity_type": "IP", "acl_value": "300.1.1.1"}))
+        .await;
+    assert_eq!(bad.status, 400, "{:?}", bad.body);
+    let deny = s
+        .api
+        .post(&s.inst("/acls"), &json!({"acl_name": "no_loopback", "acl_type": "DENY", "entity_type": "IP", "acl_value": "10.0.0.0/8,127.0.0.1-127.0.0.5,::1"}))
+        .await;
+    assert_eq!(deny.status, 201, "{:?}", deny.body);
+    let deny_id = deny.body["id"].as_str().unwrap().to_owned();
+    let r = s
+        .api
+        .post(
+            &s.inst("/acl-bindings"),
+            &json!({"acl_id": deny_id, "publish_ids": [publish_id]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let bind_id = r.body["acl_bindings"][0]["id"].as_str().unwrap().to_owned();
+    let r = eventually(WAIT, "the ACL to apply", || async {
+        let r = call(&s.gw, "GET", &host, "/ip", &[]).await;
+        (r.status == 403).then_some(r)
+    })
+    .await;
+    assert_eq!(r.body["error_code"], "APIG.0402");
+    // A client claiming another address from an untrusted peer is still the peer.
+    let spoofed = raw(&s.gw, &format!("GET /ip HTTP/1.1\r\nHost: {host}\r\nX-Forwarded-For: 8.8.8.8\r\nX-Real-IP: 8.8.8.8\r\nConnection: close\r\n\r\n")).await;
+    assert!(spoofed.starts_with("HTTP/1.1 403"), "{spoofed}");
+    // Second ACL of the same entity type on the same API is refused; a bound ACL cannot go.
+    let permit = s
+        .api
+        .post(&s.inst("/acls"), &json!({"acl_name": "only_loopback", "acl_type": "PERMIT", "entity_type": "IP", "acl_value": "127.0.0.0/8"}))
+        .await;
+    let permit_id = permit.body["id"].as_str().unwrap().to_owned();
+    let r = s
+        .api
+        .post(
+            &s.inst("/acl-bindings"),
+            &json!({"acl_id": permit_id, "publish_ids": [publish_id]}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    let r = s.api.delete(&s.inst(&format!("/acls/{deny_id}"))).await;
+    assert_eq!(r.body["error_code"], "APIG.3447");
+    // Swap DENY for PERMIT 127.0.0.0/8: allowed again.
+    assert_eq!(
+        s.api
+            .delete(&s.inst(&format!("/acl-bindings/{bind_id}")))
+            .await
+            .status,
+        204
+    );
+    let r = s
+        .api
+        .post(
+            &s.inst("/acl-bindings"),
+            &json!({"acl_id": permit_id, "publish_ids": [publish_id]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let r = s
+        .api
+        .get(&s.inst(&format!("/acl-bindings/binded-acls?api_id={api}")))
+        .await;
+    assert_eq!(r.body["acls"][0]["acl_id"], permit_id.as_str());
+    eventually(WAIT, "the PERMIT ACL", || async {
+        (call(&s.gw, "GET", &host, "/ip", &[]).await.status == 200).then_some(())
+    })
+    .await;
+    // Updating the policy's values takes effect without rebinding.
+    let r = s
+        .api
+        .put(&s.inst(&format!("/acls/{permit_id}")), &json!({"acl_name": "only_loopback", "acl_type": "PERMIT", "entity_type": "IP", "acl_value": "192.168.0.0/16"}))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    eventually(WAIT, "the updated ACL", || async {
+        (call(&s.gw, "GET", &host, "/ip", &[]).await.status == 403).then_some(())
+    })
+    .await;
+}

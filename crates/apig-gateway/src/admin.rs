@@ -69,5 +69,6 @@ fn status_body(shared: &Shared, status: &str) -> serde_json::Value {
         "control_plane_connected": shared.is_connected(),
         "replica_share": { "index": share.index(), "count": share.count() },
         "limiter_keys": shared.limiter_keys(),
+        "quota_counters": shared.quota_counters(),
     })
 }

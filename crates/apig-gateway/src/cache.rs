@@ -18,6 +18,9 @@
 //!
 //! Deleting the file is also how an operator lets a replica accept an empty snapshot from a new
 //! control-plane epoch (see `sync`): with no cache there is nothing to protect.
+//!
+//! The framing ([`encode_frame`], [`decode_frame`]) and the atomic private write
+//! ([`write_private_file`]) are shared with the credential quota file next to it (`quota_file`).
 
 use std::fs;
 use std::io::{self, Write};
@@ -84,23 +87,13 @@ impl SnapshotCache {
 
     /// Reads and checks the cache. `Ok(None)` when there is no file.
     pub(crate) fn load(&self) -> Result<Option<Cached>, CacheError> {
-        let read_err = |source| CacheError::Read {
-            path: self.path.clone(),
-            source,
-        };
         let corrupt = |reason: &str| CacheError::Corrupt {
             path: self.path.clone(),
             reason: reason.to_owned(),
         };
-        let meta = match fs::metadata(&self.path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(read_err(e)),
+        let Some(bytes) = read_bounded(&self.path, MAX_FILE_BYTES)? else {
+            return Ok(None);
         };
-        if meta.len() > MAX_FILE_BYTES {
-            return Err(corrupt("file too large"));
-        }
-        let bytes = fs::read(&self.path).map_err(read_err)?;
         let (payload, digest) = decode_file(&bytes).map_err(corrupt)?;
         let snapshot =
             Snapshot::decode(payload).map_err(|e| corrupt(&format!("bad payload: {e}")))?;
@@ -109,36 +102,61 @@ impl SnapshotCache {
 
     /// Writes `encoded` (a prost-encoded snapshot) durably. Blocking: call off the runtime.
     pub(crate) fn store(&self, encoded: &[u8]) -> Result<(), CacheError> {
-        let write_err = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| CacheError::Write { path, source }
-        };
-        create_private_dir(&self.dir).map_err(write_err(&self.dir))?;
-        let tmp = self.dir.join(format!(
-            ".{}.{:016x}.tmp",
-            self.path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("snapshot"),
-            rand::random::<u64>()
-        ));
-        let result = (|| -> io::Result<()> {
-            let mut file = open_private(&tmp)?;
-            file.write_all(&encode_file(encoded))?;
-            file.sync_all()?;
-            drop(file);
-            fs::rename(&tmp, &self.path)?;
-            sync_dir(&self.dir)
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result.map_err(write_err(&self.path))
+        write_private_file(&self.dir, &self.path, &encode_file(encoded))
     }
 }
 
+/// Reads a whole file of at most `max` bytes; `Ok(None)` when it does not exist, `Corrupt` when
+/// it is larger (damage or a wrong path: reading it would only waste memory).
+pub(crate) fn read_bounded(path: &Path, max: u64) -> Result<Option<Vec<u8>>, CacheError> {
+    let read_err = |source| CacheError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = match fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(read_err(e)),
+    };
+    if meta.len() > max {
+        return Err(CacheError::Corrupt {
+            path: path.to_path_buf(),
+            reason: "file too large".into(),
+        });
+    }
+    fs::read(path).map(Some).map_err(read_err)
+}
+
+/// Writes `bytes` to `path` (in `dir`, created 0700 when missing) so that a crash leaves the old
+/// or the new file, never a torn one: a temporary file in the same directory (0600), fsynced,
+/// renamed over `path`, then the directory fsynced. Blocking: call off the runtime.
+pub(crate) fn write_private_file(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
+    let write_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| CacheError::Write { path, source }
+    };
+    create_private_dir(dir).map_err(write_err(dir))?;
+    let tmp = dir.join(format!(
+        ".{}.{:016x}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("cache"),
+        rand::random::<u64>()
+    ));
+    let result = (|| -> io::Result<()> {
+        let mut file = open_private(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&tmp, path)?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(write_err(path))
+}
+
 /// A file name part from an instance id: kept as is when it is short and plain, else a hash.
-fn file_stem(instance_id: &str) -> String {
+pub(crate) fn file_stem(instance_id: &str) -> String {
     let plain = !instance_id.is_empty()
         && instance_id.len() <= 64
         && instance_id
@@ -153,8 +171,18 @@ fn file_stem(instance_id: &str) -> String {
 }
 
 fn encode_file(payload: &[u8]) -> Vec<u8> {
+    encode_frame(MAGIC, payload)
+}
+
+fn decode_file(bytes: &[u8]) -> Result<(&[u8], [u8; 32]), &'static str> {
+    decode_frame(MAGIC, bytes)
+}
+
+/// The framing of the gateway's cache files: `magic` (8 bytes), format (u32 LE, 1), payload
+/// length (u64 LE), SHA-256 of the payload, the payload.
+pub(crate) fn encode_frame(magic: &[u8; 8], payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
-    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(magic);
     out.extend_from_slice(&FORMAT.to_le_bytes());
     out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
     out.extend_from_slice(&Sha256::digest(payload));
@@ -162,11 +190,15 @@ fn encode_file(payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Checks the header and checksum; returns the payload and its digest.
-fn decode_file(bytes: &[u8]) -> Result<(&[u8], [u8; 32]), &'static str> {
+/// Checks the header and checksum of a frame made by [`encode_frame`] with `magic`; returns the
+/// payload and its digest.
+pub(crate) fn decode_frame<'a>(
+    magic: &[u8; 8],
+    bytes: &'a [u8],
+) -> Result<(&'a [u8], [u8; 32]), &'static str> {
     let header = bytes.get(..HEADER_LEN).ok_or("truncated header")?;
-    let (magic, rest) = header.split_at(8);
-    if magic != MAGIC {
+    let (found, rest) = header.split_at(8);
+    if found != magic {
         return Err("bad magic");
     }
     let (format, rest) = rest.split_at(4);

@@ -19,7 +19,8 @@ pub struct GatewayConfig {
     pub listen: SocketAddr,
     /// Admin listener for `GET /health` and `GET /ready`; none when `None`.
     pub admin_listen: Option<SocketAddr>,
-    /// Directory of the applied-snapshot cache file (created 0700 when missing).
+    /// Directory of the applied-snapshot cache file and of the credential quota counters file
+    /// (created 0700 when missing). One replica per directory.
     pub cache_dir: PathBuf,
     /// Shared secret sent as `authorization: Bearer <token>` on the discovery stream.
     pub cluster_token: String,
@@ -75,6 +76,10 @@ pub struct Limits {
     pub max_limiter_keys_total: usize,
     /// How often idle keys (whose bucket is full again) are dropped from throttle counters.
     pub limiter_cleanup_interval: Duration,
+    /// How often the credential quota counters are saved to the cache directory when they
+    /// changed (they are also saved at graceful shutdown). A crash loses at most this much
+    /// counting.
+    pub quota_save_interval: Duration,
 }
 
 // === impl Limits ===
@@ -98,6 +103,7 @@ impl Default for Limits {
             max_limiter_keys: 100_000,
             max_limiter_keys_total: 1_000_000,
             limiter_cleanup_interval: Duration::from_secs(10),
+            quota_save_interval: Duration::from_secs(5),
         }
     }
 }

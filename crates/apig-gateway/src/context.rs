@@ -1,13 +1,14 @@
 //! Facts about one request that the gateway decides, not the client: its id, the TCP peer and
 //! local address, the client address (`client_ip`), when it arrived, (once authentication ran)
-//! who the caller is, and (with `X-Apig-Mode: debug`) what the throttle counters said.
+//! who the caller is, and (with `X-Apig-Mode: debug`) what the throttle counters and the app's
+//! credential quota said.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::SystemTime;
 
 use http::HeaderValue;
 
-use apig_policy::Verdict;
+use apig_policy::{Decision, Verdict};
 
 use crate::auth::Caller;
 
@@ -36,6 +37,8 @@ pub(crate) struct RequestContext {
     pub debug: bool,
     /// With `debug`: what the throttle counters said, for the `X-Apig-RateLimit-*` headers.
     pub rate_limits: Option<Verdict>,
+    /// With `debug`: what the app's credential quota said, for `X-Apig-RateLimit-app-quota`.
+    pub app_quota: Option<Decision>,
 }
 
 // === impl RequestId ===
@@ -96,7 +99,16 @@ impl RequestContext {
             caller: Caller::Anonymous,
             debug: false,
             rate_limits: None,
+            app_quota: None,
         }
+    }
+}
+
+/// Unix milliseconds of a time (negative before the epoch, saturating).
+pub(crate) fn unix_millis(t: SystemTime) -> i64 {
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(e.duration().as_millis()).map_or(i64::MIN, |ms| -ms),
     }
 }
 
@@ -162,6 +174,15 @@ mod tests {
             RequestId::from_u128(0xab).as_str(),
             "000000000000000000000000000000ab"
         );
+    }
+
+    #[test]
+    fn unix_millis_both_sides_of_the_epoch() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_676_014_424_123);
+        assert_eq!(unix_millis(t), 1_676_014_424_123);
+        assert_eq!(unix_millis(SystemTime::UNIX_EPOCH), 0);
+        let before = SystemTime::UNIX_EPOCH - Duration::from_millis(1500);
+        assert_eq!(unix_millis(before), -1500);
     }
 
     #[test]

@@ -7,13 +7,14 @@
 //! reports), the API's IP ACL, authentication and authorization (`auth`: APP signatures and
 //! AppCodes, IAM tokens and AK/SK signatures, DOMAIN_ID ACLs, authorized apps, app IP ACLs),
 //! throttling (`apig_policy::throttle` counters kept in `state`, split among replicas by the
-//! control plane's `ReplicaShare`), limits, parameters, then a MOCK answer or the mapped
+//! control plane's `ReplicaShare`), credential quotas (`apig_policy::quota` counters, split the
+//! same way and saved across restarts by `quota_file`), limits, parameters, then a MOCK answer or
+//! the mapped
 //! (`mapping`) call to an HTTP backend (`proxy`). Every gateway-made answer is an APIG error body
 //! (`respond`). An admin listener answers `/health` and `/ready` (`admin`).
 //!
 //! Not here (yet): TLS (listeners and HTTPS backends; AppCode is therefore accepted over plain
-//! HTTP for now), custom authorizers (AUTHORIZER APIs fail closed with 401), credential quotas,
-//! CORS, backend policies, load balancing channels, retries, metrics and access logs. This crate
+//! HTTP for now), custom authorizers (AUTHORIZER APIs fail closed with 401), CORS, backend policies, load balancing channels, retries, metrics and access logs. This crate
 //! never imports a control-plane crate.
 //!
 //! # Module map
@@ -24,10 +25,11 @@
 //! | `error` | [`GatewayError`]: start-up failures |
 //! | `sync` | the discovery stream client: HELLO, snapshot evaluation, ACK/NACK, backoff |
 //! | `cache` | the applied snapshot on disk (checksummed, atomic, 0600) |
+//! | `quota_file` | the credential quota counters on disk (same framing and discipline), saved by a background task |
 //! | `runtime` | an applied snapshot: route table, indexed credentials and pre-parsed APIs (ACLs, throttling policies) |
 //! | `client_ip` | the client address: the TCP peer, or `X-Forwarded-For` from trusted proxies |
 //! | `auth` | APP and IAM authentication, authorized apps, app ACLs; the caller identity |
-//! | `state` | what requests and the sync loop share: the arc-swap slot (runtime + throttle counters), the replica share |
+//! | `state` | what requests and the sync loop share: the arc-swap slot (runtime + throttle and quota counters), the replica share |
 //! | `server` | listeners: accept loop, connection cap, hyper bounds, graceful drain |
 //! | `pipeline` | the request path, in order |
 //! | `params` | request parameters: required, defaults, validation |
@@ -69,6 +71,7 @@ mod params;
 mod pipeline;
 mod proxy;
 mod query;
+mod quota_file;
 mod respond;
 mod runtime;
 mod server;
@@ -78,6 +81,7 @@ mod sync;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use apig_policy::IpAcl;
 use tokio::net::TcpListener;
@@ -87,6 +91,7 @@ pub use config::{GatewayConfig, Limits};
 pub use error::{GatewayError, Result};
 
 use cache::SnapshotCache;
+use quota_file::{QuotaFile, QuotaSaver};
 use server::ListenerSettings;
 use state::Shared;
 use sync::SyncSettings;
@@ -110,6 +115,7 @@ pub struct Gateway {
     config: GatewayConfig,
     shared: Arc<Shared>,
     sync_settings: SyncSettings,
+    quota_saver: Arc<QuotaSaver>,
     listener: TcpListener,
     admin_listener: Option<TcpListener>,
     local_addr: SocketAddr,
@@ -119,8 +125,9 @@ pub struct Gateway {
 // === impl Gateway ===
 
 impl Gateway {
-    /// Checks the configuration, loads the snapshot cache (a valid one makes the replica ready
-    /// at once) and binds the listeners, printing one `apig: listening ...` line for each.
+    /// Checks the configuration, loads the saved credential quota counters and the snapshot
+    /// cache (a valid one makes the replica ready at once) and binds the listeners, printing one
+    /// `apig: listening ...` line for each.
     pub async fn bind(config: GatewayConfig) -> Result<Self> {
         if config.instance_id.is_empty() {
             return Err(GatewayError::Config("the instance id is empty".into()));
@@ -144,6 +151,8 @@ impl Gateway {
             "starting gateway"
         );
 
+        // Before the cache is applied: its counters are the first built.
+        let quota_saver = Arc::new(load_quotas(&shared, &config).await);
         sync::load_cache(&shared, &cache).await;
 
         let listener = bind(config.listen).await?;
@@ -162,6 +171,7 @@ impl Gateway {
             config,
             shared,
             sync_settings,
+            quota_saver,
             listener,
             admin_listener,
             local_addr,
@@ -179,12 +189,14 @@ impl Gateway {
         self.admin_addr
     }
 
-    /// Connects to the control plane and serves until `shutdown` completes, then drains.
+    /// Connects to the control plane and serves until `shutdown` completes, then drains and
+    /// saves the credential quota counters.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         let Self {
             config,
             shared,
             sync_settings,
+            quota_saver,
             listener,
             admin_listener,
             ..
@@ -200,6 +212,11 @@ impl Gateway {
         let cleanup_task = tokio::spawn(clean_up_limiters(
             Arc::clone(&shared),
             config.limits.limiter_cleanup_interval,
+        ));
+        let quota_task = tokio::spawn(save_quotas_periodically(
+            Arc::clone(&shared),
+            Arc::clone(&quota_saver),
+            config.limits.quota_save_interval,
         ));
 
         let admin_task = admin_listener.map(|l| {
@@ -223,6 +240,10 @@ impl Gateway {
 
         sync_task.abort();
         cleanup_task.abort();
+        quota_task.abort();
+        // After the drain, so every admitted call is in; serialised with a periodic save that
+        // may still be writing.
+        save_quotas(Arc::clone(&shared), quota_saver).await;
         if let Some(task) = admin_task {
             let _ = task.await;
         }
@@ -274,6 +295,67 @@ async fn clean_up_limiters(shared: Arc<Shared>, every: std::time::Duration) {
             );
             refused_before = refused;
         }
+    }
+}
+
+/// Reads the quota file and hands its counts to the first counters built. A missing file means
+/// nothing was saved; an unreadable or corrupt one is ignored with a warning (counters start from
+/// 0) and overwritten by the first save.
+async fn load_quotas(shared: &Shared, config: &GatewayConfig) -> QuotaSaver {
+    let file = QuotaFile::new(&config.cache_dir, &config.instance_id);
+    let loader = file.clone();
+    let loaded = tokio::task::spawn_blocking(move || loader.load()).await;
+    let on_disk = match loaded {
+        Ok(Ok(Some(saved))) => {
+            tracing::info!(
+                path = %file.path().display(),
+                counters = saved.len(),
+                "read the saved credential quota counters"
+            );
+            shared.restore_quotas(saved.iter().cloned());
+            Some(saved)
+        }
+        Ok(Ok(None)) => Some(Vec::new()),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "ignoring the saved credential quota counters; they start from 0");
+            None
+        }
+        Err(error) => {
+            tracing::error!(%error, "credential quota loader failed");
+            None
+        }
+    };
+    QuotaSaver::new(file, on_disk)
+}
+
+/// Saves the credential quota counters every `every` when they changed, for the replica's life.
+async fn save_quotas_periodically(shared: Arc<Shared>, saver: Arc<QuotaSaver>, every: Duration) {
+    let every = every.max(Duration::from_millis(10));
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        save_quotas(Arc::clone(&shared), Arc::clone(&saver)).await;
+    }
+}
+
+/// One save, on a blocking thread; failures are logged (the counters keep working in memory).
+async fn save_quotas(shared: Arc<Shared>, saver: Arc<QuotaSaver>) {
+    let result = tokio::task::spawn_blocking(move || {
+        let now = context::unix_millis(std::time::SystemTime::now());
+        let result = saver.save(shared.quota_usage(now), now);
+        (result, saver)
+    })
+    .await;
+    match result {
+        Ok((Ok(true), saver)) => {
+            tracing::debug!(path = %saver.path().display(), "saved the credential quota counters")
+        }
+        Ok((Ok(false), _)) => {}
+        Ok((Err(error), _)) => {
+            tracing::error!(%error, "cannot save the credential quota counters")
+        }
+        Err(error) => tracing::error!(%error, "credential quota saver failed"),
     }
 }
 

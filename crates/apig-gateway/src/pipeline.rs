@@ -21,9 +21,16 @@
 //!     tenant, API), or the gateway-wide default for an API without policy → else 429
 //!     `APIG.0308`. With `X-Apig-Mode: debug` the answer (any answer, a 429 too) carries
 //!     `X-Apig-RateLimit-*` headers with what each counter checked said;
-//! 11. `Content-Length` over `max_body_bytes` → 413;
-//! 12. request parameters: required, defaults, validation → 400;
-//! 13. the backend: MOCK answers directly; HTTP is mapped (`mapping`, which drops the
+//! 11. credential quota: an APP caller whose app has a quota takes one call of the current
+//!     window → else 405 `APIG.0501` "The app quota has been used up.". Checked only once
+//!     throttling admitted the call (a throttled call does not use quota); a call refused by a
+//!     later step (413, 400, backend failure) has used it, as APIG counts calls, not successes.
+//!     With `X-Apig-Mode: debug` the answer carries `X-Apig-RateLimit-app-quota:
+//!     remain:N,limit:L,time:1 day` (what is left of this replica's share `L` of the limit in
+//!     the current window, and the window; absent when the quota was not checked);
+//! 12. `Content-Length` over `max_body_bytes` → 413;
+//! 13. request parameters: required, defaults, validation → 400;
+//! 14. the backend: MOCK answers directly; HTTP is mapped (`mapping`, which drops the
 //!     credentials the gateway consumed) and called (`proxy`).
 //!
 //! Nothing here may panic: every failure is a [`GatewayErrorKind`], turned into a response in
@@ -49,7 +56,7 @@ use hyper::body::Incoming;
 use crate::auth::{unix_secs, BodyBounds, ClientBody};
 use crate::body::ResponseBody;
 use crate::client_ip;
-use crate::context::RequestContext;
+use crate::context::{unix_millis, RequestContext};
 use crate::mapping::{map_request, strip_hop_by_hop, BackendScheme, ClientRequest};
 use crate::params::{resolve, RequestView};
 use crate::proxy::UpstreamBody;
@@ -109,8 +116,18 @@ pub(crate) async fn handle(
             }
         }
     }
+    if let Some(decision) = &ctx.app_quota {
+        if let Ok(value) = HeaderValue::from_str(&debug_header_value(decision)) {
+            response
+                .headers_mut()
+                .insert(X_APIG_RATELIMIT_APP_QUOTA, value);
+        }
+    }
     Ok(response)
 }
+
+/// The debug header of the credential quota.
+const X_APIG_RATELIMIT_APP_QUOTA: &str = "x-apig-ratelimit-app-quota";
 
 /// `X-Apig-Mode: debug` asks for the throttle counters' state on the answer.
 fn wants_debug(headers: &HeaderMap) -> bool {
@@ -180,6 +197,8 @@ async fn serve(
         max_bytes: limits.max_signed_body_bytes.min(limits.max_body_bytes),
         timeout: limits.body_read_timeout,
     };
+    // The authenticated app's index in the snapshot (its credential quota).
+    let mut app_index = None;
     let body = match api.auth {
         Auth::None => ClientBody::Streaming(body),
         Auth::App => {
@@ -189,6 +208,7 @@ async fn serve(
                 .await?;
             ctx.caller = caller;
             credentials.authorize_app(&api.auth_rules, app, ctx.client_ip)?;
+            app_index = Some(app);
             body
         }
         Auth::Iam => {
@@ -222,6 +242,16 @@ async fn serve(
     }
     if !verdict.allowed {
         return Err(GatewayErrorKind::Throttled);
+    }
+
+    if let Some(quota) = app_index.and_then(|i| serving.quotas.app(i)) {
+        let decision = quota.check(unix_millis(ctx.received_at));
+        if ctx.debug {
+            ctx.app_quota = Some(decision);
+        }
+        if !decision.allowed {
+            return Err(GatewayErrorKind::AppQuotaExhausted);
+        }
     }
 
     if declared_len.is_some_and(|len| len > limits.max_body_bytes) {

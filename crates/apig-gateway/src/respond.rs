@@ -43,6 +43,8 @@ pub(crate) enum GatewayErrorKind {
     IamProjectDenied,
     /// A throttle counter of the API refused the call.
     Throttled,
+    /// The app's credential quota for the current window is used up.
+    AppQuotaExhausted,
     /// IAM API without a token or signature (APIG's `AUTH_HEADER_MISSING`).
     IamAuthMissing,
     /// IAM credentials that do not verify; the text says why (`APIG.0301`).
@@ -103,6 +105,8 @@ impl GatewayErrorKind {
             | Self::ApiIpDenied
             | Self::IamProjectDenied => StatusCode::FORBIDDEN,
             Self::Throttled => StatusCode::TOO_MANY_REQUESTS,
+            // APIG answers an exhausted credential quota with 405 (semantics digest §2.3).
+            Self::AppQuotaExhausted => StatusCode::METHOD_NOT_ALLOWED,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::BackendTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -133,6 +137,7 @@ impl GatewayErrorKind {
             Self::ApiIpDenied => "APIG.0402",
             Self::IamProjectDenied => "APIG.0302",
             Self::Throttled => "APIG.0308",
+            Self::AppQuotaExhausted => "APIG.0501",
             Self::IamAuthMissing | Self::IamAuthFailed(_) => "APIG.0301",
             Self::AuthorizerUnavailable => "APIG.0305",
             Self::BackendProtocolUnsupported(_) => "APIG.0202",
@@ -162,6 +167,7 @@ impl GatewayErrorKind {
             Self::ApiIpDenied => "The IP address is not authorized to access the API.".into(),
             Self::IamProjectDenied => "The IAM user is not authorized to access the API.".into(),
             Self::Throttled => "The throttling threshold has been reached.".into(),
+            Self::AppQuotaExhausted => "The app quota has been used up.".into(),
             Self::IamAuthMissing => "Incorrect IAM authentication information: \
                                      X-Auth-Token or Authorization header is missing"
                 .into(),
@@ -189,6 +195,11 @@ impl GatewayErrorKind {
 
     /// The APIG gateway response type this error answers with (semantics digest §2.2), for
     /// per-group customised responses.
+    ///
+    /// An exhausted credential quota is `DEFAULT_4XX`, not `THROTTLED`: APIG answers it with
+    /// 405, and `THROTTLED`'s default status is 429, while `DEFAULT_4XX` keeps the underlying
+    /// status, so only `DEFAULT_4XX` yields APIG's observed 405 with default responses (the
+    /// mapping is inferred; APIG documents none).
     pub(crate) fn response_type(&self) -> &'static str {
         match self {
             Self::ApiNotFound | Self::MethodNotFound => "NOT_FOUND",
@@ -208,7 +219,8 @@ impl GatewayErrorKind {
             Self::UriTooLarge
             | Self::HeadersTooLarge
             | Self::BodyTooLarge
-            | Self::RequestTimeout => "DEFAULT_4XX",
+            | Self::RequestTimeout
+            | Self::AppQuotaExhausted => "DEFAULT_4XX",
         }
     }
 
@@ -260,6 +272,7 @@ mod tests {
             ApiIpDenied,
             IamProjectDenied,
             Throttled,
+            AppQuotaExhausted,
             IamAuthMissing,
             IamAuthFailed("token expired".into()),
             AuthorizerUnavailable,
@@ -296,6 +309,7 @@ mod tests {
             (ApiIpDenied, 403, "APIG.0402"),
             (IamProjectDenied, 403, "APIG.0302"),
             (Throttled, 429, "APIG.0308"),
+            (AppQuotaExhausted, 405, "APIG.0501"),
             (IamAuthMissing, 401, "APIG.0301"),
             (IamAuthFailed("x".into()), 401, "APIG.0301"),
             (AuthorizerUnavailable, 401, "APIG.0305"),
@@ -361,6 +375,11 @@ mod tests {
             Throttled.message(),
             "The throttling threshold has been reached."
         );
+        assert_eq!(
+            AppQuotaExhausted.message(),
+            "The app quota has been used up."
+        );
+        assert_eq!(AppQuotaExhausted.response_type(), "DEFAULT_4XX");
     }
 
     #[tokio::test]

@@ -3,13 +3,14 @@
 //! needs pre-parsed (ACLs, throttling policy, authorized apps, backend address, path template,
 //! parameter specs). Built completely before it is swapped in, never modified after.
 //!
-//! The throttle *counters* are not here: they outlive snapshots (`state::Serving`); a runtime
-//! only carries each API's checked policy ([`ThrottleSpec`]).
+//! The throttle and quota *counters* are not here: they outlive snapshots (`state::Serving`); a
+//! runtime only carries each API's checked policy ([`ThrottleSpec`]) and each app's checked
+//! credential quota ([`QuotaSpec`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use apig_policy::{ApiAcl, ThrottleSpec};
+use apig_policy::{ApiAcl, QuotaSpec, ThrottleSpec};
 
 use apig_proto::{api, AuthType, Snapshot};
 use apig_router::RouteTable;
@@ -27,6 +28,9 @@ pub(crate) struct Runtime {
     pub credentials: Credentials,
     /// Index-aligned with `snapshot.apis`.
     pub apis: Vec<PreparedApi>,
+    /// Each app's credential quota; index-aligned with `snapshot.apps` (the app index
+    /// authentication returns).
+    pub quotas: Vec<Option<QuotaSpec>>,
     /// SHA-256 of the snapshot's protobuf encoding.
     pub digest: [u8; 32],
 }
@@ -40,6 +44,12 @@ pub(crate) enum PrepareError {
     Credentials(String),
     #[error("{0}")]
     Throttle(String),
+    #[error("app {id} ({name}): {reason}")]
+    Quota {
+        id: String,
+        name: String,
+        reason: String,
+    },
     #[error("api {id} ({name}): {reason}")]
     Api {
         id: String,
@@ -108,11 +118,27 @@ impl Runtime {
             })
             .collect::<Result<Vec<_>, _>>()?;
         check_shared_policies(&apis)?;
+        let quotas = snapshot
+            .apps
+            .iter()
+            .map(|app| {
+                app.quota
+                    .as_ref()
+                    .map(QuotaSpec::prepare)
+                    .transpose()
+                    .map_err(|e| PrepareError::Quota {
+                        id: app.id.clone(),
+                        name: app.name.clone(),
+                        reason: e.to_string(),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             snapshot: Arc::new(snapshot),
             table,
             credentials,
             apis,
+            quotas,
             digest,
         })
     }
@@ -130,6 +156,16 @@ impl Runtime {
         self.apis
             .iter()
             .map(|a| (a.id.as_str(), a.throttle.as_ref()))
+    }
+
+    /// Each app's id and credential quota, in the snapshot's app order (for building the quota
+    /// counters).
+    pub(crate) fn app_quotas(&self) -> impl Iterator<Item = (&str, Option<&QuotaSpec>)> {
+        self.snapshot
+            .apps
+            .iter()
+            .zip(&self.quotas)
+            .map(|(app, quota)| (app.id.as_str(), quota.as_ref()))
     }
 }
 

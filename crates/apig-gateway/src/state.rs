@@ -5,21 +5,33 @@
 //! arc-swap so a request never pairs a runtime with counters of another API list. Counters
 //! outlive snapshots: a new `Serving` reuses every counter whose id and effective quota did not
 //! change (`apig_policy::throttle`), so a republish or an unrelated change resets nothing.
+//!
+//! The credential quota counters (`apig_policy::quota`) ride along the same way: a `Serving`
+//! holds the [`QuotaSet`] of its snapshot's apps, rebuilt with the throttle counters and keeping
+//! every counter whose quota id and numbers are unchanged. Counts saved before a restart
+//! (`quota_file`) are handed to the first set built, then dropped.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
-use apig_policy::{DefaultClock, IpAcl, KeyBudget, Share, ThrottleSet, ThrottleSettings};
+use apig_policy::{
+    DefaultClock, IpAcl, KeyBudget, QuotaKey, QuotaSet, Share, ThrottleSet, ThrottleSettings, Usage,
+};
 use arc_swap::ArcSwapOption;
 
 use crate::config::Limits;
+use crate::context::unix_millis;
 use crate::proxy::Upstream;
 use crate::runtime::Runtime;
 
-/// What requests run against: a runtime and its throttle counters.
+/// What requests run against: a runtime, its throttle counters and its apps' quota counters.
 pub(crate) struct Serving {
     pub runtime: Arc<Runtime>,
     pub throttle: ThrottleSet,
+    /// Indexed like the snapshot's apps.
+    pub quotas: QuotaSet,
 }
 
 /// Everything a request or the sync loop reaches. The mutable parts are the serving slot
@@ -39,6 +51,9 @@ pub(crate) struct Shared {
     /// The replica's share of cluster-wide limits. Held while a new `Serving` is built and
     /// stored, so installs and share changes never interleave (only the sync task takes it).
     share: Mutex<Share>,
+    /// Quota counts read from the quota file at start, for the first counters built; taken
+    /// (and so dropped) by the first install.
+    restored_quotas: Mutex<Option<HashMap<QuotaKey, Usage>>>,
 }
 
 // === impl Shared ===
@@ -67,6 +82,7 @@ impl Shared {
             throttle_settings,
             clock: DefaultClock::default(),
             share: Mutex::new(Share::ALONE),
+            restored_quotas: Mutex::new(None),
         }
     }
 
@@ -115,8 +131,46 @@ impl Shared {
             current.as_ref().map(|s| &s.throttle),
             &self.clock,
         );
+        let restored = self
+            .restored_quotas
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let quotas = QuotaSet::build(
+            runtime.app_quotas(),
+            share,
+            current.as_ref().map(|s| &s.quotas),
+            restored.as_ref(),
+            unix_millis(SystemTime::now()),
+        );
+        self.serving.store(Some(Arc::new(Serving {
+            runtime,
+            throttle,
+            quotas,
+        })));
+    }
+
+    /// Hands counts saved before a restart to the first counters built (call before the first
+    /// install).
+    pub(crate) fn restore_quotas(&self, saved: impl IntoIterator<Item = (QuotaKey, Usage)>) {
+        *self
+            .restored_quotas
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(saved.into_iter().collect());
+    }
+
+    /// The quota counts of the current windows, sorted: what the quota file should hold.
+    pub(crate) fn quota_usage(&self, now_unix_ms: i64) -> Vec<(QuotaKey, Usage)> {
         self.serving
-            .store(Some(Arc::new(Serving { runtime, throttle })));
+            .load()
+            .as_ref()
+            .map(|s| s.quotas.usage(now_unix_ms))
+            .unwrap_or_default()
+    }
+
+    /// Quota counters of the current snapshot.
+    pub(crate) fn quota_counters(&self) -> usize {
+        self.serving.load().as_ref().map_or(0, |s| s.quotas.len())
     }
 
     /// Drops idle keys of the current counters; returns the keys left in all counters (also
@@ -148,5 +202,137 @@ impl Shared {
 
     pub(crate) fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache;
+    use apig_proto::{App, AppQuota, Snapshot};
+    use prost::Message;
+
+    const DAY: u64 = 86_400_000;
+
+    fn runtime(version: u64, quota: Option<AppQuota>) -> Arc<Runtime> {
+        let app = |id: &str, quota| App {
+            id: id.into(),
+            name: format!("name-{id}"),
+            app_key: format!("key-{id}"),
+            app_secret: "secret".into(),
+            quota,
+            ..Default::default()
+        };
+        let snapshot = Snapshot {
+            instance_id: "inst".into(),
+            epoch: "e1".into(),
+            version,
+            apps: vec![app("free", None), app("metered", quota)],
+            ..Default::default()
+        };
+        let digest = cache::digest(&snapshot.encode_to_vec());
+        Arc::new(Runtime::prepare(snapshot, digest).unwrap())
+    }
+
+    fn quota(limit: u64, anchor: i64) -> Option<AppQuota> {
+        Some(AppQuota {
+            quota_id: "q1".into(),
+            limit,
+            window_ms: DAY,
+            anchor_unix_ms: anchor,
+        })
+    }
+
+    fn shared() -> Shared {
+        Shared::new(Limits::default(), None, "inst".into(), "node".into())
+    }
+
+    fn admitted(shared: &Shared, now: i64) -> usize {
+        let serving = shared.serving().unwrap();
+        let q = serving.quotas.app(1).unwrap();
+        (0..100).take_while(|_| q.check(now).allowed).count()
+    }
+
+    #[tokio::test]
+    async fn saved_counts_come_back_on_the_first_install_only() {
+        let now = unix_millis(SystemTime::now());
+        // The window started an hour ago: the test cannot cross a boundary.
+        let anchor = now - 3_600_000;
+        let key = QuotaKey {
+            quota_id: Arc::from("q1"),
+            app_id: Arc::from("metered"),
+            limit: 10,
+            window_ms: DAY,
+            anchor_unix_ms: anchor,
+        };
+        let shared = shared();
+        assert!(shared.quota_usage(now).is_empty(), "nothing served yet");
+        shared.restore_quotas([
+            (
+                key.clone(),
+                Usage {
+                    window: 0,
+                    count: 7,
+                },
+            ),
+            // Another app, a stale window: ignored.
+            (
+                QuotaKey {
+                    app_id: Arc::from("gone"),
+                    ..key.clone()
+                },
+                Usage {
+                    window: 0,
+                    count: 1,
+                },
+            ),
+        ]);
+        shared.install(runtime(1, quota(10, anchor)));
+        assert_eq!(shared.quota_counters(), 1);
+        assert!(shared.serving().unwrap().quotas.app(0).is_none());
+        assert_eq!(admitted(&shared, now), 3);
+        assert_eq!(
+            shared.quota_usage(now),
+            vec![(
+                key.clone(),
+                Usage {
+                    window: 0,
+                    count: 10
+                }
+            )]
+        );
+
+        // A republish keeps the counter; the restored counts are not applied twice.
+        shared.install(runtime(2, quota(10, anchor)));
+        assert_eq!(admitted(&shared, now), 0);
+
+        // New numbers: a fresh counter (and the saved count, consumed, does not come back).
+        shared.install(runtime(3, quota(12, anchor)));
+        assert_eq!(admitted(&shared, now), 12);
+
+        // A share change keeps the window's count: 12 used, the new share is 4.
+        assert!(shared.set_share(Share::new(0, 3).unwrap()));
+        assert_eq!(admitted(&shared, now), 0);
+        let decision = shared.serving().unwrap().quotas.app(1).unwrap().check(now);
+        assert_eq!(decision.quota.limit, 4);
+    }
+
+    #[tokio::test]
+    async fn a_saved_count_for_other_numbers_or_a_past_window_is_ignored() {
+        let now = unix_millis(SystemTime::now());
+        let anchor = now - 3_600_000;
+        let key = |limit| QuotaKey {
+            quota_id: Arc::from("q1"),
+            app_id: Arc::from("metered"),
+            limit,
+            window_ms: DAY,
+            anchor_unix_ms: anchor,
+        };
+        for (saved_key, window) in [(key(10), -1), (key(11), 0)] {
+            let shared = shared();
+            shared.restore_quotas([(saved_key, Usage { window, count: 9 })]);
+            shared.install(runtime(1, quota(10, anchor)));
+            assert_eq!(admitted(&shared, now), 10);
+        }
     }
 }

@@ -8,10 +8,14 @@
 //!   [`ThrottleSet`] of live counters that survives snapshot swaps.
 //! - [`limiter`]: the counters themselves, governor GCRA buckets, keyed ones in maps with a hard
 //!   cap on their keys.
+//! - [`quota`]: credential quotas (§5.4): per (quota, app) fixed-window counters aligned to the
+//!   quota's anchor, lock-free, scaled by the replica's [`Share`], kept across snapshot swaps
+//!   while the quota is unchanged, and the data the gateway saves across restarts.
 //!
 //! No I/O. ACL evaluation allocates nothing; a throttle check allocates nothing either (a new key
-//! of a keyed counter is one map insert). The counters read a monotonic clock (governor's; tests
-//! inject a fake one).
+//! of a keyed counter is one map insert), nor does a quota check (one compare-and-swap). The
+//! throttle counters read a monotonic clock (governor's; tests inject a fake one); quota counters
+//! are given the wall-clock time by the caller (their windows are aligned to a calendar instant).
 
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
@@ -28,6 +32,7 @@
 mod api_acl;
 mod ip_acl;
 pub mod limiter;
+pub mod quota;
 pub mod throttle;
 
 /// The clock the counters read (governor's default: a monotonic TSC-based clock).
@@ -36,6 +41,7 @@ pub use governor::clock::DefaultClock;
 pub use api_acl::{ApiAcl, ApiAclError};
 pub use ip_acl::{AclError, IpAcl};
 pub use limiter::{Decision, KeyBudget, Quota};
+pub use quota::{AppQuota, QuotaError, QuotaKey, QuotaSet, QuotaSpec, Usage};
 pub use throttle::{
     ApiThrottle, CallerKeys, CounterKind, Share, ThrottleError, ThrottleSet, ThrottleSettings,
     ThrottleSpec, Verdict,

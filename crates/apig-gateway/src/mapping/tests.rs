@@ -67,6 +67,7 @@ fn ctx() -> RequestContext {
         forwarded_chain: None,
         debug: false,
         rate_limits: None,
+        app_quota: None,
     }
 }
 

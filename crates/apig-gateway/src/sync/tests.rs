@@ -223,6 +223,39 @@ fn unusable_credentials_are_rejected_with_the_reason() {
 }
 
 #[test]
+fn unusable_quotas_are_rejected_with_the_reason() {
+    let mut s = snapshot("e1", 1, vec![api("a", "/a")]);
+    let quota = |id: &str, limit, window_ms| apig_proto::AppQuota {
+        quota_id: id.into(),
+        limit,
+        window_ms,
+        anchor_unix_ms: 0,
+    };
+    s.apps = vec![apig_proto::App {
+        id: "app-1".into(),
+        name: "billing".into(),
+        app_key: "k".into(),
+        app_secret: "s".into(),
+        quota: Some(quota("q1", 0, 1000)),
+        ..Default::default()
+    }];
+    assert_rejected(
+        evaluate(None, "inst", s.clone()),
+        "app app-1 (billing): credential quota \"q1\": the limit is 0",
+    );
+    s.apps[0].quota = Some(quota("q1", 5, 0));
+    assert_rejected(evaluate(None, "inst", s.clone()), "the window is 0");
+    s.apps[0].quota = Some(quota("", 5, 1000));
+    assert_rejected(evaluate(None, "inst", s.clone()), "empty quota id");
+    s.apps[0].quota = Some(quota("q1", 5, 1000));
+    let rt = assert_applied(evaluate(None, "inst", s));
+    let quotas: Vec<_> = rt.app_quotas().collect();
+    assert_eq!(quotas.len(), 1);
+    assert_eq!(quotas[0].0, "app-1");
+    assert_eq!(quotas[0].1.map(|q| q.limit), Some(5));
+}
+
+#[test]
 fn backoff_doubles_to_the_cap_with_bounded_jitter() {
     let mut b = Backoff::new();
     let mut base = BACKOFF_START;

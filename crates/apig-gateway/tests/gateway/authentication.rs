@@ -44,6 +44,7 @@ fn app(id: &str, key: &str, secret: &str, acl: Option<(bool, &[&str])>) -> App {
             permit,
             values: values.iter().map(|v| (*v).to_owned()).collect(),
         }),
+        quota: None,
     }
 }
 

@@ -176,6 +176,7 @@ fn app(id: &str, code: &str) -> App {
         app_secret: format!("secret-{id}"),
         app_codes: vec![code.into()],
         acl: None,
+        quota: None,
     }
 }
 

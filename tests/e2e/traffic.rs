@@ -298,3 +298,117 @@ async fn ip_access_control_with_spoofed_forwarded_for() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn credential_quotas_count_across_apis_and_survive_a_gateway_restart() {
+    let mut s = Stack::start().await;
+    let (group, host) = s.group("quota_group").await;
+    let mut apis = Vec::new();
+    for (name, path) in [("quota_a", "/qa"), ("quota_b", "/qb")] {
+        let api = s
+            .create_api(&s.http_api(&group, name, "GET", path, json!({"auth_type": "APP"})))
+            .await;
+        s.publish(&api, RELEASE).await;
+        apis.push(api);
+    }
+    let app = s
+        .api
+        .post(&s.inst("/apps"), &json!({"name": "quota_app"}))
+        .await
+        .body;
+    let (app_id, key, secret) = (
+        app["id"].as_str().unwrap().to_owned(),
+        app["app_key"].as_str().unwrap().to_owned(),
+        app["app_secret"].as_str().unwrap().to_owned(),
+    );
+    let r = s
+        .api
+        .post(
+            &s.inst("/app-auths"),
+            &json!({"env_id": RELEASE, "app_ids": [app_id], "api_ids": apis}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let r = s
+        .api
+        .post(&s.inst("/app-quotas"), &json!({"name": "three_a_day", "call_limits": 3, "time_unit": "DAY", "time_interval": 1, "reset_time": "2026-01-01 00:00:00"}))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let quota = r.body["app_quota_id"].as_str().unwrap().to_owned();
+    let r = s
+        .api
+        .post(
+            &s.inst(&format!("/app-quotas/{quota}/binding-apps")),
+            &json!({"app_ids": [app_id]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let r = s
+        .api
+        .get(&s.inst(&format!("/app-quotas/{quota}/bound-apps")))
+        .await;
+    assert_eq!(r.body["total"], 1);
+    let r = s.api.delete(&s.inst(&format!("/app-quotas/{quota}"))).await;
+    assert_eq!(
+        r.status, 400,
+        "a bound quota cannot be deleted: {:?}",
+        r.body
+    );
+    all_applied(&s).await;
+
+    // The restarted gateway listens on the same address.
+    let gw_addr = s.gw.addr;
+    let signed = |path: &'static str| {
+        let (key, secret, host) = (key.clone(), secret.clone(), host.clone());
+        async move {
+            let now = chrono::Utc::now().timestamp();
+            let headers = [("host", host.as_str())];
+            let view = apig_sign::RequestView {
+                method: "GET",
+                path,
+                query: None,
+                headers: &headers,
+            };
+            let added = apig_sign::Signer {
+                key: &key,
+                secret: secret.as_bytes(),
+            }
+            .sign(&view, b"", now)
+            .expect("sign");
+            let mut req = apig_testkit::http_client()
+                .get(format!("http://{gw_addr}{path}"))
+                .header("host", &host);
+            for (k, v) in &added {
+                req = req.header(k, v);
+            }
+            let resp = req.send().await.expect("gateway answers");
+            let status = resp.status().as_u16();
+            (status, resp.text().await.unwrap_or_default())
+        }
+    };
+    // Three calls across two APIs use the quota up.
+    for path in ["/qa", "/qb", "/qa"] {
+        let (status, body) = signed(path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    let (status, body) = signed("/qb").await;
+    assert_eq!(status, 405, "{body}");
+    assert!(body.contains("APIG.0501"), "{body}");
+    // A day-long window outlives a gateway restart.
+    s.gw.restart_graceful();
+    eventually(WAIT, "the restarted gateway", || async {
+        s.gw.is_ready().await.then_some(())
+    })
+    .await;
+    let (status, body) = signed("/qa").await;
+    assert_eq!(status, 405, "the used quota survived the restart: {body}");
+    // Unbinding lifts it.
+    let r = s
+        .api
+        .delete(&s.inst(&format!("/app-quotas/{quota}/bound-apps/{app_id}")))
+        .await;
+    assert_eq!(r.status, 204);
+    all_applied(&s).await;
+    let (status, body) = signed("/qa").await;
+    assert_eq!(status, 200, "{body}");
+}

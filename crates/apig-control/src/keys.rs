@@ -21,9 +21,38 @@ pub fn snapshot_meta(instance: &str) -> String {
 
 /// Every per-instance kind: deleting an instance removes these prefixes.
 pub const INSTANCE_KINDS: &[&str] = &[
-    "group", "env", "var", "api", "version", "pub", "app", "appcode", "appauth", "appacl",
-    "throttle", "special", "acl", "tbind", "abind",
+    "group",
+    "env",
+    "var",
+    "api",
+    "version",
+    "pub",
+    "app",
+    "appcode",
+    "appauth",
+    "appacl",
+    "throttle",
+    "special",
+    "acl",
+    "tbind",
+    "abind",
+    "quota",
+    "quotabind",
 ];
+
+pub fn quotas(i: &str) -> String {
+    format!("v1/quota/{i}/")
+}
+pub fn quota(i: &str, id: &str) -> String {
+    format!("v1/quota/{i}/{id}")
+}
+pub fn quota_bindings(i: &str) -> String {
+    format!("v1/quotabind/{i}/")
+}
+/// Keyed by app: an app has at most one credential quota.
+pub fn quota_binding(i: &str, app: &str) -> String {
+    format!("v1/quotabind/{i}/{app}")
+}
 
 pub fn throttles(i: &str) -> String {
     format!("v1/throttle/{i}/")
@@ -127,4 +156,50 @@ pub fn pubs_of(i: &str, api: &str) -> String {
 }
 pub fn publication(i: &str, api: &str, env: &str) -> String {
     format!("v1/pub/{i}/{api}/{env}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deleting an instance removes `v1/<kind>/<instance>/` for every kind: each per-instance
+    /// key function must use a kind that list knows.
+    #[test]
+    fn every_instance_scoped_key_is_covered_by_instance_deletion() {
+        let i = "inst";
+        let keys = [
+            groups(i),
+            envs(i),
+            vars(i),
+            apis(i),
+            versions(i),
+            pubs(i),
+            apps(i),
+            app_codes(i),
+            app_auths(i),
+            app_acls(i),
+            throttles(i),
+            specials(i),
+            acls(i),
+            bindings("tbind", i),
+            bindings("abind", i),
+            quotas(i),
+            quota_bindings(i),
+        ];
+        let mut kinds: Vec<String> = Vec::new();
+        for k in &keys {
+            assert!(k.ends_with("/inst/"), "{k}");
+            kinds.push(
+                k.trim_start_matches("v1/")
+                    .split('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
+            );
+        }
+        kinds.sort();
+        let mut expected: Vec<String> = INSTANCE_KINDS.iter().map(|k| k.to_string()).collect();
+        expected.sort();
+        assert_eq!(kinds, expected);
+    }
 }

@@ -13,6 +13,7 @@ use apig_model::group::Group;
 use apig_model::instance::Instance;
 use apig_model::policy::{Acl, Binding, Throttle, ThrottleSpecial};
 use apig_model::publish::{ApiVersion, Publication};
+use apig_model::quota::{Quota, QuotaBinding};
 use apig_model::{ApiError, ErrorCode};
 use apig_proto as pb;
 use prost::Message;
@@ -211,6 +212,16 @@ fn compile_apps(r: &(impl Reader + ?Sized), instance_id: &str) -> Result<Vec<pb:
     apps.sort_by(|a, b| a.id.cmp(&b.id));
     let codes: Vec<AppCode> = r.scan_json(&keys::app_codes(instance_id))?;
     let acls: Vec<AppAcl> = r.scan_json(&keys::app_acls(instance_id))?;
+    let quotas: HashMap<String, Quota> = r
+        .scan_json::<Quota>(&keys::quotas(instance_id))?
+        .into_iter()
+        .map(|q| (q.id.clone(), q))
+        .collect();
+    let quota_of: HashMap<String, String> = r
+        .scan_json::<QuotaBinding>(&keys::quota_bindings(instance_id))?
+        .into_iter()
+        .map(|b| (b.app_id, b.app_quota_id))
+        .collect();
     Ok(apps
         .into_iter()
         .map(|a| pb::App {
@@ -225,6 +236,15 @@ fn compile_apps(r: &(impl Reader + ?Sized), instance_id: &str) -> Result<Vec<pb:
                 .map(|acl| pb::AppAcl {
                     permit: acl.app_acl_type == "PERMIT",
                     values: acl.app_acl_values.clone(),
+                }),
+            quota: quota_of
+                .get(&a.id)
+                .and_then(|q| quotas.get(q))
+                .map(|q| pb::AppQuota {
+                    quota_id: q.id.clone(),
+                    limit: q.call_limits.max(0) as u64,
+                    window_ms: q.window_ms(),
+                    anchor_unix_ms: q.anchor_unix_ms(),
                 }),
             id: a.id,
             name: a.name,

@@ -65,6 +65,7 @@ pub enum ErrorCode {
     ThrottleNotFound,
     AclNotFound,
     SpecialNotFound,
+    QuotaNotFound,
     BindingNotFound,
     AclBindingNotFound,
     PublicationNotFound,
@@ -112,8 +113,9 @@ impl ErrorCode {
             | GroupHasApis | ApiPublished | EnvHasPublishedApis | DefaultEnvReadOnly => 403,
             GroupNotFound | ApiNotFound | EnvNotFound | EnvVariableNotFound | AppNotFound
             | AppCodeNotFound | AppAuthNotFound | CredentialNotFound | ThrottleNotFound
-            | AclNotFound | SpecialNotFound | BindingNotFound | AclBindingNotFound
-            | PublicationNotFound | VersionNotFound | InstanceNotFound | ResourceNotFound => 404,
+            | AclNotFound | SpecialNotFound | QuotaNotFound | BindingNotFound
+            | AclBindingNotFound | PublicationNotFound | VersionNotFound | InstanceNotFound
+            | ResourceNotFound => 404,
             MethodNotAllowed => 405,
             NotSupported => 412,
             BodyTooLarge => 413,
@@ -147,6 +149,7 @@ impl ErrorCode {
             ThrottleNotFound => "APIG.3005",
             AclNotFound => "APIG.3006",
             SpecialNotFound => "APIG.3013",
+            QuotaNotFound => "APIG.3007",
             BindingNotFound => "APIG.3012",
             AppKeyExists => "APIG.3310",
             AppAuthExists => "APIG.3316",

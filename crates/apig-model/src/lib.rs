@@ -15,6 +15,7 @@ pub mod instance;
 pub mod page;
 pub mod policy;
 pub mod publish;
+pub mod quota;
 pub mod time;
 pub mod validate;
 

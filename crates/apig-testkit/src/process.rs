@@ -298,9 +298,35 @@ impl Gateway {
         let _ = self.child.wait();
     }
 
-    /// Kills and starts again with the same flags and listener address.
+    /// Asks the process to stop (SIGTERM) and waits for it, killing it after 10 s.
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
+    }
+
+    /// Stops gracefully (SIGTERM) and starts again with the same flags and listener address.
+    pub fn restart_graceful(&mut self) {
+        self.terminate();
+        self.respawn();
+    }
+
+    /// Kills (SIGKILL) and starts again with the same flags and listener address.
     pub fn restart(&mut self) {
         self.kill();
+        self.respawn();
+    }
+
+    fn respawn(&mut self) {
         let mut args = self.args.clone();
         if let Some(i) = args.iter().position(|a| a == "--listen") {
             args[i + 1] = self.addr.to_string();

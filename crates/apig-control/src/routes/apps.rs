@@ -201,6 +201,7 @@ pub async fn delete(
     let mut tx = s.tx();
     tx.delete(keys::app(&inst, &id));
     tx.delete(keys::app_acl(&inst, &id));
+    tx.delete(keys::quota_binding(&inst, &id));
     tx.delete_prefix(&keys::app_codes_of(&inst, &id))?;
     let auths: Vec<AppAuth> = tx.scan_json(&keys::app_auths(&inst))?;
     for a in auths.iter().filter(|a| a.app_id == id) {

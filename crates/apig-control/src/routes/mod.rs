@@ -10,6 +10,7 @@ mod envs;
 mod groups;
 mod instances;
 mod publish;
+mod quotas;
 mod replicas;
 mod throttles;
 mod variables;
@@ -159,6 +160,30 @@ pub fn router(state: Arc<ControlState>) -> Router {
         .route(
             &format!("{i}/acl-bindings/{{binding_id}}"),
             axum::routing::delete(acls::unbind_one),
+        )
+        .route(
+            &format!("{i}/app-quotas"),
+            get(quotas::list).post(quotas::create),
+        )
+        .route(
+            &format!("{i}/app-quotas/{{quota_id}}"),
+            get(quotas::show).put(quotas::update).delete(quotas::delete),
+        )
+        .route(
+            &format!("{i}/app-quotas/{{quota_id}}/binding-apps"),
+            post(quotas::bind),
+        )
+        .route(
+            &format!("{i}/app-quotas/{{quota_id}}/bound-apps"),
+            get(quotas::bound_apps),
+        )
+        .route(
+            &format!("{i}/app-quotas/{{quota_id}}/bindable-apps"),
+            get(quotas::bindable_apps),
+        )
+        .route(
+            &format!("{i}/app-quotas/{{quota_id}}/bound-apps/{{app_id}}"),
+            axum::routing::delete(quotas::unbind),
         )
         .route(
             &format!("{p}/instances"),

@@ -339,6 +339,31 @@ async fn tenants_see_and_change_nothing_of_each_other() {
         .unwrap()
         .to_owned();
 
+    let throttle = s
+        .api
+        .post(&s.inst("/throttles"), &json!({"name": "tenant_throttle", "api_call_limits": 5, "time_interval": 1, "time_unit": "SECOND"}))
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let acl = s
+        .api
+        .post(&s.inst("/acls"), &json!({"acl_name": "tenant_acl", "acl_type": "DENY", "entity_type": "IP", "acl_value": "10.0.0.1"}))
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let quota = s
+        .api
+        .post(&s.inst("/app-quotas"), &json!({"name": "tenant_quota", "call_limits": 5, "time_unit": "DAY", "time_interval": 1}))
+        .await
+        .body["app_quota_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
     // The administrator creates project B; B's credential is B's only.
     let r = s.api.post("/projects", &json!({})).await;
     assert_eq!(r.status, 201, "{:?}", r.body);
@@ -377,13 +402,31 @@ async fn tenants_see_and_change_nothing_of_each_other() {
         format!("{i}/apps/{app}/app-acl"),
         format!("{i}/app-auths/binded-apps?api_id={api}"),
         format!("{i}/replicas"),
+        format!("{i}/throttles/{throttle}"),
+        format!("{i}/throttles/{throttle}/throttle-specials"),
+        format!("{i}/throttle-bindings/binded-throttles?api_id={api}"),
+        format!("{i}/acls/{acl}"),
+        format!("{i}/acl-bindings/binded-acls?api_id={api}"),
+        format!("{i}/app-quotas/{quota}"),
+        format!("{i}/app-quotas/{quota}/bound-apps"),
     ];
     for path in &reads {
         let r = b.get(path).await;
         assert_eq!(r.status, 404, "{path}: {:?}", r.body);
         assert_eq!(r.body["error_code"], "APIG.3030", "{path}");
     }
-    let writes: [(&str, String, Value); 8] = [
+    let writes: [(&str, String, Value); 11] = [
+        ("DELETE", format!("{i}/throttles/{throttle}"), Value::Null),
+        (
+            "PUT",
+            format!("{i}/acls/{acl}"),
+            json!({"acl_name": "x_acl", "acl_type": "PERMIT", "entity_type": "IP", "acl_value": "1.1.1.1"}),
+        ),
+        (
+            "POST",
+            format!("{i}/app-quotas/{quota}/binding-apps"),
+            json!({"app_ids": [app]}),
+        ),
         ("POST", format!("{i}/api-groups"), json!({"name": "stolen"})),
         (
             "PUT",

@@ -412,3 +412,85 @@ async fn credential_quotas_count_across_apis_and_survive_a_gateway_restart() {
     let (status, body) = signed("/qa").await;
     assert_eq!(status, 200, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forwarded_for_counts_only_from_trusted_proxies() {
+    let s = Stack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let behind_proxy = Gateway::start_with_args(
+        &bin(),
+        &s.cp.grpc_url(),
+        &s.instance,
+        dir.path(),
+        &s.cp.cluster_token,
+        "127.0.0.1:0".parse().unwrap(),
+        &["--trusted-proxy", "127.0.0.1"],
+    );
+    let (group, host) = s.group("proxied").await;
+    let api = s
+        .create_api(&s.http_api(&group, "who", "GET", "/who", json!({
+            "backend_params": [{"origin": "SYSTEM", "name": "X-Src", "location": "HEADER", "value": "$context.sourceIp"}]
+        })))
+        .await;
+    let publish_id = s.publish(&api, RELEASE).await["publish_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let acl = s
+        .api
+        .post(&s.inst("/acls"), &json!({"acl_name": "blocked_client", "acl_type": "DENY", "entity_type": "IP", "acl_value": "203.0.113.0/24,2001:db8::/32"}))
+        .await;
+    let r = s
+        .api
+        .post(
+            &s.inst("/acl-bindings"),
+            &json!({"acl_id": acl.body["id"], "publish_ids": [publish_id]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    all_applied(&s).await;
+    eventually(WAIT, "the API on the proxied replica", || async {
+        (call(&behind_proxy, "GET", &host, "/who", &[]).await.status == 200).then_some(())
+    })
+    .await;
+    // Through the trusted proxy (the peer is 127.0.0.1): the forwarded client counts.
+    let r = call(
+        &behind_proxy,
+        "GET",
+        &host,
+        "/who",
+        &[("x-forwarded-for", "203.0.113.7")],
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert_eq!(r.body["error_code"], "APIG.0402");
+    let r = call(
+        &behind_proxy,
+        "GET",
+        &host,
+        "/who",
+        &[("x-forwarded-for", "2001:db8::5")],
+    )
+    .await;
+    assert_eq!(r.status, 403, "IPv6 client behind the proxy: {}", r.text);
+    let r = call(
+        &behind_proxy,
+        "GET",
+        &host,
+        "/who",
+        &[("x-forwarded-for", "198.51.100.1")],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["headers"]["x-src"], "198.51.100.1");
+    // The same header sent to a replica that trusts no proxy changes nothing.
+    let r = call(
+        &s.gw,
+        "GET",
+        &host,
+        "/who",
+        &[("x-forwarded-for", "198.51.100.1")],
+    )
+    .await;
+    assert_eq!(r.body["headers"]["x-src"], "127.0.0.1");
+}

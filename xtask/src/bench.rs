@@ -3,6 +3,10 @@
 //! `auth [SECONDS]`: requests/s through an APP-authenticated API against the same API with
 //! auth NONE, alternating wrk runs in one process tree.
 //!
+//! `cluster-throttle [SECONDS]`: 3 replicas share one policy (L calls per second); load from 48
+//! concurrent clients spread over the replicas for SECONDS; reports admitted calls against what
+//! a single gateway with the whole limit admits (its burst L plus L per second).
+//!
 //! `propagation [N]`: one control plane and one gateway (release build); N times, publish or
 //! take offline an API and measure the time from the management answer to the gateway's
 //! answer changing. Reports median, p90 and worst.
@@ -30,7 +34,13 @@ pub fn run(args: &[String]) -> Result<()> {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(auth_ratio(root().join("target/release/apig"), secs))
         }
-        _ => bail!("usage: cargo xtask bench propagation [N] | auth [SECONDS]"),
+        Some("cluster-throttle") => {
+            let secs = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(10);
+            run_cmd(cargo().args(["build", "--release", "-p", "apig"]))?;
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(cluster_throttle(root().join("target/release/apig"), secs))
+        }
+        _ => bail!("usage: cargo xtask bench propagation [N] | auth [SECONDS] | cluster-throttle [SECONDS]"),
     }
 }
 
@@ -300,5 +310,123 @@ async fn auth_ratio(bin: PathBuf, secs: u64) -> Result<()> {
     policy_ratios.sort_by(|a, b| a.total_cmp(b));
     println!("  median APP/NONE: {:.3} (target >= 0.8)", app_ratios[1]);
     println!("  median throttle+ACL/NONE: {:.3}", policy_ratios[1]);
+    Ok(())
+}
+
+/// The cluster-wide throttling bound, measured: 3 replicas, one policy, sustained overload.
+async fn cluster_throttle(bin: PathBuf, secs: u64) -> Result<()> {
+    const LIMIT: u64 = 200;
+    let dir = tempfile::tempdir()?;
+    let cp = ControlPlane::start(&bin, &dir.path().join("control"));
+    let gateways: Vec<Gateway> = (0..3)
+        .map(|n| {
+            Gateway::start_with_args(
+                &bin,
+                &cp.grpc_url(),
+                &cp.seed.instance_id,
+                &dir.path().join(format!("gw{n}")),
+                &cp.cluster_token,
+                "127.0.0.1:0".parse().expect("address"),
+                &["--default-api-rate-limit", "0"],
+            )
+        })
+        .collect();
+    let backend = EchoBackend::start().await;
+    let api = cp.client();
+    let inst = format!("/instances/{}", cp.seed.instance_id);
+    let g = api
+        .post(&format!("{inst}/api-groups"), &json!({"name": "cluster"}))
+        .await;
+    let (group, host) = (
+        g.body["id"].as_str().unwrap_or_default().to_owned(),
+        g.body["sl_domain"].as_str().unwrap_or_default().to_owned(),
+    );
+    let a = api
+        .post(
+            &format!("{inst}/apis"),
+            &json!({"name": "cluster_api", "type": 1, "req_protocol": "HTTP", "req_method": "GET", "req_uri": "/c",
+                    "auth_type": "NONE", "backend_type": "HTTP", "group_id": group,
+                    "backend_api": {"url_domain": backend.authority(), "req_protocol": "HTTP", "req_method": "GET", "req_uri": "/", "timeout": 5000}}),
+        )
+        .await;
+    let id = a.body["id"].as_str().unwrap_or_default().to_owned();
+    let p = api
+        .post(
+            &format!("{inst}/apis/action"),
+            &json!({"action": "online", "api_id": id, "env_id": RELEASE}),
+        )
+        .await;
+    let t = api
+        .post(
+            &format!("{inst}/throttles"),
+            &json!({"name": "cluster_limit", "api_call_limits": LIMIT, "time_interval": 1, "time_unit": "SECOND"}),
+        )
+        .await;
+    let r = api
+        .post(
+            &format!("{inst}/throttle-bindings"),
+            &json!({"strategy_id": t.body["id"], "publish_ids": [p.body["publish_id"]]}),
+        )
+        .await;
+    if r.status != 201 {
+        bail!("binding failed: {:?}", r.body);
+    }
+    // Wait until all three replicas are connected and run the current snapshot.
+    let start = Instant::now();
+    loop {
+        let r = api.get(&format!("{inst}/replicas")).await;
+        let current = r.body["snapshot_version"].clone();
+        let all = r.body["replicas"].as_array().cloned().unwrap_or_default();
+        let connected: Vec<_> = all.iter().filter(|x| x["status"] == "connected").collect();
+        if connected.len() == 3 && connected.iter().all(|x| x["applied_version"] == current) {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(15) {
+            bail!("replicas not ready: {:?}", r.body);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let http = http_client();
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let began = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..48 {
+        let url = gateways[worker % 3].url("/c");
+        let (http, host) = (http.clone(), host.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut ok, mut refused) = (0u64, 0u64);
+            while Instant::now() < deadline {
+                match http
+                    .get(&url)
+                    .header("host", &host)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                {
+                    Ok(200) => ok += 1,
+                    Ok(429) => refused += 1,
+                    _ => {}
+                }
+            }
+            (ok, refused)
+        }));
+    }
+    let (mut ok, mut refused) = (0u64, 0u64);
+    for t in tasks {
+        let (o, r) = t.await?;
+        ok += o;
+        refused += r;
+    }
+    let elapsed = began.elapsed().as_secs_f64();
+    let single = LIMIT as f64 + LIMIT as f64 * elapsed;
+    println!("3 replicas, one policy of {LIMIT} calls/s, 48 clients for {elapsed:.1} s:");
+    println!("  admitted {ok}, refused {refused}");
+    println!(
+        "  one gateway with the whole limit would admit {single:.0} (burst {LIMIT} + {LIMIT}/s)"
+    );
+    println!(
+        "  cluster overshoot: {:+.2} % (target <= 2 %)",
+        (ok as f64 - single) / single * 100.0
+    );
     Ok(())
 }

@@ -268,19 +268,12 @@ pub async fn bound_apis(
     s.instance(s.reader(), &project, &inst)?;
     let policy = apig_model::validate::required("acl_id", &q.get("acl_id").cloned())?.to_owned();
     load(s.reader(), &inst, &policy)?;
-    let cat = Catalog::load(s.reader(), &inst)?;
-    let rows = bindings::all(s.reader(), &ACL, &inst)?
+    let rows = bindings::bound_rows(s.reader(), &ACL, &inst, &policy, &q)?
         .into_iter()
-        .filter(|b| {
-            b.policy_id == policy
-                && eq_filter(&q, "env_id", &b.env_id)
-                && eq_filter(&q, "api_id", &b.api_id)
-        })
-        .filter_map(|b| {
-            let mut row = cat.api_row(&b.api_id, &b.env_id)?;
+        .map(|(b, mut row)| {
             row["bind_id"] = b.id.into();
             row["bind_time"] = b.apply_time.into();
-            Some(row)
+            row
         })
         .collect();
     Ok(ok(paged(rows, page, "apis")))
@@ -296,18 +289,7 @@ pub async fn unbound_apis(
     s.instance(s.reader(), &project, &inst)?;
     let policy = apig_model::validate::required("acl_id", &q.get("acl_id").cloned())?.to_owned();
     load(s.reader(), &inst, &policy)?;
-    let cat = Catalog::load(s.reader(), &inst)?;
-    let bound = bindings::all(s.reader(), &ACL, &inst)?;
-    let rows = cat
-        .published(&q)
-        .into_iter()
-        .filter(|(api, env)| {
-            !bound
-                .iter()
-                .any(|b| b.policy_id == policy && &b.api_id == api && &b.env_id == env)
-        })
-        .filter_map(|(api, env)| cat.api_row(&api, &env))
-        .collect();
+    let rows = bindings::unbound_rows(s.reader(), &ACL, &inst, &policy, &q)?;
     Ok(ok(paged(rows, page, "apis")))
 }
 

@@ -212,3 +212,48 @@ impl Catalog {
         out
     }
 }
+
+/// Published APIs (per environment) the policy is not bound to, as listing rows.
+pub fn unbound_rows(
+    r: &(impl Reader + ?Sized),
+    kind: &Kind,
+    inst: &str,
+    policy: &str,
+    q: &HashMap<String, String>,
+) -> Result<Vec<Value>, ApiError> {
+    let cat = Catalog::load(r, inst)?;
+    let bound = all(r, kind, inst)?;
+    Ok(cat
+        .published(q)
+        .into_iter()
+        .filter(|(api, env)| {
+            !bound
+                .iter()
+                .any(|b| b.policy_id == policy && &b.api_id == api && &b.env_id == env)
+        })
+        .filter_map(|(api, env)| cat.api_row(&api, &env))
+        .collect())
+}
+
+/// The APIs a policy is bound to, as listing rows with the binding's id and time.
+pub fn bound_rows(
+    r: &(impl Reader + ?Sized),
+    kind: &Kind,
+    inst: &str,
+    policy: &str,
+    q: &HashMap<String, String>,
+) -> Result<Vec<(Binding, Value)>, ApiError> {
+    let cat = Catalog::load(r, inst)?;
+    Ok(all(r, kind, inst)?
+        .into_iter()
+        .filter(|b| {
+            b.policy_id == policy
+                && super::eq_filter(q, "env_id", &b.env_id)
+                && super::eq_filter(q, "api_id", &b.api_id)
+        })
+        .filter_map(|b| cat.api_row(&b.api_id, &b.env_id).map(|row| (b, row)))
+        .filter(|(_, row)| {
+            super::eq_filter(q, "group_id", row["group_id"].as_str().unwrap_or_default())
+        })
+        .collect())
+}

@@ -389,22 +389,14 @@ pub async fn bound_apis(
     let policy =
         apig_model::validate::required("throttle_id", &q.get("throttle_id").cloned())?.to_owned();
     let t = load(s.reader(), &inst, &policy)?;
-    let cat = Catalog::load(s.reader(), &inst)?;
-    let rows = bindings::all(s.reader(), &THROTTLE, &inst)?
+    let rows = bindings::bound_rows(s.reader(), &THROTTLE, &inst, &policy, &q)?
         .into_iter()
-        .filter(|b| {
-            b.policy_id == policy
-                && eq_filter(&q, "env_id", &b.env_id)
-                && eq_filter(&q, "api_id", &b.api_id)
-        })
-        .filter_map(|b| {
-            let mut row = cat.api_row(&b.api_id, &b.env_id)?;
+        .map(|(b, mut row)| {
             row["throttle_apply_id"] = b.id.into();
             row["apply_time"] = b.apply_time.into();
             row["throttle_name"] = t.name.clone().into();
-            Some(row)
+            row
         })
-        .filter(|row| eq_filter(&q, "group_id", row["group_id"].as_str().unwrap_or_default()))
         .collect();
     Ok(ok(paged(rows, page, "apis")))
 }
@@ -420,18 +412,7 @@ pub async fn unbound_apis(
     let policy =
         apig_model::validate::required("throttle_id", &q.get("throttle_id").cloned())?.to_owned();
     load(s.reader(), &inst, &policy)?;
-    let cat = Catalog::load(s.reader(), &inst)?;
-    let bound = bindings::all(s.reader(), &THROTTLE, &inst)?;
-    let rows = cat
-        .published(&q)
-        .into_iter()
-        .filter(|(api, env)| {
-            !bound
-                .iter()
-                .any(|b| b.policy_id == policy && &b.api_id == api && &b.env_id == env)
-        })
-        .filter_map(|(api, env)| cat.api_row(&api, &env))
-        .collect();
+    let rows = bindings::unbound_rows(s.reader(), &THROTTLE, &inst, &policy, &q)?;
     Ok(ok(paged(rows, page, "apis")))
 }
 

@@ -88,6 +88,7 @@ async fn swa_prefix_normal_exact_and_path_parameters() {
     for id in [&swa, &exact, &user] {
         s.publish(id, RELEASE).await;
     }
+    s.settled().await;
     let r = s.until_routed(&host, "/files/a/b", &[]).await;
     assert_eq!(r.body["path"], "/store/a/b", "SWA appends the remainder");
     let r = s.call("GET", &host, "/files", &[]).await;
@@ -142,6 +143,7 @@ async fn x_stage_selects_the_environment_and_variables_resolve_per_environment()
         .await;
     s.publish(&api, RELEASE).await;
     s.publish(&api, &dev).await;
+    s.settled().await;
     let r = s.until_routed(&host, "/where", &[]).await;
     assert_eq!(r.body["path"], "/release/where");
     let r = s.call("GET", &host, "/where", &[("x-stage", "DEV")]).await;

@@ -35,16 +35,8 @@ async fn control_plane_restart_keeps_state_and_gateway_survives_outages() {
     // The gateway reconnects and follows new changes.
     s.offline(&api, RELEASE).await;
     s.until_gone(&host, "/d").await;
-    let r = s.api.get(&s.inst("/replicas")).await;
-    let replicas = r.body["replicas"].as_array().unwrap().clone();
-    assert!(
-        replicas
-            .iter()
-            .any(|x| x["status"] == "connected"
-                && x["applied_version"] == r.body["snapshot_version"]),
-        "{:?}",
-        r.body
-    );
+    // The replica reports what it runs: the control plane's current version, after its ACK.
+    s.settled().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

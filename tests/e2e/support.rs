@@ -137,6 +137,20 @@ impl Stack {
         .await
     }
 
+    /// Waits until every connected replica runs the control plane's current snapshot: after it,
+    /// every change made so far is visible on every replica.
+    pub async fn settled(&self) {
+        eventually(WAIT, "every replica on the current snapshot", || async {
+            let r = self.api.get(&self.inst("/replicas")).await;
+            let current = r.body["snapshot_version"].clone();
+            let all = r.body["replicas"].as_array().cloned().unwrap_or_default();
+            let connected: Vec<_> = all.iter().filter(|x| x["status"] == "connected").collect();
+            (!connected.is_empty() && connected.iter().all(|x| x["applied_version"] == current))
+                .then_some(())
+        })
+        .await;
+    }
+
     pub async fn until_gone(&self, host: &str, path: &str) {
         eventually(WAIT, "the route to disappear", || async {
             let r = self.call("GET", host, path, &[]).await;

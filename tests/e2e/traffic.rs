@@ -28,20 +28,6 @@ async fn bind_throttle(s: &Stack, policy: &str, publish_id: &str) -> String {
         .to_owned()
 }
 
-/// Waits until every connected replica runs the control plane's current snapshot.
-async fn all_applied(s: &Stack) {
-    eventually(WAIT, "every replica on the current snapshot", || async {
-        let r = s.api.get(&s.inst("/replicas")).await;
-        let current = r.body["snapshot_version"].clone();
-        let all = r.body["replicas"].as_array().cloned().unwrap_or_default();
-        all.iter()
-            .filter(|x| x["status"] == "connected")
-            .all(|x| x["applied_version"] == current)
-            .then_some(())
-    })
-    .await;
-}
-
 /// The statuses of `n` calls in a row.
 async fn statuses(gw: &Gateway, host: &str, path: &str, n: usize) -> Vec<u16> {
     let mut out = Vec::with_capacity(n);
@@ -109,13 +95,13 @@ async fn throttling_boundaries_bindings_and_republish() {
         .put(&s.inst(&format!("/throttles/{policy}")), &json!({"name": "three_per_2s", "api_call_limits": 3, "time_interval": 1, "time_unit": "MINUTE"}))
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
-    all_applied(&s).await;
+    s.settled().await;
     assert_eq!(
         statuses(&s.gw, &host, "/limited", 4).await,
         vec![200, 200, 200, 429]
     );
     s.publish(&api, RELEASE).await;
-    all_applied(&s).await;
+    s.settled().await;
     assert_eq!(
         call(&s.gw, "GET", &host, "/limited", &[]).await.status,
         429,
@@ -193,7 +179,7 @@ async fn three_replicas_together_allow_the_policy_limit() {
         .await;
     }
     bind_throttle(&s, &policy, &publish_id).await;
-    all_applied(&s).await;
+    s.settled().await;
     let mut ok = 0;
     for round in 0..10 {
         for gw in &gateways {
@@ -354,7 +340,7 @@ async fn credential_quotas_count_across_apis_and_survive_a_gateway_restart() {
         "a bound quota cannot be deleted: {:?}",
         r.body
     );
-    all_applied(&s).await;
+    s.settled().await;
 
     // The restarted gateway listens on the same address.
     let gw_addr = s.gw.addr;
@@ -408,7 +394,7 @@ async fn credential_quotas_count_across_apis_and_survive_a_gateway_restart() {
         .delete(&s.inst(&format!("/app-quotas/{quota}/bound-apps/{app_id}")))
         .await;
     assert_eq!(r.status, 204);
-    all_applied(&s).await;
+    s.settled().await;
     let (status, body) = signed("/qa").await;
     assert_eq!(status, 200, "{body}");
 }
@@ -448,7 +434,7 @@ async fn forwarded_for_counts_only_from_trusted_proxies() {
         )
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
-    all_applied(&s).await;
+    s.settled().await;
     eventually(WAIT, "the API on the proxied replica", || async {
         (call(&behind_proxy, "GET", &host, "/who", &[]).await.status == 200).then_some(())
     })

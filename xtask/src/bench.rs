@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use apig_testkit::{http_client, ControlPlane, EchoBackend, Gateway};
+use apig_testkit::{http_client, ControlPlane, EchoBackend, Gateway, MgmtClient};
 use serde_json::json;
 
 use crate::{cargo, root, run as run_cmd};
@@ -46,6 +46,63 @@ pub fn run(args: &[String]) -> Result<()> {
 
 const RELEASE: &str = "DEFAULT_ENVIRONMENT_RELEASE_ID";
 
+/// A group on the bootstrap instance, with APIs to the echo backend: the setup every benchmark
+/// shares.
+struct Fixture {
+    api: MgmtClient,
+    inst: String,
+    group: String,
+    host: String,
+    backend: String,
+}
+
+impl Fixture {
+    async fn new(cp: &ControlPlane, backend: &EchoBackend) -> Fixture {
+        let api = cp.client();
+        let inst = format!("/instances/{}", cp.seed.instance_id);
+        let g = api
+            .post(&format!("{inst}/api-groups"), &json!({"name": "bench"}))
+            .await;
+        Fixture {
+            group: g.body["id"].as_str().unwrap_or_default().to_owned(),
+            host: g.body["sl_domain"].as_str().unwrap_or_default().to_owned(),
+            backend: backend.authority(),
+            api,
+            inst,
+        }
+    }
+
+    /// A GET API with `auth` at `path`, forwarding to `backend_path`; returns its id.
+    async fn create_api(&self, name: &str, path: &str, auth: &str, backend_path: &str) -> String {
+        let a = self
+            .api
+            .post(
+                &format!("{}/apis", self.inst),
+                &json!({"name": name, "type": 1, "req_protocol": "HTTP", "req_method": "GET", "req_uri": path,
+                        "auth_type": auth, "backend_type": "HTTP", "group_id": self.group,
+                        "backend_api": {"url_domain": self.backend, "req_protocol": "HTTP", "req_method": "GET",
+                                        "req_uri": backend_path, "timeout": 5000}}),
+            )
+            .await;
+        a.body["id"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Publishes in RELEASE; returns the publication id.
+    async fn publish(&self, id: &str) -> Result<String> {
+        let p = self
+            .api
+            .post(
+                &format!("{}/apis/action", self.inst),
+                &json!({"action": "online", "api_id": id, "env_id": RELEASE}),
+            )
+            .await;
+        if p.status != 201 {
+            bail!("publishing failed: {:?}", p.body);
+        }
+        Ok(p.body["publish_id"].as_str().unwrap_or_default().to_owned())
+    }
+}
+
 async fn propagation(bin: PathBuf, n: usize) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let cp = ControlPlane::start(&bin, &dir.path().join("control"));
@@ -57,24 +114,9 @@ async fn propagation(bin: PathBuf, n: usize) -> Result<()> {
         &cp.cluster_token,
     );
     let backend = EchoBackend::start().await;
-    let api = cp.client();
-    let inst = format!("/instances/{}", cp.seed.instance_id);
-    let g = api
-        .post(&format!("{inst}/api-groups"), &json!({"name": "bench"}))
-        .await;
-    let (group, host) = (
-        g.body["id"].as_str().unwrap_or_default().to_owned(),
-        g.body["sl_domain"].as_str().unwrap_or_default().to_owned(),
-    );
-    let a = api
-        .post(
-            &format!("{inst}/apis"),
-            &json!({"name": "bench_api", "type": 1, "req_protocol": "HTTP", "req_method": "GET", "req_uri": "/p",
-                    "auth_type": "NONE", "backend_type": "HTTP", "group_id": group,
-                    "backend_api": {"url_domain": backend.authority(), "req_protocol": "HTTP", "req_method": "GET", "req_uri": "/p", "timeout": 5000}}),
-        )
-        .await;
-    let id = a.body["id"].as_str().unwrap_or_default().to_owned();
+    let fx = Fixture::new(&cp, &backend).await;
+    let (api, inst, host) = (&fx.api, fx.inst.clone(), fx.host.clone());
+    let id = fx.create_api("bench_api", "/p", "NONE", "/p").await;
     let http = http_client();
     let url = gw.url("/p");
     let mut samples = Vec::with_capacity(n);
@@ -159,15 +201,8 @@ async fn auth_ratio(bin: PathBuf, secs: u64) -> Result<()> {
         &["--default-api-rate-limit", "0"],
     );
     let backend = EchoBackend::start().await;
-    let api = cp.client();
-    let inst = format!("/instances/{}", cp.seed.instance_id);
-    let g = api
-        .post(&format!("{inst}/api-groups"), &json!({"name": "bench"}))
-        .await;
-    let (group, host) = (
-        g.body["id"].as_str().unwrap_or_default().to_owned(),
-        g.body["sl_domain"].as_str().unwrap_or_default().to_owned(),
-    );
+    let fx = Fixture::new(&cp, &backend).await;
+    let (api, inst, host) = (&fx.api, fx.inst.clone(), fx.host.clone());
     let mut ids = Vec::new();
     let mut publish_ids = Vec::new();
     for (name, path, auth) in [
@@ -175,22 +210,8 @@ async fn auth_ratio(bin: PathBuf, secs: u64) -> Result<()> {
         ("bench_app", "/app", "APP"),
         ("bench_policies", "/policies", "NONE"),
     ] {
-        let a = api
-            .post(
-                &format!("{inst}/apis"),
-                &json!({"name": name, "type": 1, "req_protocol": "HTTP", "req_method": "GET", "req_uri": path,
-                        "auth_type": auth, "backend_type": "HTTP", "group_id": group,
-                        "backend_api": {"url_domain": backend.authority(), "req_protocol": "HTTP", "req_method": "GET", "req_uri": "/", "timeout": 5000}}),
-            )
-            .await;
-        let id = a.body["id"].as_str().unwrap_or_default().to_owned();
-        let p = api
-            .post(
-                &format!("{inst}/apis/action"),
-                &json!({"action": "online", "api_id": id, "env_id": RELEASE}),
-            )
-            .await;
-        publish_ids.push(p.body["publish_id"].as_str().unwrap_or_default().to_owned());
+        let id = fx.create_api(name, path, auth, "/").await;
+        publish_ids.push(fx.publish(&id).await?);
         ids.push(id);
     }
     // /policies: a throttling policy (high enough never to refuse) and an IP ACL bound.
@@ -332,30 +353,10 @@ async fn cluster_throttle(bin: PathBuf, secs: u64) -> Result<()> {
         })
         .collect();
     let backend = EchoBackend::start().await;
-    let api = cp.client();
-    let inst = format!("/instances/{}", cp.seed.instance_id);
-    let g = api
-        .post(&format!("{inst}/api-groups"), &json!({"name": "cluster"}))
-        .await;
-    let (group, host) = (
-        g.body["id"].as_str().unwrap_or_default().to_owned(),
-        g.body["sl_domain"].as_str().unwrap_or_default().to_owned(),
-    );
-    let a = api
-        .post(
-            &format!("{inst}/apis"),
-            &json!({"name": "cluster_api", "type": 1, "req_protocol": "HTTP", "req_method": "GET", "req_uri": "/c",
-                    "auth_type": "NONE", "backend_type": "HTTP", "group_id": group,
-                    "backend_api": {"url_domain": backend.authority(), "req_protocol": "HTTP", "req_method": "GET", "req_uri": "/", "timeout": 5000}}),
-        )
-        .await;
-    let id = a.body["id"].as_str().unwrap_or_default().to_owned();
-    let p = api
-        .post(
-            &format!("{inst}/apis/action"),
-            &json!({"action": "online", "api_id": id, "env_id": RELEASE}),
-        )
-        .await;
+    let fx = Fixture::new(&cp, &backend).await;
+    let (api, inst, host) = (&fx.api, fx.inst.clone(), fx.host.clone());
+    let id = fx.create_api("cluster_api", "/c", "NONE", "/").await;
+    let publish_id = fx.publish(&id).await?;
     let t = api
         .post(
             &format!("{inst}/throttles"),
@@ -365,7 +366,7 @@ async fn cluster_throttle(bin: PathBuf, secs: u64) -> Result<()> {
     let r = api
         .post(
             &format!("{inst}/throttle-bindings"),
-            &json!({"strategy_id": t.body["id"], "publish_ids": [p.body["publish_id"]]}),
+            &json!({"strategy_id": t.body["id"], "publish_ids": [publish_id]}),
         )
         .await;
     if r.status != 201 {

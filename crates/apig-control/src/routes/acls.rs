@@ -231,14 +231,8 @@ pub async fn unbind_one(
     State(s): State<Arc<ControlState>>,
     Path((project, inst, id)): Path<(String, String, String)>,
 ) -> Result<Response> {
-    let _w = s.lock_instance(&project, &inst).await?;
-    bindings::delete_one(&s, &ACL, &inst, &id).await?;
+    bindings::unbind_one(&s, &ACL, &project, &inst, &id).await?;
     Ok(no_content())
-}
-
-#[derive(Deserialize, Default)]
-struct BatchUnbind {
-    acl_bindings: Option<Vec<String>>,
 }
 
 pub async fn unbind_batch(
@@ -247,15 +241,11 @@ pub async fn unbind_batch(
     q: Params,
     body: Bytes,
 ) -> Result<Response> {
-    if q.get("action").map(String::as_str) != Some("delete") {
-        return Err(ApiError::invalid("action", "delete").into());
-    }
-    let req: BatchUnbind = parse_json(&body)?;
-    let _w = s.lock_instance(&project, &inst).await?;
-    let mut tx = s.tx();
-    let result = bindings::unbind(&mut tx, &ACL, &inst, &req.acl_bindings.unwrap_or_default())?;
-    s.commit(tx, &[&inst]).await?;
-    Ok(ok(result))
+    let action = q.get("action").map(String::as_str);
+    Ok(ok(bindings::unbind_batch(
+        &s, &ACL, &project, &inst, action, &body,
+    )
+    .await?))
 }
 
 /// `GET /acl-bindings/binded-apis?acl_id=`.

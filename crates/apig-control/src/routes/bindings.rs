@@ -19,15 +19,19 @@ pub struct Kind {
     /// Key prefix kind: `tbind` or `abind`.
     pub store: &'static str,
     pub not_found: ErrorCode,
+    /// The list field of the batch-unbind body (`PUT …-bindings?action=delete`).
+    pub batch_field: &'static str,
 }
 
 pub const THROTTLE: Kind = Kind {
     store: "tbind",
     not_found: ErrorCode::BindingNotFound,
+    batch_field: "throttle_bindings",
 };
 pub const ACL: Kind = Kind {
     store: "abind",
     not_found: ErrorCode::AclBindingNotFound,
+    batch_field: "acl_bindings",
 };
 
 pub fn all(r: &(impl Reader + ?Sized), kind: &Kind, inst: &str) -> Result<Vec<Binding>, ApiError> {
@@ -124,12 +128,15 @@ pub fn unbind(tx: &mut Tx<'_>, kind: &Kind, inst: &str, ids: &[String]) -> Resul
     Ok(json!({"success_count": ok, "failure": failure}))
 }
 
-pub async fn delete_one(
+/// `DELETE …-bindings/{id}`.
+pub async fn unbind_one(
     s: &ControlState,
     kind: &Kind,
+    project: &str,
     inst: &str,
     id: &str,
 ) -> Result<(), ApiError> {
+    let _w = s.lock_instance(project, inst).await?;
     if !Reader::exists(s.reader(), &keys::binding(kind.store, inst, id))? {
         return Err(ApiError::new(
             kind.not_found,
@@ -139,6 +146,31 @@ pub async fn delete_one(
     let mut tx = s.tx();
     tx.delete(keys::binding(kind.store, inst, id));
     s.commit(tx, &[inst]).await
+}
+
+/// `PUT …-bindings?action=delete {"<batch_field>": [ids]}`: APIG's batch answer.
+pub async fn unbind_batch(
+    s: &ControlState,
+    kind: &Kind,
+    project: &str,
+    inst: &str,
+    action: Option<&str>,
+    body: &[u8],
+) -> Result<Value, ApiError> {
+    if action != Some("delete") {
+        return Err(ApiError::invalid("action", "delete"));
+    }
+    let req: serde_json::Map<String, Value> = crate::error::parse_json(body)?;
+    let ids: Vec<String> = match req.get(kind.batch_field) {
+        Some(v) => serde_json::from_value(v.clone())
+            .map_err(|_| ApiError::invalid(kind.batch_field, "a list of binding ids"))?,
+        None => return Err(ApiError::required(kind.batch_field)),
+    };
+    let _w = s.lock_instance(project, inst).await?;
+    let mut tx = s.tx();
+    let result = unbind(&mut tx, kind, inst, &ids)?;
+    s.commit(tx, &[inst]).await?;
+    Ok(result)
 }
 
 /// APIs, groups, environments and publications of an instance, for binding listings.

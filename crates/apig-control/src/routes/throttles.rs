@@ -11,7 +11,6 @@ use apig_model::{ids, time, ApiError, ErrorCode};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use serde::Deserialize;
 use serde_json::json;
 
 use super::bindings::{self, Catalog, THROTTLE};
@@ -350,14 +349,8 @@ pub async fn unbind_one(
     State(s): State<Arc<ControlState>>,
     Path((project, inst, id)): Path<(String, String, String)>,
 ) -> Result<Response> {
-    let _w = s.lock_instance(&project, &inst).await?;
-    bindings::delete_one(&s, &THROTTLE, &inst, &id).await?;
+    bindings::unbind_one(&s, &THROTTLE, &project, &inst, &id).await?;
     Ok(no_content())
-}
-
-#[derive(Deserialize, Default)]
-struct BatchUnbind {
-    throttle_bindings: Option<Vec<String>>,
 }
 
 pub async fn unbind_batch(
@@ -366,16 +359,11 @@ pub async fn unbind_batch(
     q: Params,
     body: Bytes,
 ) -> Result<Response> {
-    if q.get("action").map(String::as_str) != Some("delete") {
-        return Err(ApiError::invalid("action", "delete").into());
-    }
-    let req: BatchUnbind = parse_json(&body)?;
-    let ids = req.throttle_bindings.unwrap_or_default();
-    let _w = s.lock_instance(&project, &inst).await?;
-    let mut tx = s.tx();
-    let result = bindings::unbind(&mut tx, &THROTTLE, &inst, &ids)?;
-    s.commit(tx, &[&inst]).await?;
-    Ok(ok(result))
+    let action = q.get("action").map(String::as_str);
+    Ok(ok(bindings::unbind_batch(
+        &s, &THROTTLE, &project, &inst, action, &body,
+    )
+    .await?))
 }
 
 /// `GET /throttle-bindings/binded-apis?throttle_id=`.

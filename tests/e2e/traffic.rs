@@ -480,3 +480,85 @@ async fn forwarded_for_counts_only_from_trusted_proxies() {
     .await;
     assert_eq!(r.body["headers"]["x-src"], "127.0.0.1");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn domain_acls_by_account_name_for_iam_callers() {
+    let s = Stack::start().await;
+    let (group, host) = s.group("guarded_accounts").await;
+    let api = s
+        .create_api(&s.http_api(
+            &group,
+            "iam_guarded",
+            "GET",
+            "/iam",
+            json!({"auth_type": "IAM"}),
+        ))
+        .await;
+    let publish_id = s.publish(&api, RELEASE).await["publish_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let token = s.api.post("/tokens", &json!({})).await.body["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let iam = [("x-auth-token", token.as_str())];
+    assert_eq!(s.until_routed(&host, "/iam", &iam).await.status, 200);
+
+    // Account names: projects have one (here seeded as APIG_PROJECT_NAME); they are unique and
+    // follow APIG's rules for DOMAIN entries.
+    let own = s.cp.seed.project_name.as_str();
+    let r = s.api.post("/projects", &json!({"name": own})).await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    let r = s.api.post("/projects", &json!({"name": "12345"})).await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    let r = s
+        .api
+        .post("/projects", &json!({"name": "partner-co"}))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(r.body["name"], "partner-co");
+    for bad in ["12345", "a b", "x,,y"] {
+        let r = s
+            .api
+            .post(&s.inst("/acls"), &json!({"acl_name": "bad_names", "acl_type": "DENY", "entity_type": "DOMAIN", "acl_value": bad}))
+            .await;
+        assert_eq!(r.status, 400, "{bad:?}: {:?}", r.body);
+    }
+
+    // PERMIT lists only the partner: the owner's IAM callers are refused.
+    let permit = s
+        .api
+        .post(&s.inst("/acls"), &json!({"acl_name": "partners_only", "acl_type": "PERMIT", "entity_type": "DOMAIN", "acl_value": "partner-co"}))
+        .await;
+    assert_eq!(permit.status, 201, "{:?}", permit.body);
+    assert_eq!(permit.body["entity_type"], "DOMAIN");
+    let permit_id = permit.body["id"].as_str().unwrap().to_owned();
+    let r = s
+        .api
+        .post(
+            &s.inst("/acl-bindings"),
+            &json!({"acl_id": permit_id, "publish_ids": [publish_id]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let r = eventually(WAIT, "the DOMAIN ACL to apply", || async {
+        let r = call(&s.gw, "GET", &host, "/iam", &iam).await;
+        (r.status == 403).then_some(r)
+    })
+    .await;
+    assert_eq!(r.body["error_code"], "APIG.0302");
+    // The same API without credentials still fails authentication first.
+    assert_eq!(call(&s.gw, "GET", &host, "/iam", &[]).await.status, 401);
+
+    // Listing the owner's name lets its callers in, without rebinding.
+    let r = s
+        .api
+        .put(&s.inst(&format!("/acls/{permit_id}")), &json!({"acl_name": "partners_only", "acl_type": "PERMIT", "entity_type": "DOMAIN", "acl_value": format!("partner-co,{own}")}))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    eventually(WAIT, "the updated DOMAIN ACL", || async {
+        (call(&s.gw, "GET", &host, "/iam", &iam).await.status == 200).then_some(())
+    })
+    .await;
+}

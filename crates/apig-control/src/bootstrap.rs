@@ -20,6 +20,8 @@ pub struct Seed {
     pub admin_ak: Option<String>,
     pub admin_sk: Option<String>,
     pub project_id: Option<String>,
+    /// The bootstrap project's account name (`APIG_PROJECT_NAME`).
+    pub project_name: Option<String>,
     pub instance_id: Option<String>,
 }
 
@@ -30,6 +32,7 @@ impl std::fmt::Debug for Seed {
             .field("admin_ak", &self.admin_ak)
             .field("admin_sk", &self.admin_sk.as_ref().map(|_| "<redacted>"))
             .field("project_id", &self.project_id)
+            .field("project_name", &self.project_name)
             .field("instance_id", &self.instance_id)
             .finish()
     }
@@ -42,6 +45,7 @@ impl Seed {
             admin_ak: get("APIG_ADMIN_AK"),
             admin_sk: get("APIG_ADMIN_SK"),
             project_id: get("APIG_PROJECT_ID"),
+            project_name: get("APIG_PROJECT_NAME"),
             instance_id: get("APIG_INSTANCE_ID"),
         }
     }
@@ -87,6 +91,11 @@ fn check(seed: &Seed) -> Result<(), ControlError> {
                     "{name} must be 32 lowercase hexadecimal characters"
                 )));
             }
+        }
+    }
+    if let Some(name) = &seed.project_name {
+        if apig_model::project::validate_name("APIG_PROJECT_NAME", name).is_err() {
+            return bad("APIG_PROJECT_NAME must be 1 to 64 printable ASCII characters without commas or spaces, not all digits");
         }
     }
     Ok(())
@@ -136,6 +145,9 @@ pub async fn run(
     let ak = seed.admin_ak.unwrap_or_else(|| random(20).to_uppercase());
     let sk = seed.admin_sk.unwrap_or_else(|| random(40));
     let project_id = seed.project_id.unwrap_or_else(ids::new_id);
+    let project_name = seed
+        .project_name
+        .unwrap_or_else(|| apig_model::project::default_name(&project_id));
     let instance_id = seed.instance_id.unwrap_or_else(ids::new_id);
     let now = time::now_rfc3339();
 
@@ -143,7 +155,11 @@ pub async fn run(
     let mut tx = state.tx();
     tx.put(
         keys::project(&project_id),
-        &serde_json::json!({"id": project_id, "create_time": now}),
+        &apig_model::project::Project {
+            id: project_id.clone(),
+            name: Some(project_name.clone()),
+            create_time: now.clone(),
+        },
     )?;
     tx.put(
         keys::credential(&ak),
@@ -174,7 +190,7 @@ pub async fn run(
         write_private(
             &file,
             &format!(
-                "# Written on first start; readable by its owner only.\nAPIG_ADMIN_AK={ak}\nAPIG_ADMIN_SK={sk}\nAPIG_PROJECT_ID={project_id}\nAPIG_INSTANCE_ID={instance_id}\n"
+                "# Written on first start; readable by its owner only.\nAPIG_ADMIN_AK={ak}\nAPIG_ADMIN_SK={sk}\nAPIG_PROJECT_ID={project_id}\nAPIG_PROJECT_NAME={project_name}\nAPIG_INSTANCE_ID={instance_id}\n"
             ),
         )
         .map_err(|e| ControlError::Io(format!("{}: {e}", file.display())))?;
@@ -192,6 +208,7 @@ pub async fn run(
         println!("apig: first start: seeded the bootstrap credential {ak} from APIG_ADMIN_AK");
     }
     println!("  APIG_PROJECT_ID={project_id}");
+    println!("  APIG_PROJECT_NAME={project_name}");
     println!("  APIG_INSTANCE_ID={instance_id}");
     Ok(Bootstrap {
         project_id,

@@ -4,6 +4,7 @@
 pub const EPOCH: &str = "v1/meta/epoch";
 pub const BOOTSTRAPPED: &str = "v1/meta/bootstrapped";
 
+pub const PROJECTS: &str = "v1/project/";
 pub fn project(id: &str) -> String {
     format!("v1/project/{id}")
 }

@@ -12,6 +12,7 @@ use apig_model::env::{substitute, Env, Variable};
 use apig_model::group::Group;
 use apig_model::instance::Instance;
 use apig_model::policy::{Acl, Binding, Throttle, ThrottleSpecial};
+use apig_model::project::{default_name, Project};
 use apig_model::publish::{ApiVersion, Publication};
 use apig_model::quota::{Quota, QuotaBinding};
 use apig_model::{ApiError, ErrorCode};
@@ -127,6 +128,9 @@ pub fn compile(
     let apps = compile_apps(r, instance_id)?;
     let mut credentials: Vec<Credential> = r.scan_json(keys::CREDENTIALS)?;
     credentials.retain(|c| c.project_id == instance.project_id);
+    let project_name = r
+        .get_json::<Project>(&keys::project(&instance.project_id))?
+        .map_or_else(|| default_name(&instance.project_id), |p| p.name());
     let snapshot = pb::Snapshot {
         instance_id: instance_id.to_owned(),
         epoch: epoch.to_owned(),
@@ -158,6 +162,7 @@ pub fn compile(
             })
             .collect(),
         token_keys: token_keys.to_vec(),
+        project_name,
     };
     // The same compile the gateway runs: a snapshot the gateway would reject is never published.
     apig_router::RouteTable::compile(&snapshot).map_err(|e| {

@@ -95,6 +95,8 @@ pub(crate) struct Credentials {
     /// The instance's project: every app and IAM credential of a snapshot belongs to it, so it
     /// is every authenticated caller's project (the throttle "user" key, the DOMAIN_ID ACL).
     project_id: Arc<str>,
+    /// Its account name (the DOMAIN ACL).
+    project_name: Arc<str>,
     apps: Vec<AppEntry>,
     by_key: HashMap<String, usize>,
     by_code: HashMap<Box<[u8]>, usize>,
@@ -274,6 +276,7 @@ impl Credentials {
         let tokens = TokenVerifier::new(&snapshot.token_keys).map_err(|e| e.to_string())?;
         Ok(Self {
             project_id: Arc::from(snapshot.project_id.as_str()),
+            project_name: Arc::from(snapshot.project_name.as_str()),
             apps,
             by_key,
             by_code,
@@ -355,6 +358,11 @@ impl Credentials {
     /// The project of every caller these credentials authenticate.
     pub(crate) fn project_id(&self) -> &Arc<str> {
         &self.project_id
+    }
+
+    /// The account name of that project.
+    pub(crate) fn project_name(&self) -> &str {
+        &self.project_name
     }
 
     /// Authorization of an authenticated app: authorized for the API (403 `APIG.0304`), then

@@ -5,7 +5,7 @@
 //! serves HTTP/1.1 and h2c (`server`) through the request pipeline (`pipeline`): canonical path,
 //! host, stage, route, the client address (`client_ip`: the peer, or what a trusted proxy
 //! reports), the API's IP ACL, authentication and authorization (`auth`: APP signatures and
-//! AppCodes, IAM tokens and AK/SK signatures, DOMAIN_ID ACLs, authorized apps, app IP ACLs),
+//! AppCodes, IAM tokens and AK/SK signatures, DOMAIN_ID and DOMAIN ACLs, authorized apps, app IP ACLs),
 //! throttling (`apig_policy::throttle` counters kept in `state`, split among replicas by the
 //! control plane's `ReplicaShare`), credential quotas (`apig_policy::quota` counters, split the
 //! same way and saved across restarts by `quota_file`), limits, parameters, then a MOCK answer or

@@ -14,7 +14,8 @@
 //!    app (reading the body first when its hash is signed) or an AppCode → 401 `APIG.0303`;
 //!    IAM checks an `X-Auth-Token` or a signature by a project AK/SK → 401 `APIG.0301`;
 //!    AUTHORIZER still fails closed with 401 `APIG.0305`. The caller goes into the context;
-//! 9. authorization: IAM: the API's DOMAIN_ID policy allows the caller's project → else 403
+//! 9. authorization: IAM: the API's DOMAIN_ID and DOMAIN policies allow the caller's project
+//!    (by id and by account name) → else 403
 //!    `APIG.0302`; APP: the app is authorized for the API → else 403 `APIG.0304`, and the app's
 //!    IP ACL allows the client IP → else 403 `APIG.0405`;
 //! 10. throttling: every counter of the API's policy (IP, app or excluded app, user or excluded
@@ -217,7 +218,10 @@ async fn serve(
                 .authenticate_iam(&parts, body, bounds, now)
                 .await?;
             ctx.caller = caller;
-            if !api.acl.allows_project(credentials.project_id()) {
+            if !api
+                .acl
+                .allows_project(credentials.project_id(), credentials.project_name())
+            {
                 return Err(GatewayErrorKind::IamProjectDenied);
             }
             body

@@ -39,7 +39,7 @@ pub(crate) enum GatewayErrorKind {
     AppIpDenied,
     /// The API's IP access control policy refuses the client address.
     ApiIpDenied,
-    /// The API's DOMAIN_ID access control policy refuses the IAM caller's project.
+    /// The API's DOMAIN_ID or DOMAIN access control policy refuses the IAM caller's project.
     IamProjectDenied,
     /// A throttle counter of the API refused the call.
     Throttled,

@@ -84,7 +84,7 @@ pub(crate) struct PreparedApi {
     pub auth: Auth,
     /// AppCode allowed, authorized apps.
     pub auth_rules: ApiAuth,
-    /// The API's access control policies (IP, DOMAIN_ID).
+    /// The API's access control policies (IP, DOMAIN_ID, DOMAIN).
     pub acl: ApiAcl,
     /// The API's throttling policy; `None`: the gateway-wide default limit.
     pub throttle: Option<ThrottleSpec>,

@@ -14,6 +14,7 @@ pub mod ids;
 pub mod instance;
 pub mod page;
 pub mod policy;
+pub mod project;
 pub mod publish;
 pub mod quota;
 pub mod time;

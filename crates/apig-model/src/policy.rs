@@ -199,7 +199,7 @@ impl SpecialSpec {
 }
 
 /// ApiAclCreate.
-#[derive(Deserialize, Default, Debug)]
+#[derive(Deserialize, Default, Debug, Clone)]
 pub struct AclSpec {
     pub acl_name: Option<String>,
     pub acl_type: Option<String>,
@@ -236,11 +236,8 @@ impl AclSpec {
             None => p.push(ApiError::required("acl_type")),
         }
         match self.entity_type.as_deref() {
-            Some("IP" | "DOMAIN_ID") => {}
-            Some("DOMAIN") => p.push(ApiError::not_supported(
-                "entity_type DOMAIN (account names; a self-hosted gateway identifies tenants by DOMAIN_ID, the project id)",
-            )),
-            Some(_) => p.push(ApiError::invalid("entity_type", "IP or DOMAIN_ID")),
+            Some("IP" | "DOMAIN" | "DOMAIN_ID") => {}
+            Some(_) => p.push(ApiError::invalid("entity_type", "IP, DOMAIN or DOMAIN_ID")),
             None => p.push(ApiError::required("entity_type")),
         }
         match validate::required("acl_value", &self.acl_value) {
@@ -251,6 +248,20 @@ impl AclSpec {
                         "acl_value",
                         format!("at most {MAX_ACL_IP_VALUES} entries"),
                     ));
+                }
+                if self.entity_type.as_deref() == Some("DOMAIN") {
+                    if v.len() > 1024 {
+                        p.push(ApiError::invalid("acl_value", "at most 1024 characters"));
+                    }
+                    for name in v.split(',') {
+                        if let Err(e) = crate::project::validate_name("acl_value", name.trim()) {
+                            p.push(ApiError::new(
+                                e.code,
+                                format!("{} (account names, comma-separated)", e.message),
+                            ));
+                            break;
+                        }
+                    }
                 }
                 if self.entity_type.as_deref() == Some("DOMAIN_ID") {
                     if v.len() > 1024 {
@@ -346,10 +357,19 @@ mod tests {
             entity_type: Some("IP".into()),
         };
         assert!(ok.validate().is_ok());
-        let domain = AclSpec {
+        let domain = |value: &str| AclSpec {
             entity_type: Some("DOMAIN".into()),
+            acl_value: Some(value.into()),
+            ..ok.clone()
+        };
+        assert!(domain("acme,partner-co").validate().is_ok());
+        for bad in ["acme,,x", "12345", "two words", &"n".repeat(65)] {
+            assert_eq!(domain(bad).validate().unwrap_err().status(), 400, "{bad:?}");
+        }
+        let other = AclSpec {
+            entity_type: Some("USER".into()),
             ..ok
         };
-        assert_eq!(domain.validate().unwrap_err().status(), 412);
+        assert_eq!(other.validate().unwrap_err().status(), 400);
     }
 }

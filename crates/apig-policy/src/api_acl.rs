@@ -2,12 +2,13 @@
 //!
 //! - `IP`: the client IP against an [`IpAcl`] (addresses, `a-b` ranges, CIDR; IPv4 and IPv6).
 //!   PERMIT: the IP must match; DENY: it must not. A refusal is `APIG.0402`.
-//! - `DOMAIN_ID`: the caller's project (account) id, for IAM callers only; other callers are not
-//!   subject to it. PERMIT: the id must be listed; DENY: it must not. A refusal is `APIG.0302`.
+//! - `DOMAIN_ID` and `DOMAIN`: the caller's project (account) id or name, for IAM callers only;
+//!   other callers are not subject to them. PERMIT: the id (name) must be listed; DENY: it must
+//!   not. A refusal is `APIG.0302`.
 //!
-//! Both are ANDed. A rule of another entity type (`DOMAIN`, account names, has no source of
-//! truth in this gateway), two rules of one type, or an unparsable entry make the whole API
-//! unusable: the snapshot is refused rather than served with a rule silently ignored.
+//! All are ANDed. A rule of another entity type, two rules of one type, or an unparsable entry
+//! make the whole API unusable: the snapshot is refused rather than served with a rule silently
+//! ignored.
 
 use std::net::IpAddr;
 
@@ -17,14 +18,45 @@ use crate::ip_acl::IpAcl;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ApiAcl {
     ip: Option<IpAcl>,
-    domain: Option<DomainAcl>,
+    /// DOMAIN_ID: project ids.
+    project_ids: Option<ListAcl>,
+    /// DOMAIN: project (account) names.
+    project_names: Option<ListAcl>,
 }
 
+/// A PERMIT or DENY list of exact values.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct DomainAcl {
+struct ListAcl {
     permit: bool,
     /// Sorted, deduplicated.
-    ids: Vec<String>,
+    values: Vec<String>,
+}
+
+impl ListAcl {
+    fn parse(permit: bool, values: &[String]) -> Result<Self, String> {
+        let mut out = Vec::with_capacity(values.len());
+        for value in values {
+            let v = value.trim();
+            if v.is_empty() {
+                return Err("an empty entry".into());
+            }
+            out.push(v.to_owned());
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(Self {
+            permit,
+            values: out,
+        })
+    }
+
+    fn allows(&self, value: &str) -> bool {
+        let listed = self
+            .values
+            .binary_search_by(|v| v.as_str().cmp(value))
+            .is_ok();
+        listed == self.permit
+    }
 }
 
 /// An API's ACL rules that cannot be enforced.
@@ -53,31 +85,26 @@ impl ApiAcl {
                 let acl =
                     IpAcl::parse(rule.permit, &rule.values).map_err(|e| fail(e.to_string()))?;
                 out.ip = Some(acl);
-            } else if rule.entity_type.eq_ignore_ascii_case("DOMAIN_ID") {
-                if out.domain.is_some() {
-                    return Err(fail(
-                        "a second DOMAIN_ID access control policy on one API".into(),
-                    ));
-                }
-                let mut ids = Vec::with_capacity(rule.values.len());
-                for value in &rule.values {
-                    let id = value.trim();
-                    if id.is_empty() {
-                        return Err(fail("an empty DOMAIN_ID entry".into()));
-                    }
-                    ids.push(id.to_owned());
-                }
-                ids.sort_unstable();
-                ids.dedup();
-                out.domain = Some(DomainAcl {
-                    permit: rule.permit,
-                    ids,
-                });
             } else {
-                return Err(fail(format!(
-                    "entity type {:?} is not supported (IP or DOMAIN_ID)",
-                    rule.entity_type.chars().take(32).collect::<String>()
-                )));
+                let (slot, kind) = if rule.entity_type.eq_ignore_ascii_case("DOMAIN_ID") {
+                    (&mut out.project_ids, "DOMAIN_ID")
+                } else if rule.entity_type.eq_ignore_ascii_case("DOMAIN") {
+                    (&mut out.project_names, "DOMAIN")
+                } else {
+                    return Err(fail(format!(
+                        "entity type {:?} is not supported (IP, DOMAIN or DOMAIN_ID)",
+                        rule.entity_type.chars().take(32).collect::<String>()
+                    )));
+                };
+                if slot.is_some() {
+                    return Err(fail(format!(
+                        "a second {kind} access control policy on one API"
+                    )));
+                }
+                *slot = Some(
+                    ListAcl::parse(rule.permit, &rule.values)
+                        .map_err(|e| fail(format!("{e} in a {kind} policy")))?,
+                );
             }
         }
         Ok(out)
@@ -85,7 +112,7 @@ impl ApiAcl {
 
     /// No rule at all.
     pub fn is_empty(&self) -> bool {
-        self.ip.is_none() && self.domain.is_none()
+        self.ip.is_none() && !self.has_project_rule()
     }
 
     /// Whether the IP rule (if any) lets `ip` through.
@@ -93,20 +120,21 @@ impl ApiAcl {
         self.ip.as_ref().is_none_or(|acl| acl.allows(ip))
     }
 
-    /// Whether the DOMAIN_ID rule (if any) lets an IAM caller of `project_id` through.
-    pub fn allows_project(&self, project_id: &str) -> bool {
-        self.domain.as_ref().is_none_or(|acl| {
-            let listed = acl
-                .ids
-                .binary_search_by(|id| id.as_str().cmp(project_id))
-                .is_ok();
-            listed == acl.permit
-        })
+    /// Whether the DOMAIN_ID and DOMAIN rules (if any) let an IAM caller of the project with
+    /// this id and name through.
+    pub fn allows_project(&self, project_id: &str, project_name: &str) -> bool {
+        self.project_ids
+            .as_ref()
+            .is_none_or(|acl| acl.allows(project_id))
+            && self
+                .project_names
+                .as_ref()
+                .is_none_or(|acl| acl.allows(project_name))
     }
 
-    /// Whether a DOMAIN_ID rule exists.
+    /// Whether a DOMAIN_ID or DOMAIN rule exists.
     pub fn has_project_rule(&self) -> bool {
-        self.domain.is_some()
+        self.project_ids.is_some() || self.project_names.is_some()
     }
 }
 
@@ -133,7 +161,7 @@ mod tests {
         let acl = ApiAcl::prepare(&[]).unwrap();
         assert!(acl.is_empty());
         assert!(acl.allows_ip(ip("1.2.3.4")));
-        assert!(acl.allows_project("anyone"));
+        assert!(acl.allows_project("anyone", "any-name"));
     }
 
     #[test]
@@ -159,7 +187,7 @@ mod tests {
         // IPv4-mapped IPv6 is the IPv4 address.
         assert!(acl.allows_ip(ip("::ffff:10.1.1.1")));
         // The project rule is absent.
-        assert!(acl.allows_project("p"));
+        assert!(acl.allows_project("p", "n"));
     }
 
     #[test]
@@ -176,12 +204,12 @@ mod tests {
     fn domain_id_permit_and_deny() {
         let permit = ApiAcl::prepare(&[rule("DOMAIN_ID", true, &["p1", " p2 "])]).unwrap();
         assert!(permit.has_project_rule());
-        assert!(permit.allows_project("p1"));
-        assert!(permit.allows_project("p2"));
-        assert!(!permit.allows_project("p3"));
+        assert!(permit.allows_project("p1", "n"));
+        assert!(permit.allows_project("p2", "n"));
+        assert!(!permit.allows_project("p3", "n"));
         let deny = ApiAcl::prepare(&[rule("DOMAIN_ID", false, &["p1"])]).unwrap();
-        assert!(!deny.allows_project("p1"));
-        assert!(deny.allows_project("p2"));
+        assert!(!deny.allows_project("p1", "n"));
+        assert!(deny.allows_project("p2", "n"));
         // Both types together are ANDed by the caller: each answers for its own.
         let both = ApiAcl::prepare(&[
             rule("IP", false, &["1.1.1.1"]),
@@ -189,7 +217,26 @@ mod tests {
         ])
         .unwrap();
         assert!(!both.allows_ip(ip("1.1.1.1")));
-        assert!(both.allows_project("p1"));
+        assert!(both.allows_project("p1", "n"));
+    }
+
+    #[test]
+    fn domain_names_and_ids_are_anded() {
+        let names = ApiAcl::prepare(&[rule("DOMAIN", true, &["acme", "partner"])]).unwrap();
+        assert!(names.has_project_rule());
+        assert!(!names.is_empty());
+        assert!(names.allows_project("any-id", "acme"));
+        assert!(!names.allows_project("any-id", "other"));
+        // Names are exact (case-sensitive): APIG account names are.
+        assert!(!names.allows_project("any-id", "ACME"));
+        let both = ApiAcl::prepare(&[
+            rule("DOMAIN", false, &["blocked"]),
+            rule("DOMAIN_ID", true, &["p1"]),
+        ])
+        .unwrap();
+        assert!(both.allows_project("p1", "acme"));
+        assert!(!both.allows_project("p1", "blocked"));
+        assert!(!both.allows_project("p2", "acme"));
     }
 
     #[test]
@@ -210,7 +257,10 @@ mod tests {
         let e = ApiAcl::prepare(&[rule("IP", true, &["10.0.0.0/33"])]).unwrap_err();
         assert_eq!(e.policy_id, "acl-1");
         assert!(e.to_string().contains("10.0.0.0/33"), "{e}");
-        assert!(ApiAcl::prepare(&[rule("DOMAIN", true, &["name"])]).is_err());
+        assert!(ApiAcl::prepare(&[rule("USER", true, &["name"])]).is_err());
         assert!(ApiAcl::prepare(&[rule("DOMAIN_ID", true, &[""])]).is_err());
+        assert!(ApiAcl::prepare(&[rule("DOMAIN", true, &[" "])]).is_err());
+        let two_names = [rule("DOMAIN", true, &["a"]), rule("domain", false, &["b"])];
+        assert!(ApiAcl::prepare(&two_names).is_err());
     }
 }

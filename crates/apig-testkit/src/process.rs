@@ -15,6 +15,8 @@ pub struct Seed {
     pub ak: String,
     pub sk: String,
     pub project_id: String,
+    /// The project's account name (what DOMAIN access control policies list).
+    pub project_name: String,
     pub instance_id: String,
 }
 
@@ -24,6 +26,7 @@ impl Default for Seed {
             ak: "TESTADMINAK0001".into(),
             sk: "test-admin-secret-0123456789abcdef".into(),
             project_id: "0123456789abcdef0123456789abcdef".into(),
+            project_name: "apig-test".into(),
             instance_id: "fedcba9876543210fedcba9876543210".into(),
         }
     }
@@ -41,6 +44,7 @@ fn spawn(bin: &Path, args: &[String], envs: &[(&str, &str)], roles: &[&str]) -> 
         .env_remove("APIG_ADMIN_AK")
         .env_remove("APIG_ADMIN_SK")
         .env_remove("APIG_PROJECT_ID")
+        .env_remove("APIG_PROJECT_NAME")
         .env_remove("APIG_INSTANCE_ID")
         .env_remove("APIG_CLUSTER_TOKEN")
         .env(
@@ -144,6 +148,7 @@ impl ControlPlane {
             ("APIG_ADMIN_AK", seed.ak.as_str()),
             ("APIG_ADMIN_SK", seed.sk.as_str()),
             ("APIG_PROJECT_ID", seed.project_id.as_str()),
+            ("APIG_PROJECT_NAME", seed.project_name.as_str()),
             ("APIG_INSTANCE_ID", seed.instance_id.as_str()),
             ("APIG_CLUSTER_TOKEN", token),
         ];

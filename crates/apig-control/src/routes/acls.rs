@@ -1,4 +1,4 @@
-//! Access control policies (IP; DOMAIN_ID for IAM callers) and their bindings.
+//! Access control policies (IP; DOMAIN_ID and DOMAIN for IAM callers) and their bindings.
 
 use std::sync::Arc;
 

@@ -12,6 +12,7 @@
 use std::sync::Arc;
 
 use apig_model::instance::Instance;
+use apig_model::project::{self, Project};
 use apig_model::{ids, time, ApiError, ErrorCode};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -143,6 +144,8 @@ pub async fn delete(
 #[derive(Deserialize, Default)]
 struct ProjectCreate {
     project_id: Option<String>,
+    /// The account name (`DOMAIN` access control policies); unique.
+    name: Option<String>,
 }
 
 pub async fn create_project(
@@ -177,20 +180,35 @@ pub async fn create_project(
         }
         None => ids::new_id(),
     };
+    let name = match req.name {
+        Some(name) => {
+            project::validate_name("name", &name)?;
+            name
+        }
+        None => project::default_name(&project),
+    };
     let _w = s.write_lock().await;
     if Reader::exists(s.reader(), &keys::project(&project))? {
         return Err(ApiError::invalid("project_id", "the project already exists").into());
+    }
+    let projects: Vec<Project> = Reader::scan_json(s.reader(), keys::PROJECTS)?;
+    if projects.iter().any(|p| p.name() == name) {
+        return Err(ApiError::invalid("name", "another project has this name").into());
     }
     let c = new_credential(&project);
     let mut tx = s.tx();
     tx.put(
         keys::project(&project),
-        &json!({"id": project, "create_time": time::now_rfc3339()}),
+        &Project {
+            id: project.clone(),
+            name: Some(name.clone()),
+            create_time: time::now_rfc3339(),
+        },
     )?;
     tx.put(keys::credential(&c.access_key), &c)?;
     s.commit(tx, &[]).await?;
     Ok(created(
-        json!({"project_id": project, "access_key": c.access_key, "secret_key": c.secret_key}),
+        json!({"project_id": project, "name": name, "access_key": c.access_key, "secret_key": c.secret_key}),
     ))
 }
 

@@ -201,8 +201,11 @@ fn auth_snapshot(version: u64, apis: Vec<Api>) -> Snapshot {
         secret_key: "SK1".into(),
     }];
     s.token_keys = vec![TokenSigner::from_seed(&TOKEN_SEED).public_key().to_vec()];
+    s.project_name = PROJECT_NAME.into();
     s
 }
+
+const PROJECT_NAME: &str = "acme";
 
 fn token() -> String {
     TokenSigner::from_seed(&TOKEN_SEED).issue(PROJECT, "AK1", now_unix(), 3600, "t")
@@ -568,7 +571,7 @@ async fn ip_acls_over_ipv6() {
 }
 
 #[tokio::test]
-async fn domain_id_acls_apply_to_iam_callers() {
+async fn domain_id_and_domain_acls_apply_to_iam_callers() {
     bounded(async {
         let stack = Stack::start_snapshot(
             |_| {
@@ -598,6 +601,21 @@ async fn domain_id_acls_apply_to_iam_callers() {
                             mock("open-deny", "/open-deny"),
                             vec![acl("d5", false, "DOMAIN_ID", &[PROJECT])],
                         ),
+                        guarded(
+                            with_auth(mock("name-permit", "/name-permit"), AuthType::Iam),
+                            vec![acl("n1", true, "DOMAIN", &["partner", PROJECT_NAME])],
+                        ),
+                        guarded(
+                            with_auth(mock("name-other", "/name-other"), AuthType::Iam),
+                            vec![
+                                acl("n2", true, "DOMAIN", &["partner"]),
+                                acl("d6", true, "DOMAIN_ID", &[PROJECT]),
+                            ],
+                        ),
+                        guarded(
+                            with_auth(mock("name-deny", "/name-deny"), AuthType::Iam),
+                            vec![acl("n3", false, "DOMAIN", &[PROJECT_NAME])],
+                        ),
                     ],
                 )
             },
@@ -608,7 +626,9 @@ async fn domain_id_acls_apply_to_iam_callers() {
         let t = token();
         let iam = [("host", HOST), ("x-auth-token", t.as_str())];
         assert_eq!(get(addr, "/iam-permit", &iam).await.status, 200);
-        for path in ["/iam-other", "/iam-deny"] {
+        assert_eq!(get(addr, "/name-permit", &iam).await.status, 200);
+        // DOMAIN and DOMAIN_ID rules on one API are ANDed.
+        for path in ["/iam-other", "/iam-deny", "/name-other", "/name-deny"] {
             let json = get(addr, path, &iam)
                 .await
                 .assert_apig_error(403, "APIG.0302");
@@ -649,7 +669,14 @@ async fn an_unusable_acl_is_refused_and_the_last_good_snapshot_kept() {
                     acl("y", false, "IP", &["10.0.0.1"]),
                 ],
             ),
-            (4, vec![acl("z", true, "DOMAIN", &["name"])]),
+            (4, vec![acl("z", true, "USER", &["name"])]),
+            (
+                5,
+                vec![
+                    acl("n1", true, "DOMAIN", &["a"]),
+                    acl("n2", false, "DOMAIN", &["b"]),
+                ],
+            ),
         ] {
             cp.push(snapshot(
                 "epoch-1",

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod backends;
 mod credentials;
 mod foundation;
 mod lifecycle;

@@ -39,7 +39,15 @@ pub const INSTANCE_KINDS: &[&str] = &[
     "abind",
     "quota",
     "quotabind",
+    "channel",
 ];
+
+pub fn channels(i: &str) -> String {
+    format!("v1/channel/{i}/")
+}
+pub fn channel(i: &str, id: &str) -> String {
+    format!("v1/channel/{i}/{id}")
+}
 
 pub fn quotas(i: &str) -> String {
     format!("v1/quota/{i}/")
@@ -186,6 +194,7 @@ mod tests {
             bindings("abind", i),
             quotas(i),
             quota_bindings(i),
+            channels(i),
         ];
         let mut kinds: Vec<String> = Vec::new();
         for k in &keys {

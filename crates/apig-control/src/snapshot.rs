@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use apig_model::api::{ApiSpec, BackendParam, ReqParam};
 use apig_model::app::{App, AppAcl, AppAuth, AppCode};
+use apig_model::channel::{parse_http_codes, Channel};
 use apig_model::env::{substitute, Env, Variable};
 use apig_model::group::Group;
 use apig_model::instance::Instance;
@@ -125,6 +126,7 @@ pub fn compile(
             .unwrap_or_default();
         apis.push(api);
     }
+    let channels = compile_channels(r, instance_id, &apis)?;
     let apps = compile_apps(r, instance_id)?;
     let mut credentials: Vec<Credential> = r.scan_json(keys::CREDENTIALS)?;
     credentials.retain(|c| c.project_id == instance.project_id);
@@ -163,6 +165,7 @@ pub fn compile(
             .collect(),
         token_keys: token_keys.to_vec(),
         project_name,
+        channels,
     };
     // The same compile the gateway runs: a snapshot the gateway would reject is never published.
     apig_router::RouteTable::compile(&snapshot).map_err(|e| {
@@ -313,6 +316,96 @@ fn backend_param(bp: &BackendParam, req_params: &[ReqParam]) -> pb::BackendParam
     }
 }
 
+/// The channels the APIs use, with their enabled members. A published API naming a channel that
+/// no longer exists fails the compile (and so the change that would cause it).
+fn compile_channels(
+    r: &(impl Reader + ?Sized),
+    instance_id: &str,
+    apis: &[pb::Api],
+) -> Result<Vec<pb::Channel>, ApiError> {
+    let mut used: Vec<&str> = apis
+        .iter()
+        .filter_map(|a| match &a.backend {
+            Some(pb::api::Backend::Http(h)) if !h.channel_id.is_empty() => {
+                Some(h.channel_id.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    used.sort_unstable();
+    used.dedup();
+    let mut out = Vec::with_capacity(used.len());
+    for id in used {
+        let c: Channel = r
+            .get_json(&keys::channel(instance_id, id))?
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::ChannelNotFound,
+                    format!("The VPC channel {id} does not exist (a published API uses it)"),
+                )
+            })?;
+        out.push(compile_channel(&c));
+    }
+    Ok(out)
+}
+
+fn compile_channel(c: &Channel) -> pb::Channel {
+    let strategy = match c.balance_strategy {
+        2 => pb::BalanceStrategy::Wlc,
+        3 => pb::BalanceStrategy::SourceIp,
+        4 => pb::BalanceStrategy::Uri,
+        _ => pb::BalanceStrategy::Wrr,
+    };
+    let members = c
+        .members
+        .iter()
+        .filter(|m| m.status == 1)
+        .map(|m| pb::Member {
+            id: m.id.clone(),
+            host: m.host.clone(),
+            port: u32::try_from(if m.port == 0 { c.port } else { m.port }).unwrap_or(0),
+            weight: u32::try_from(c.effective_weight(m)).unwrap_or(0),
+            backup: m.is_backup,
+            group_id: m.member_group_id.clone().unwrap_or_default(),
+            group_name: m
+                .member_group_id
+                .as_deref()
+                .and_then(|g| c.group_name(g))
+                .unwrap_or_default()
+                .to_owned(),
+        })
+        .collect();
+    let health = c.health.as_ref().map(|h| pb::HealthCheck {
+        protocol: match h.protocol.as_str() {
+            "HTTP" => pb::HealthProtocol::Http,
+            "HTTPS" => pb::HealthProtocol::Https,
+            _ => pb::HealthProtocol::Tcp,
+        } as i32,
+        path: h.path.clone(),
+        method: h.method.clone(),
+        port: u32::try_from(h.port).unwrap_or(0),
+        healthy_threshold: u32::try_from(h.threshold_normal).unwrap_or(1),
+        unhealthy_threshold: u32::try_from(h.threshold_abnormal).unwrap_or(1),
+        interval_ms: u32::try_from(h.time_interval.saturating_mul(1000)).unwrap_or(u32::MAX),
+        timeout_ms: u32::try_from(h.timeout.saturating_mul(1000)).unwrap_or(u32::MAX),
+        accepted: parse_http_codes(&h.http_code)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(from, to)| pb::StatusRange {
+                from: from.into(),
+                to: to.into(),
+            })
+            .collect(),
+    });
+    pb::Channel {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        strategy: strategy as i32,
+        members,
+        health,
+    }
+}
+
 /// Splits `host[:port]` (IPv6 in brackets) and applies the scheme's default port.
 pub fn split_authority(authority: &str, https: bool) -> Result<(String, u32), String> {
     let default_port = if https { 443 } else { 80 };
@@ -372,17 +465,29 @@ fn compile_api<'a>(
         _ => {
             let b = spec.backend_api.clone().unwrap_or_default();
             let https = b.req_protocol.as_deref() == Some("HTTPS");
-            let domain = substitute(b.url_domain.as_deref().unwrap_or_default(), lookup)
-                .map_err(undefined)?;
-            let (host, port) = split_authority(&domain, https).map_err(|why| {
-                ApiError::invalid("backend_api.url_domain", format!("{domain}: {why}"))
-            })?;
+            let channel = spec.channel_id().map(str::to_owned);
+            let (host, port) = if channel.is_some() {
+                (String::new(), 0)
+            } else {
+                let domain = substitute(b.url_domain.as_deref().unwrap_or_default(), lookup)
+                    .map_err(undefined)?;
+                split_authority(&domain, https).map_err(|why| {
+                    ApiError::invalid("backend_api.url_domain", format!("{domain}: {why}"))
+                })?
+            };
+            let proxy_host = b
+                .vpc_channel_info
+                .as_ref()
+                .and_then(|v| v.vpc_channel_proxy_host.clone())
+                .unwrap_or_default();
             let path =
                 substitute(b.req_uri.as_deref().unwrap_or("/"), lookup).map_err(undefined)?;
             pb::api::Backend::Http(pb::HttpBackend {
                 scheme: if https { "https" } else { "http" }.into(),
                 host,
                 port,
+                channel_id: channel.unwrap_or_default(),
+                proxy_host,
                 method: b.req_method.unwrap_or_else(|| "ANY".into()),
                 path,
                 timeout_ms: b.timeout.unwrap_or(5000).clamp(1, u32::MAX as i64) as u32,

@@ -8,13 +8,19 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use crate::channel::health::InFlight;
+
 /// A response body: gateway-built bytes, or the backend's streamed body.
 #[derive(Debug)]
 pub enum ResponseBody {
     /// A complete body; `None` once it has been sent.
     Full(Option<Bytes>),
-    /// The backend's body, passed through frame by frame.
-    Upstream(Incoming),
+    /// The backend's body, passed through frame by frame, with the channel member's in-flight
+    /// count held until the body is done (dropped).
+    Upstream {
+        body: Incoming,
+        _in_flight: Option<InFlight>,
+    },
 }
 
 // === impl ResponseBody ===
@@ -41,14 +47,14 @@ impl Body for ResponseBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             Self::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Self::Upstream(body) => Pin::new(body).poll_frame(cx),
+            Self::Upstream { body, .. } => Pin::new(body).poll_frame(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             Self::Full(bytes) => bytes.is_none(),
-            Self::Upstream(body) => body.is_end_stream(),
+            Self::Upstream { body, .. } => body.is_end_stream(),
         }
     }
 
@@ -56,7 +62,7 @@ impl Body for ResponseBody {
         match self {
             Self::Full(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
             Self::Full(None) => SizeHint::with_exact(0),
-            Self::Upstream(body) => body.size_hint(),
+            Self::Upstream { body, .. } => body.size_hint(),
         }
     }
 }

@@ -61,6 +61,7 @@ mod admin;
 mod auth;
 mod body;
 mod cache;
+mod channel;
 mod client_ip;
 mod config;
 mod context;

@@ -99,12 +99,56 @@ pub(crate) enum BackendScheme {
 #[derive(Debug, Clone)]
 pub(crate) struct HttpTarget {
     pub scheme: BackendScheme,
-    pub authority: Authority,
-    pub host_header: HeaderValue,
+    /// Where requests go: one address, or a member of a load-balance channel.
+    pub destination: Destination,
     /// `None`: forward the client's method (`ANY`).
     pub method: Option<Method>,
     pub path: PathTemplate,
     pub timeout: Duration,
+    /// -1: idempotent methods once; 0..10: that many retries (of requests that never reached
+    /// a backend).
+    pub retry_count: i32,
+}
+
+/// Where an HTTP backend's requests go.
+#[derive(Debug, Clone)]
+pub(crate) enum Destination {
+    /// `url_domain`: the authority the connector dials (always with its port) and the `Host`
+    /// header (without a default port).
+    Fixed {
+        authority: Authority,
+        host_header: HeaderValue,
+    },
+    /// A channel of the runtime (by index); each request picks a member. `Host` is
+    /// `proxy_host` when set, else the client's own `Host` (as APIG does).
+    Channel {
+        index: usize,
+        proxy_host: Option<HeaderValue>,
+    },
+}
+
+/// The address one backend request goes to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Dest<'a> {
+    pub authority: &'a Authority,
+    /// `None`: the client's `Host`, else the authority.
+    pub host_header: Option<&'a HeaderValue>,
+}
+
+impl HttpTarget {
+    /// The address of a fixed destination; `None` for a channel.
+    pub(crate) fn fixed(&self) -> Option<Dest<'_>> {
+        match &self.destination {
+            Destination::Fixed {
+                authority,
+                host_header,
+            } => Some(Dest {
+                authority,
+                host_header: Some(host_header),
+            }),
+            Destination::Channel { .. } => None,
+        }
+    }
 }
 
 /// A backend path template: literals (already valid on the wire) and `{name}` variables.
@@ -278,12 +322,68 @@ impl BackendParamSpec {
 // === impl HttpTarget ===
 
 impl HttpTarget {
+    /// A backend with a fixed address.
+    #[cfg(test)]
     pub(crate) fn prepare(backend: &HttpBackend) -> Result<Self, String> {
+        Self::prepare_with(backend, |_| None)
+    }
+
+    /// `channel_index` finds a channel of the snapshot by id.
+    pub(crate) fn prepare_with(
+        backend: &HttpBackend,
+        channel_index: impl Fn(&str) -> Option<usize>,
+    ) -> Result<Self, String> {
         let scheme = match backend.scheme.to_ascii_lowercase().as_str() {
             "" | "http" => BackendScheme::Http,
             "https" => BackendScheme::Https,
             other => return Err(format!("unsupported backend scheme {other:?}")),
         };
+        let destination = if backend.channel_id.is_empty() {
+            Self::fixed_destination(backend, scheme)?
+        } else {
+            let index = channel_index(&backend.channel_id)
+                .ok_or_else(|| format!("unknown channel {:?}", backend.channel_id))?;
+            let proxy_host = match backend.proxy_host.as_str() {
+                "" => None,
+                h => Some(
+                    HeaderValue::from_str(h)
+                        .ok()
+                        .filter(|_| Authority::try_from(h).is_ok_and(|a| !a.as_str().contains('@')))
+                        .ok_or_else(|| format!("invalid channel proxy host {h:?}"))?,
+                ),
+            };
+            Destination::Channel { index, proxy_host }
+        };
+        let method = match backend.method.to_ascii_uppercase().as_str() {
+            "" | "ANY" => None,
+            m => Some(
+                Method::from_bytes(m.as_bytes())
+                    .map_err(|e| format!("invalid backend method {m:?}: {e}"))?,
+            ),
+        };
+        let path = PathTemplate::parse(if backend.path.is_empty() {
+            "/"
+        } else {
+            &backend.path
+        })?;
+        let timeout = match backend.timeout_ms {
+            0 => DEFAULT_TIMEOUT,
+            ms => Duration::from_millis(u64::from(ms)),
+        };
+        Ok(Self {
+            scheme,
+            destination,
+            method,
+            path,
+            timeout,
+            retry_count: backend.retry_count,
+        })
+    }
+
+    fn fixed_destination(
+        backend: &HttpBackend,
+        scheme: BackendScheme,
+    ) -> Result<Destination, String> {
         if backend.host.is_empty() {
             return Err("backend host is empty".into());
         }
@@ -315,29 +415,9 @@ impl HttpTarget {
         }
         let host_header = HeaderValue::from_str(&authority_text)
             .map_err(|e| format!("invalid backend address {authority_text:?}: {e}"))?;
-        let method = match backend.method.to_ascii_uppercase().as_str() {
-            "" | "ANY" => None,
-            m => Some(
-                Method::from_bytes(m.as_bytes())
-                    .map_err(|e| format!("invalid backend method {m:?}: {e}"))?,
-            ),
-        };
-        let path = PathTemplate::parse(if backend.path.is_empty() {
-            "/"
-        } else {
-            &backend.path
-        })?;
-        let timeout = match backend.timeout_ms {
-            0 => DEFAULT_TIMEOUT,
-            ms => Duration::from_millis(u64::from(ms)),
-        };
-        Ok(Self {
-            scheme,
+        Ok(Destination::Fixed {
             authority,
             host_header,
-            method,
-            path,
-            timeout,
         })
     }
 }
@@ -553,6 +633,7 @@ fn forwardable_headers(client: &HeaderMap, strip_credentials: bool) -> HeaderMap
 pub(crate) fn map_request<'a>(
     api: &ApiMapping<'a>,
     target: &HttpTarget,
+    dest: Dest<'_>,
     client: &ClientRequest<'a>,
     resolved: &Resolved<'a>,
     ctx: &RequestContext,
@@ -716,7 +797,7 @@ pub(crate) fn map_request<'a>(
             BackendScheme::Http => Scheme::HTTP,
             BackendScheme::Https => Scheme::HTTPS,
         })
-        .authority(target.authority.clone())
+        .authority(dest.authority.clone())
         .path_and_query(path_and_query)
         .build()
         .map_err(|e| {
@@ -725,7 +806,14 @@ pub(crate) fn map_request<'a>(
         })?;
 
     // Headers the gateway sets.
-    headers.insert(header::HOST, target.host_header.clone());
+    let host = match (dest.host_header, client.forwarded_host) {
+        (Some(h), _) | (None, Some(h)) => h.clone(),
+        (None, None) => HeaderValue::from_str(dest.authority.as_str()).map_err(|_| {
+            tracing::error!(api_id = api.id, "backend authority is not a header value");
+            GatewayErrorKind::Internal
+        })?,
+    };
+    headers.insert(header::HOST, host);
     if let Some(v) = forwarded_for(ctx) {
         headers.insert("x-forwarded-for", v);
     }

@@ -40,25 +40,30 @@
 
 use std::borrow::Cow;
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use futures_util::FutureExt;
 
 use apig_policy::throttle::debug_header_value;
 use apig_policy::CallerKeys;
 use apig_router::{canonicalize, Miss};
+use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_LENGTH, HOST};
-use http::{HeaderMap, Request, Response, Version};
+use http::{HeaderMap, Method, Request, Response, Version};
 use http_body_util::Limited;
 use hyper::body::Incoming;
 
 use crate::auth::{unix_secs, BodyBounds, ClientBody};
 use crate::body::ResponseBody;
+use crate::channel::balance::{HashKey, Strategy};
 use crate::client_ip;
 use crate::context::{unix_millis, RequestContext};
-use crate::mapping::{map_request, strip_hop_by_hop, BackendScheme, ClientRequest};
+use crate::mapping::{
+    map_request, strip_hop_by_hop, BackendScheme, ClientRequest, Dest, Destination,
+};
 use crate::params::{resolve, RequestView};
 use crate::proxy::UpstreamBody;
 use crate::query::Query;
@@ -281,45 +286,178 @@ async fn serve(
             "HTTPS backends are not supported by this gateway yet",
         ));
     }
-    let mapped = map_request(
-        &api.mapping(),
-        target,
-        &ClientRequest {
-            method: &parts.method,
-            path_params: &route.params,
-            remainder: route.remainder,
-            query: parts.uri.query(),
-            headers: &parts.headers,
-            forwarded_host: forwarded_host.as_ref(),
-            strip_credentials: api.auth != Auth::None,
-        },
-        &resolved,
-        ctx,
-    )?;
-
-    let upstream_body = match body {
-        ClientBody::Streaming(body) => {
-            let limit = usize::try_from(limits.max_body_bytes).unwrap_or(usize::MAX);
-            UpstreamBody::Streaming(Limited::new(body, limit))
-        }
-        ClientBody::Buffered(bytes) => UpstreamBody::buffered(bytes),
+    let client_request = ClientRequest {
+        method: &parts.method,
+        path_params: &route.params,
+        remainder: route.remainder,
+        query: parts.uri.query(),
+        headers: &parts.headers,
+        forwarded_host: forwarded_host.as_ref(),
+        strip_credentials: api.auth != Auth::None,
     };
-    let mut upstream_request = Request::new(upstream_body);
-    *upstream_request.method_mut() = mapped.method;
-    *upstream_request.uri_mut() = mapped.uri;
-    *upstream_request.headers_mut() = mapped.headers;
-    *upstream_request.version_mut() = Version::HTTP_11;
+    let mut body = AttemptBody::new(body, limits.max_body_bytes);
+    let mut retries_left = retries_allowed(target.retry_count, &parts.method);
+    // Members of the channel already tried by this request (not picked again).
+    let mut tried: Vec<usize> = Vec::new();
+    let mut last_failure = None;
+    loop {
+        let (dest, member) = match &target.destination {
+            Destination::Fixed { .. } => (target.fixed().ok_or(GatewayErrorKind::Internal)?, None),
+            Destination::Channel { index, proxy_host } => {
+                let (Some(channel), Some(live)) =
+                    (runtime.channels.get(*index), serving.channels.get(*index))
+                else {
+                    tracing::error!(index, "API points past the channel list");
+                    return Err(GatewayErrorKind::Internal);
+                };
+                let ip;
+                let key = match channel.strategy {
+                    Strategy::SourceIpHash => {
+                        ip = ip_key(ctx.client_ip);
+                        HashKey::Bytes(ip.0.get(..ip.1).unwrap_or_default())
+                    }
+                    Strategy::UriHash => HashKey::Bytes(path.as_str().as_bytes()),
+                    _ => HashKey::Bytes(&[]),
+                };
+                let now = unix_millis(SystemTime::now());
+                let Some(i) = channel.pick(live, key, &tried, now) else {
+                    // No usable member left: after failed attempts their failure stands;
+                    // none usable at all is APIG.0610.
+                    return Err(last_failure.unwrap_or(GatewayErrorKind::NoBackendAvailable));
+                };
+                let (Some(m), Some(health)) = (channel.members.get(i), live.health.get(i)) else {
+                    return Err(GatewayErrorKind::Internal);
+                };
+                tried.push(i);
+                let dest = Dest {
+                    authority: &m.authority,
+                    host_header: proxy_host.as_ref(),
+                };
+                (dest, Some((health, live.thresholds)))
+            }
+        };
+        let mapped = map_request(
+            &api.mapping(),
+            target,
+            dest,
+            &client_request,
+            &resolved,
+            ctx,
+        )?;
+        let Some(upstream_body) = body.next() else {
+            return Err(GatewayErrorKind::Internal);
+        };
+        let mut upstream_request = Request::new(upstream_body);
+        *upstream_request.method_mut() = mapped.method;
+        *upstream_request.uri_mut() = mapped.uri;
+        *upstream_request.headers_mut() = mapped.headers;
+        *upstream_request.version_mut() = Version::HTTP_11;
 
-    let response = shared
-        .upstream
-        .send(upstream_request, target.timeout)
-        .await?;
-    let (mut head, body) = response.into_parts();
-    strip_hop_by_hop(&mut head.headers);
-    // The client's connection speaks our protocol, not the backend's: an HTTP/1.0 backend must
-    // not turn the answer into HTTP/1.0 (and close the client's keep-alive connection).
-    head.version = Version::HTTP_11;
-    Ok(Response::from_parts(head, ResponseBody::Upstream(body)))
+        let in_flight = member.map(|(health, _)| health.start_request());
+        match shared.upstream.send(upstream_request, target.timeout).await {
+            Ok(response) => {
+                if let Some((health, _)) = member {
+                    health.record_success();
+                }
+                let (mut head, body) = response.into_parts();
+                strip_hop_by_hop(&mut head.headers);
+                // The client's connection speaks our protocol, not the backend's: an HTTP/1.0
+                // backend must not turn the answer into HTTP/1.0 (and close the client's
+                // keep-alive connection).
+                head.version = Version::HTTP_11;
+                return Ok(Response::from_parts(
+                    head,
+                    ResponseBody::Upstream {
+                        body,
+                        _in_flight: in_flight,
+                    },
+                ));
+            }
+            Err(failure) => {
+                if failure.not_sent {
+                    if let Some((health, thresholds)) = member {
+                        health.record_connect_failure(thresholds, unix_millis(SystemTime::now()));
+                    }
+                }
+                let retry = failure.not_sent && retries_left > 0 && body.replayable();
+                let more_members = match &target.destination {
+                    Destination::Channel { index, .. } => runtime
+                        .channels
+                        .get(*index)
+                        .is_some_and(|c| c.members.len() > tried.len()),
+                    Destination::Fixed { .. } => true,
+                };
+                if !(retry && more_members) {
+                    return Err(failure.kind);
+                }
+                retries_left -= 1;
+                last_failure = Some(failure.kind);
+                tracing::debug!(request_id = %ctx.request_id, "backend connection failed; retrying");
+            }
+        }
+    }
+}
+
+/// Retries a backend call may make after connection failures: `retry_count` -1 (APIG's
+/// default) retries idempotent methods once and others never; 0..10 that many, any method
+/// (only calls that never reached a backend are retried, so nothing runs twice).
+fn retries_allowed(retry_count: i32, method: &Method) -> u32 {
+    match retry_count {
+        -1 => u32::from(matches!(
+            *method,
+            Method::GET | Method::HEAD | Method::PUT | Method::OPTIONS | Method::DELETE
+        )),
+        n => u32::try_from(n).unwrap_or(0),
+    }
+}
+
+/// The client IP as hash bytes (IPv4-mapped IPv6 hashes as IPv4).
+fn ip_key(ip: IpAddr) -> ([u8; 16], usize) {
+    let mut out = [0u8; 16];
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => {
+            if let Some(head) = out.get_mut(..4) {
+                head.copy_from_slice(&v4.octets());
+            }
+            (out, 4)
+        }
+        IpAddr::V6(v6) => (v6.octets(), 16),
+    }
+}
+
+/// The request body across attempts: bytes the gateway holds can be sent again; a streamed body
+/// only once (a retry never resends a body that may have been partly sent).
+enum AttemptBody {
+    Replayable(Bytes),
+    Stream(Option<Incoming>, usize),
+}
+
+impl AttemptBody {
+    fn new(body: ClientBody<Incoming>, max_body_bytes: u64) -> Self {
+        let limit = usize::try_from(max_body_bytes).unwrap_or(usize::MAX);
+        match body {
+            ClientBody::Buffered(bytes) => Self::Replayable(bytes),
+            // Nothing to stream (no Content-Length, not chunked): as good as empty bytes.
+            ClientBody::Streaming(b) if http_body::Body::is_end_stream(&b) => {
+                Self::Replayable(Bytes::new())
+            }
+            ClientBody::Streaming(b) => Self::Stream(Some(b), limit),
+        }
+    }
+
+    fn replayable(&self) -> bool {
+        matches!(self, Self::Replayable(_))
+    }
+
+    /// The body of the next attempt; `None` once a stream was used.
+    fn next(&mut self) -> Option<UpstreamBody> {
+        match self {
+            Self::Replayable(bytes) => Some(UpstreamBody::buffered(bytes.clone())),
+            Self::Stream(body, limit) => body
+                .take()
+                .map(|b| UpstreamBody::Streaming(Limited::new(b, *limit))),
+        }
+    }
 }
 
 /// 494 when one header or all of them together are over their bounds.

@@ -5,8 +5,8 @@
 //! hyper-util's generic pooled client) without touching the pipeline.
 //!
 //! - The API's timeout covers connecting and receiving the response head: past it → 504.
-//! - Refused, reset or broken connections → 502. There are no retries yet: `retry_count` is
-//!   ignored, so a failed call fails the request (safe for every method).
+//! - Refused, reset or broken connections → 502. [`SendError::not_sent`] tells the pipeline a
+//!   call never reached the backend (connect failure), the only case it retries.
 //! - Redirects are passed to the client, never followed.
 //! - A request body over `max_body_bytes` without a `Content-Length` is cut off; if the backend
 //!   has not answered yet the client gets 413.
@@ -73,6 +73,14 @@ impl Body for UpstreamBody {
     }
 }
 
+/// A backend call that failed.
+#[derive(Debug)]
+pub(crate) struct SendError {
+    pub kind: GatewayErrorKind,
+    /// The connection could not be made: the backend saw nothing of the request.
+    pub not_sent: bool,
+}
+
 /// The pooled backend client.
 #[derive(Clone)]
 pub(crate) struct Upstream {
@@ -105,11 +113,19 @@ impl Upstream {
         &self,
         request: Request<UpstreamBody>,
         timeout: Duration,
-    ) -> Result<Response<Incoming>, GatewayErrorKind> {
+    ) -> Result<Response<Incoming>, SendError> {
         match tokio::time::timeout(timeout, self.client.request(request)).await {
-            Err(_elapsed) => Err(GatewayErrorKind::BackendTimeout),
+            Err(_elapsed) => Err(SendError {
+                kind: GatewayErrorKind::BackendTimeout,
+                not_sent: false,
+            }),
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(error)) => Err(classify(&error)),
+            Ok(Err(error)) => Err(SendError {
+                kind: classify(&error),
+                // A connect error means nothing of the request left the gateway (the body
+                // is only polled on an established connection): safe to send elsewhere.
+                not_sent: error.is_connect(),
+            }),
         }
     }
 }

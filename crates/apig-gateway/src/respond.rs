@@ -66,6 +66,8 @@ pub(crate) enum GatewayErrorKind {
     BackendTimeout,
     /// The backend refused, reset or broke the connection.
     BackendUnavailable,
+    /// No member of the API's load-balance channel is healthy (or every one was tried).
+    NoBackendAvailable,
     /// The backend's scheme is not supported by this gateway (HTTPS until TLS exists).
     BackendProtocolUnsupported(&'static str),
     /// A bug or an impossible state; logged where it happens.
@@ -110,9 +112,9 @@ impl GatewayErrorKind {
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::BackendTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Self::BackendUnavailable | Self::BackendProtocolUnsupported(_) => {
-                StatusCode::BAD_GATEWAY
-            }
+            Self::BackendUnavailable
+            | Self::NoBackendAvailable
+            | Self::BackendProtocolUnsupported(_) => StatusCode::BAD_GATEWAY,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -141,6 +143,7 @@ impl GatewayErrorKind {
             Self::IamAuthMissing | Self::IamAuthFailed(_) => "APIG.0301",
             Self::AuthorizerUnavailable => "APIG.0305",
             Self::BackendProtocolUnsupported(_) => "APIG.0202",
+            Self::NoBackendAvailable => "APIG.0610",
             Self::Internal => "APIG.0601",
         }
     }
@@ -188,6 +191,7 @@ impl GatewayErrorKind {
             }
             Self::BackendTimeout => "Backend timeout.".into(),
             Self::BackendUnavailable => "Backend unavailable.".into(),
+            Self::NoBackendAvailable => "No backend available.".into(),
             Self::BackendProtocolUnsupported(what) => format!("Backend unavailable: {what}").into(),
             Self::Internal => "Internal server error.".into(),
         }
@@ -214,7 +218,9 @@ impl GatewayErrorKind {
                 "REQUEST_PARAMETERS_FAILURE"
             }
             Self::BackendTimeout => "BACKEND_TIMEOUT",
-            Self::BackendUnavailable | Self::BackendProtocolUnsupported(_) => "BACKEND_UNAVAILABLE",
+            Self::BackendUnavailable
+            | Self::NoBackendAvailable
+            | Self::BackendProtocolUnsupported(_) => "BACKEND_UNAVAILABLE",
             Self::NotReady | Self::Internal => "DEFAULT_5XX",
             Self::UriTooLarge
             | Self::HeadersTooLarge

@@ -16,6 +16,7 @@ use apig_proto::{api, AuthType, Snapshot};
 use apig_router::RouteTable;
 
 use crate::auth::{ApiAuth, Credentials};
+use crate::channel::PreparedChannel;
 use crate::mapping::{ApiMapping, BackendParamSpec, HttpTarget};
 use crate::mock::MockResponse;
 use crate::params::{Location, ReqParamSpec};
@@ -31,6 +32,8 @@ pub(crate) struct Runtime {
     /// Each app's credential quota; index-aligned with `snapshot.apps` (the app index
     /// authentication returns).
     pub quotas: Vec<Option<QuotaSpec>>,
+    /// The load-balance channels APIs use (`Destination::Channel` indexes).
+    pub channels: Vec<PreparedChannel>,
     /// SHA-256 of the snapshot's protobuf encoding.
     pub digest: [u8; 32],
 }
@@ -50,6 +53,8 @@ pub(crate) enum PrepareError {
         name: String,
         reason: String,
     },
+    #[error("channel {id}: {reason}")]
+    Channel { id: String, reason: String },
     #[error("api {id} ({name}): {reason}")]
     Api {
         id: String,
@@ -104,11 +109,22 @@ impl Runtime {
         let table =
             RouteTable::compile(&snapshot).map_err(|e| PrepareError::Compile(e.to_string()))?;
         let credentials = Credentials::prepare(&snapshot).map_err(PrepareError::Credentials)?;
+        let channels = snapshot
+            .channels
+            .iter()
+            .map(|c| {
+                PreparedChannel::prepare(c).map_err(|reason| PrepareError::Channel {
+                    id: c.id.clone(),
+                    reason,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let channel_index = |id: &str| channels.iter().position(|c| c.id == id);
         let apis = snapshot
             .apis
             .iter()
             .map(|a| {
-                PreparedApi::prepare(a, &snapshot, &credentials).map_err(|reason| {
+                PreparedApi::prepare(a, &snapshot, &credentials, &channel_index).map_err(|reason| {
                     PrepareError::Api {
                         id: a.id.clone(),
                         name: a.name.clone(),
@@ -139,6 +155,7 @@ impl Runtime {
             credentials,
             apis,
             quotas,
+            channels,
             digest,
         })
     }
@@ -193,6 +210,7 @@ impl PreparedApi {
         api: &apig_proto::Api,
         snapshot: &Snapshot,
         credentials: &Credentials,
+        channel_index: &dyn Fn(&str) -> Option<usize>,
     ) -> Result<Self, String> {
         let auth = match AuthType::try_from(api.auth_type) {
             Ok(AuthType::None) => Auth::None,
@@ -230,7 +248,7 @@ impl PreparedApi {
             .collect::<Result<Vec<_>, _>>()?;
         let backend = match &api.backend {
             Some(api::Backend::Http(http)) => {
-                let target = HttpTarget::prepare(http)?;
+                let target = HttpTarget::prepare_with(http, channel_index)?;
                 for var in target.path.vars() {
                     let has_source =
                         backend_params.iter().any(|bp| {

@@ -10,6 +10,9 @@
 //! holds the [`QuotaSet`] of its snapshot's apps, rebuilt with the throttle counters and keeping
 //! every counter whose quota id and numbers are unchanged. Counts saved before a restart
 //! (`quota_file`) are handed to the first set built, then dropped.
+//!
+//! Channel members' health (and the health-check tasks) carry over the same way
+//! (`channel::ChannelSet`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +24,7 @@ use apig_policy::{
 };
 use arc_swap::ArcSwapOption;
 
+use crate::channel::ChannelSet;
 use crate::config::Limits;
 use crate::context::unix_millis;
 use crate::proxy::Upstream;
@@ -32,6 +36,8 @@ pub(crate) struct Serving {
     pub throttle: ThrottleSet,
     /// Indexed like the snapshot's apps.
     pub quotas: QuotaSet,
+    /// Health and load of the runtime's channel members; indexed like `runtime.channels`.
+    pub channels: ChannelSet,
 }
 
 /// Everything a request or the sync loop reaches. The mutable parts are the serving slot
@@ -143,10 +149,12 @@ impl Shared {
             restored.as_ref(),
             unix_millis(SystemTime::now()),
         );
+        let channels = ChannelSet::build(&runtime.channels, current.as_ref().map(|s| &s.channels));
         self.serving.store(Some(Arc::new(Serving {
             runtime,
             throttle,
             quotas,
+            channels,
         })));
     }
 

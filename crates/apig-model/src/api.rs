@@ -565,10 +565,43 @@ impl ApiSpec {
             p.push(ApiError::required("backend_api"));
             return;
         };
-        if b.vpc_channel_status == Some(1) || b.vpc_channel_info.is_some() {
-            p.push(ApiError::not_supported(
-                "load balance channels (vpc_channel_info) (not yet)",
-            ));
+        let uses_channel = match b.vpc_channel_status {
+            None | Some(2) => false,
+            Some(1) => true,
+            Some(4) => {
+                p.push(ApiError::not_supported(
+                    "vpc_channel_status 4 (member group URLs)",
+                ));
+                false
+            }
+            Some(_) => {
+                p.push(ApiError::invalid(
+                    "backend_api.vpc_channel_status",
+                    "1 (use a load balance channel) or 2 (url_domain)",
+                ));
+                false
+            }
+        };
+        if uses_channel {
+            let info = b.vpc_channel_info.clone().unwrap_or_default();
+            if let Err(e) = validate::required(
+                "backend_api.vpc_channel_info.vpc_channel_id",
+                &info.vpc_channel_id,
+            ) {
+                p.push(e);
+            }
+            if let Some(h) = info
+                .vpc_channel_proxy_host
+                .as_deref()
+                .filter(|h| !h.is_empty())
+            {
+                if check_url_domain(h).is_err() || h.contains('#') {
+                    p.push(ApiError::invalid(
+                        "backend_api.vpc_channel_info.vpc_channel_proxy_host",
+                        "host[:port]",
+                    ));
+                }
+            }
         }
         if b.member_group_url_infos
             .as_ref()
@@ -586,9 +619,11 @@ impl ApiSpec {
                 "backend client certificates and SM channels",
             ));
         }
-        match validate::required("backend_api.url_domain", &b.url_domain) {
-            Ok(d) => p.check(check_url_domain(d)),
-            Err(e) => p.push(e),
+        if !uses_channel {
+            match validate::required("backend_api.url_domain", &b.url_domain) {
+                Ok(d) => p.check(check_url_domain(d)),
+                Err(e) => p.push(e),
+            }
         }
         match validate::required("backend_api.req_protocol", &b.req_protocol) {
             Ok(v) => p.check(validate::one_of(
@@ -776,6 +811,19 @@ impl ApiSpec {
 
     pub fn group_id(&self) -> &str {
         self.group_id.as_deref().unwrap_or_default()
+    }
+
+    /// The load-balance channel the backend uses, if it uses one.
+    pub fn channel_id(&self) -> Option<&str> {
+        let b = self.backend_api.as_ref()?;
+        if b.vpc_channel_status != Some(1) {
+            return None;
+        }
+        b.vpc_channel_info
+            .as_ref()?
+            .vpc_channel_id
+            .as_deref()
+            .filter(|id| !id.is_empty())
     }
 
     /// The uniqueness key of APIG: group + method + path + match mode.

@@ -32,6 +32,7 @@ pub enum ErrorCode {
     ThrottleNameExists,
     AclNameExists,
     SpecialExists,
+    ChannelNameExists,
 
     AppAuthExists,
     /// 400 The API is not published in the environment (authorizing apps needs it).
@@ -46,6 +47,10 @@ pub enum ErrorCode {
     /// 403 The policy is bound to APIs and cannot be deleted.
     AclBound,
     ThrottleBound,
+    /// 403 Quotas and references of load-balance channels.
+    ChannelQuota,
+    ChannelMemberQuota,
+    ChannelInUse,
     AppCodeQuota,
     /// 403 The operation needs an administrator credential.
     AdminOnly,
@@ -65,6 +70,9 @@ pub enum ErrorCode {
     ThrottleNotFound,
     AclNotFound,
     SpecialNotFound,
+    ChannelNotFound,
+    /// 404 A member (or member group) of a channel.
+    ChannelMemberNotFound,
     QuotaNotFound,
     BindingNotFound,
     AclBindingNotFound,
@@ -106,15 +114,32 @@ impl ErrorCode {
             | ThrottleNameExists
             | AclNameExists
             | SpecialExists
+            | ChannelNameExists
             | AppAuthExists
             | ApiNotPublished => 400,
             AuthMissing | AuthInvalid => 401,
             EnvQuota | VariableQuota | AclBound | ThrottleBound | AppCodeQuota | AdminOnly
-            | GroupHasApis | ApiPublished | EnvHasPublishedApis | DefaultEnvReadOnly => 403,
-            GroupNotFound | ApiNotFound | EnvNotFound | EnvVariableNotFound | AppNotFound
-            | AppCodeNotFound | AppAuthNotFound | CredentialNotFound | ThrottleNotFound
-            | AclNotFound | SpecialNotFound | QuotaNotFound | BindingNotFound
-            | AclBindingNotFound | PublicationNotFound | VersionNotFound | InstanceNotFound
+            | ChannelQuota | ChannelMemberQuota | ChannelInUse | GroupHasApis | ApiPublished
+            | EnvHasPublishedApis | DefaultEnvReadOnly => 403,
+            GroupNotFound
+            | ApiNotFound
+            | EnvNotFound
+            | EnvVariableNotFound
+            | AppNotFound
+            | AppCodeNotFound
+            | AppAuthNotFound
+            | CredentialNotFound
+            | ThrottleNotFound
+            | AclNotFound
+            | SpecialNotFound
+            | QuotaNotFound
+            | BindingNotFound
+            | AclBindingNotFound
+            | PublicationNotFound
+            | VersionNotFound
+            | InstanceNotFound
+            | ChannelNotFound
+            | ChannelMemberNotFound
             | ResourceNotFound => 404,
             MethodNotAllowed => 405,
             NotSupported => 412,
@@ -143,6 +168,12 @@ impl ErrorCode {
             ThrottleNameExists => "APIG.3204",
             AclNameExists => "APIG.3206",
             SpecialExists => "APIG.3308",
+            ChannelNameExists => "APIG.3208",
+            ChannelQuota => "APIG.3109",
+            ChannelMemberQuota => "APIG.3110",
+            ChannelInUse => "APIG.3414",
+            ChannelNotFound => "APIG.3023",
+            ChannelMemberNotFound => "APIG.3024",
             AclBound => "APIG.3447",
             ThrottleBound => "APIG.3451",
             AclBindingNotFound => "APIG.3010",

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod app;
+pub mod channel;
 pub mod env;
 pub mod error;
 pub mod group;

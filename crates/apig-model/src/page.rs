@@ -35,6 +35,14 @@ impl Page {
         Ok(Page { offset, limit })
     }
 
+    /// Everything (answers to writes list what they wrote).
+    pub fn all() -> Page {
+        Page {
+            offset: 0,
+            limit: usize::MAX,
+        }
+    }
+
     /// The slice of `items` this page covers.
     pub fn apply<T>(&self, items: Vec<T>) -> Vec<T> {
         items

@@ -1,5 +1,7 @@
 //! A real HTTP backend on loopback that answers with what it received, as JSON:
-//! `{"method","path","query","headers":{name: value},"body"}`. `/sleep/<ms>` waits before answering.
+//! `{"method","path","query","headers":{name: value},"body","server"}` (`server`: its own
+//! `host:port`, to tell members of a channel apart). `/sleep/<ms>` waits before answering.
+//! Dropping it closes the listener and every open connection, like a crashed server.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -22,6 +24,7 @@ pub struct EchoBackend {
 async fn echo(
     req: Request<Incoming>,
     hits: Arc<AtomicUsize>,
+    server: SocketAddr,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     hits.fetch_add(1, Ordering::SeqCst);
     let (parts, body) = req.into_parts();
@@ -51,6 +54,7 @@ async fn echo(
         "query": parts.uri.query().unwrap_or(""),
         "headers": headers,
         "body": String::from_utf8_lossy(&body),
+        "server": server.to_string(),
     });
     let mut resp = Response::new(Full::new(Bytes::from(json.to_string())));
     resp.headers_mut().insert(
@@ -64,24 +68,34 @@ async fn echo(
 
 impl EchoBackend {
     pub async fn start() -> EchoBackend {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind echo backend");
+        Self::start_at("127.0.0.1:0".parse().expect("addr")).await
+    }
+
+    /// Listens on `addr` (a port a stopped backend used: a restart).
+    pub async fn start_at(addr: SocketAddr) -> EchoBackend {
+        let listener = TcpListener::bind(addr).await.expect("bind echo backend");
         let addr = listener.local_addr().expect("addr");
         let hits = Arc::new(AtomicUsize::new(0));
         let counter = hits.clone();
         let task = tokio::spawn(async move {
+            // Connection tasks live in the set: aborting the accept task drops them all.
+            let mut connections = tokio::task::JoinSet::new();
             loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let counter = counter.clone();
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| echo(req, counter.clone()));
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
+                tokio::select! {
+                    accepted = listener.accept() => {
+                        let Ok((stream, _)) = accepted else { continue };
+                        let counter = counter.clone();
+                        connections.spawn(async move {
+                            let svc = hyper::service::service_fn(move |req| {
+                                echo(req, counter.clone(), addr)
+                            });
+                            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                                .serve_connection(TokioIo::new(stream), svc)
+                                .await;
+                        });
+                    }
+                    Some(_) = connections.join_next() => {}
+                }
             }
         });
         EchoBackend { addr, hits, task }

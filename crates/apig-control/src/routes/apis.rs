@@ -154,6 +154,9 @@ pub async fn create(
     spec.validate_and_normalize()?;
     let _w = s.lock_instance(&project, &inst).await?;
     super::groups::load(s.reader(), &inst, spec.group_id())?;
+    if let Some(channel) = spec.channel_id() {
+        super::channels::load(s.reader(), &inst, channel)?;
+    }
     let all: Vec<Api> = Reader::scan_json(s.reader(), &keys::apis(&inst))?;
     check_unique(&all, &spec, None)?;
     let now = time::now_rfc3339();
@@ -206,6 +209,9 @@ pub async fn update(
     let _w = s.lock_instance(&project, &inst).await?;
     let mut api = load(s.reader(), &inst, &id)?;
     super::groups::load(s.reader(), &inst, spec.group_id())?;
+    if let Some(channel) = spec.channel_id() {
+        super::channels::load(s.reader(), &inst, channel)?;
+    }
     let all: Vec<Api> = Reader::scan_json(s.reader(), &keys::apis(&inst))?;
     check_unique(&all, &spec, Some(&id))?;
     let now = time::now_rfc3339();

@@ -5,6 +5,7 @@ mod apis;
 mod app_auths;
 mod apps;
 mod bindings;
+mod channels;
 mod credentials;
 mod envs;
 mod groups;
@@ -184,6 +185,48 @@ pub fn router(state: Arc<ControlState>) -> Router {
         .route(
             &format!("{i}/app-quotas/{{quota_id}}/bound-apps/{{app_id}}"),
             axum::routing::delete(quotas::unbind),
+        )
+        .route(
+            &format!("{i}/vpc-channels"),
+            get(channels::list).post(channels::create),
+        )
+        .route(
+            &format!("{i}/vpc-channels/{{channel_id}}"),
+            get(channels::show)
+                .put(channels::update)
+                .delete(channels::delete),
+        )
+        .route(
+            &format!("{i}/vpc-channels/{{channel_id}}/health-config"),
+            axum::routing::put(channels::put_health),
+        )
+        .route(
+            &format!("{i}/vpc-channels/{{channel_id}}/members"),
+            get(channels::list_members)
+                .post(channels::add_members)
+                .put(channels::replace_members),
+        )
+        .route(
+            &format!("{i}/vpc-channels/{{channel_id}}/members/batch-enable"),
+            post(channels::enable_members),
+        )
+        .route(
+            &format!("{i}/vpc-channels/{{channel_id}}/members/batch-disable"),
+            post(channels::disable_members),
+        )
+        .route(
+            &format!("{i}/vpc-channels/{{channel_id}}/members/{{member_id}}"),
+            axum::routing::delete(channels::delete_member),
+        )
+        .route(
+            &format!("{i}/vpc-channels/{{channel_id}}/member-groups"),
+            get(channels::list_groups).post(channels::add_groups),
+        )
+        .route(
+            &format!("{i}/vpc-channels/{{channel_id}}/member-groups/{{member_group_id}}"),
+            get(channels::show_group)
+                .put(channels::update_group)
+                .delete(channels::delete_group),
         )
         .route(
             &format!("{p}/instances"),

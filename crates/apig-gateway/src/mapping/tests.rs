@@ -26,6 +26,7 @@ fn target(path: &str) -> HttpTarget {
         path: path.into(),
         timeout_ms: 1000,
         retry_count: 0,
+        ..Default::default()
     })
     .unwrap()
 }
@@ -123,6 +124,7 @@ impl Fixture {
         map_request(
             &api,
             &self.target,
+            self.target.fixed().unwrap(),
             &ClientRequest {
                 method,
                 path_params: params,
@@ -684,7 +686,10 @@ fn absent_optional_source_of_a_path_variable_is_a_missing_parameter() {
 #[test]
 fn http_target_preparation() {
     let t = target("/a");
-    assert_eq!(t.host_header, "backend.internal:8080");
+    assert_eq!(
+        t.fixed().unwrap().host_header.unwrap(),
+        "backend.internal:8080"
+    );
     assert_eq!(t.method, None);
     assert_eq!(t.timeout, Duration::from_millis(1000));
 
@@ -697,8 +702,14 @@ fn http_target_preparation() {
         ..Default::default()
     })
     .unwrap();
-    assert_eq!(default_port.host_header, "b.internal");
-    assert_eq!(default_port.authority.as_str(), "b.internal:80");
+    assert_eq!(
+        default_port.fixed().unwrap().host_header.unwrap(),
+        "b.internal"
+    );
+    assert_eq!(
+        default_port.fixed().unwrap().authority.as_str(),
+        "b.internal:80"
+    );
     assert_eq!(default_port.method, Some(Method::GET));
     assert_eq!(default_port.timeout, DEFAULT_TIMEOUT);
 
@@ -709,7 +720,7 @@ fn http_target_preparation() {
         ..Default::default()
     })
     .unwrap();
-    assert_eq!(v6.authority.as_str(), "[::1]:9000");
+    assert_eq!(v6.fixed().unwrap().authority.as_str(), "[::1]:9000");
 
     let https = HttpTarget::prepare(&HttpBackend {
         host: "s.internal".into(),
@@ -719,7 +730,7 @@ fn http_target_preparation() {
     })
     .unwrap();
     assert_eq!(https.scheme, BackendScheme::Https);
-    assert_eq!(https.host_header, "s.internal");
+    assert_eq!(https.fixed().unwrap().host_header.unwrap(), "s.internal");
 
     for bad in [
         HttpBackend {

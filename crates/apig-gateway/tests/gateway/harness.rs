@@ -621,6 +621,7 @@ pub fn with_http(mut a: Api, backend: SocketAddr, path: &str, timeout_ms: u32) -
         path: path.into(),
         timeout_ms,
         retry_count: 0,
+        ..Default::default()
     }));
     a
 }

@@ -1,0 +1,263 @@
+//! Load-balance channels end to end: members on loopback, weights, health checks, backups,
+//! retries and member changes without republishing.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use apig_testkit::{eventually, EchoBackend};
+use serde_json::{json, Value};
+
+use crate::support::{call, Stack, RELEASE, WAIT};
+
+/// Which member answered each of `n` calls (the echo backend's own address).
+async fn spread(s: &Stack, host: &str, path: &str, n: usize) -> HashMap<String, usize> {
+    let mut out = HashMap::new();
+    for _ in 0..n {
+        let r = call(&s.gw, "GET", host, path, &[]).await;
+        let who = if r.status == 200 {
+            r.body["server"].as_str().unwrap_or("?").to_owned()
+        } else {
+            format!(
+                "{} {}",
+                r.status,
+                r.body["error_code"].as_str().unwrap_or("")
+            )
+        };
+        *out.entry(who).or_default() += 1;
+    }
+    out
+}
+
+async fn channel_api(
+    s: &Stack,
+    group: &str,
+    name: &str,
+    path: &str,
+    channel: &str,
+    extra: Value,
+) -> String {
+    let mut body = s.http_api(
+        group,
+        name,
+        "GET",
+        path,
+        json!({"backend_api": {"vpc_channel_status": 1,
+            "vpc_channel_info": {"vpc_channel_id": channel}}}),
+    );
+    crate::support::merge(&mut body, extra);
+    let api = s.create_api(&body).await;
+    s.publish(&api, RELEASE).await;
+    api
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn weighted_members_health_checks_backups_and_no_backend() {
+    let s = Stack::start().await;
+    let a = EchoBackend::start().await;
+    let b = EchoBackend::start().await;
+    let spare = EchoBackend::start().await;
+    let (group, host) = s.group("balanced").await;
+
+    let r = s
+        .api
+        .post(
+            &s.inst("/vpc-channels"),
+            &json!({
+                "name": "orders-lb", "port": a.addr.port(), "balance_strategy": 1, "member_type": "ip",
+                "members": [
+                    {"host": "127.0.0.1", "weight": 3},
+                    {"host": "127.0.0.1", "port": b.addr.port(), "weight": 1},
+                    {"host": "127.0.0.1", "port": spare.addr.port(), "weight": 1, "is_backup": true}
+                ],
+                "vpc_health_config": {"protocol": "HTTP", "path": "/health", "method": "GET",
+                    "http_code": "200-299", "threshold_normal": 2, "threshold_abnormal": 2,
+                    "time_interval": 2, "timeout": 1}
+            }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let channel = r.body["id"].as_str().unwrap().to_owned();
+    // Same name again: APIG.3208.
+    let dup = s
+        .api
+        .post(
+            &s.inst("/vpc-channels"),
+            &json!({"name": "orders-lb", "port": 80}),
+        )
+        .await;
+    assert_eq!(
+        (dup.status, dup.body["error_code"].as_str()),
+        (400, Some("APIG.3208"))
+    );
+    // An API naming a channel that does not exist: APIG.3023.
+    let bad = s
+        .api
+        .post(
+            &s.inst("/apis"),
+            &s.http_api(
+                &group,
+                "ghost_api",
+                "GET",
+                "/ghost",
+                json!({"backend_api": {
+                "vpc_channel_status": 1, "vpc_channel_info": {"vpc_channel_id": "nope"}}}),
+            ),
+        )
+        .await;
+    assert_eq!(
+        (bad.status, bad.body["error_code"].as_str()),
+        (404, Some("APIG.3023"))
+    );
+
+    channel_api(&s, &group, "balanced_api", "/lb", &channel, json!({})).await;
+    s.until_routed(&host, "/lb", &[]).await;
+
+    // WRR 3:1, the backup idle.
+    let got = spread(&s, &host, "/lb", 40).await;
+    assert_eq!(got.get(&a.addr.to_string()), Some(&30), "{got:?}");
+    assert_eq!(got.get(&b.addr.to_string()), Some(&10), "{got:?}");
+
+    // The channel can be read back with its members and health check.
+    let shown = s
+        .api
+        .get(&s.inst(&format!("/vpc-channels/{channel}")))
+        .await;
+    assert_eq!(shown.body["members"].as_array().unwrap().len(), 3);
+    assert_eq!(shown.body["vpc_health_config"]["threshold_abnormal"], 2);
+    // It cannot be deleted while an API uses it.
+    let r = s
+        .api
+        .delete(&s.inst(&format!("/vpc-channels/{channel}")))
+        .await;
+    assert_eq!(r.body["error_code"], "APIG.3414", "{:?}", r.body);
+
+    // Member a dies: no request fails (a GET that cannot connect is retried on another member),
+    // and the health check takes it out.
+    let a_addr = a.addr;
+    drop(a);
+    let got = spread(&s, &host, "/lb", 12).await;
+    assert_eq!(got.get(&b.addr.to_string()), Some(&12), "{got:?}");
+    // Both primaries down: the backup serves.
+    drop(b);
+    eventually(WAIT, "the backup to take over", || async {
+        let got = spread(&s, &host, "/lb", 4).await;
+        (got.get(&spare.addr.to_string()) == Some(&4)).then_some(())
+    })
+    .await;
+    // a comes back on its port: healthy after two good checks, and preferred over the backup.
+    let a = EchoBackend::start_at(a_addr).await;
+    eventually(
+        Duration::from_secs(15),
+        "the restored member to get traffic",
+        || async {
+            let got = spread(&s, &host, "/lb", 4).await;
+            (got.get(&a.addr.to_string()) == Some(&4)).then_some(())
+        },
+    )
+    .await;
+
+    // Disabling members applies without republishing; no usable member → 502 APIG.0610.
+    let members = s
+        .api
+        .get(&s.inst(&format!("/vpc-channels/{channel}/members")))
+        .await;
+    assert_eq!(members.body["total"], 3);
+    let ids: Vec<String> = members.body["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+    let r = s
+        .api
+        .post(
+            &s.inst(&format!("/vpc-channels/{channel}/members/batch-disable")),
+            &json!({"member_ids": ids}),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    let r = eventually(WAIT, "no backend", || async {
+        let r = call(&s.gw, "GET", &host, "/lb", &[]).await;
+        (r.status == 502).then_some(r)
+    })
+    .await;
+    assert_eq!(r.body["error_code"], "APIG.0610");
+    assert_eq!(r.body["error_msg"], "No backend available.");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hashing_strategies_are_sticky_and_posts_are_not_retried() {
+    let s = Stack::start().await;
+    let members: Vec<EchoBackend> =
+        futures_util::future::join_all((0..3).map(|_| EchoBackend::start())).await;
+    let (group, host) = s.group("hashed").await;
+    let member_list: Vec<Value> = members
+        .iter()
+        .map(|m| json!({"host": "127.0.0.1", "port": m.addr.port(), "weight": 1}))
+        .collect();
+    let r = s
+        .api
+        .post(
+            &s.inst("/vpc-channels"),
+            &json!({"name": "by-uri", "port": 80, "balance_strategy": 4, "members": member_list}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let channel = r.body["id"].as_str().unwrap().to_owned();
+    let mut api = s.http_api(
+        &group,
+        "hashed_api",
+        "ANY",
+        "/items",
+        json!({"match_mode": "SWA", "backend_api": {"vpc_channel_status": 1, "retry_count": "-1",
+            "vpc_channel_info": {"vpc_channel_id": channel, "vpc_channel_proxy_host": "items.internal"}}}),
+    );
+    api["backend_api"]["req_method"] = "ANY".into();
+    let id = s.create_api(&api).await;
+    s.publish(&id, RELEASE).await;
+    s.until_routed(&host, "/items/1", &[]).await;
+
+    // One URI, one member; different URIs spread over members.
+    let mut owners = HashMap::new();
+    for i in 0..30 {
+        let path = format!("/items/{i}");
+        let first = call(&s.gw, "GET", &host, &path, &[]).await;
+        assert_eq!(first.status, 200, "{}", first.text);
+        // The proxy host replaces the client's Host on the way to the member.
+        assert_eq!(first.body["headers"]["host"], "items.internal");
+        for _ in 0..2 {
+            let again = call(&s.gw, "GET", &host, &path, &[]).await;
+            assert_eq!(again.body["server"], first.body["server"], "{path}");
+        }
+        *owners
+            .entry(first.body["server"].as_str().unwrap().to_owned())
+            .or_insert(0) += 1;
+    }
+    assert_eq!(owners.len(), 3, "{owners:?}");
+
+    // A POST with retry_count -1 is never retried: with its member down it fails once (502)
+    // while a GET to the same URI is retried on another member.
+    let path = "/items/7";
+    let owner = call(&s.gw, "GET", &host, path, &[]).await.body["server"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut members = members;
+    let idx = members
+        .iter()
+        .position(|m| m.addr.to_string() == owner)
+        .unwrap();
+    let down = members.remove(idx);
+    let hits_elsewhere: usize = members.iter().map(|m| m.hits()).sum();
+    drop(down);
+    let post = call(&s.gw, "POST", &host, path, &[]).await;
+    assert_eq!(post.status, 502, "{}", post.text);
+    assert_eq!(
+        members.iter().map(|m| m.hits()).sum::<usize>(),
+        hits_elsewhere,
+        "the POST must not reach another member"
+    );
+    let get = call(&s.gw, "GET", &host, path, &[]).await;
+    assert_eq!(get.status, 200, "{}", get.text);
+    assert_ne!(get.body["server"], owner.as_str());
+}

@@ -40,7 +40,16 @@ pub const INSTANCE_KINDS: &[&str] = &[
     "quota",
     "quotabind",
     "channel",
+    "sign",
+    "sbind",
 ];
+
+pub fn signs(i: &str) -> String {
+    format!("v1/sign/{i}/")
+}
+pub fn sign(i: &str, id: &str) -> String {
+    format!("v1/sign/{i}/{id}")
+}
 
 pub fn channels(i: &str) -> String {
     format!("v1/channel/{i}/")
@@ -84,7 +93,8 @@ pub fn acls(i: &str) -> String {
 pub fn acl(i: &str, id: &str) -> String {
     format!("v1/acl/{i}/{id}")
 }
-/// Bindings of one policy kind (`tbind`: throttling, `abind`: access control).
+/// Bindings of one policy kind (`tbind`: throttling, `abind`: access control, `sbind`:
+/// signature keys).
 pub fn bindings(kind: &str, i: &str) -> String {
     format!("v1/{kind}/{i}/")
 }
@@ -195,6 +205,8 @@ mod tests {
             quotas(i),
             quota_bindings(i),
             channels(i),
+            signs(i),
+            bindings("sbind", i),
         ];
         let mut kinds: Vec<String> = Vec::new();
         for k in &keys {

@@ -16,6 +16,7 @@ use apig_model::policy::{Acl, Binding, Throttle, ThrottleSpecial};
 use apig_model::project::{default_name, Project};
 use apig_model::publish::{ApiVersion, Publication};
 use apig_model::quota::{Quota, QuotaBinding};
+use apig_model::sign::Sign;
 use apig_model::{ApiError, ErrorCode};
 use apig_proto as pb;
 use prost::Message;
@@ -61,6 +62,18 @@ pub fn compile(
     }
     let throttle_bindings: Vec<Binding> = r.scan_json(&keys::bindings("tbind", instance_id))?;
     let acl_bindings: Vec<Binding> = r.scan_json(&keys::bindings("abind", instance_id))?;
+    let sign_bindings: Vec<Binding> = r.scan_json(&keys::bindings("sbind", instance_id))?;
+    let signs: HashMap<String, Sign> = r
+        .scan_json::<Sign>(&keys::signs(instance_id))?
+        .into_iter()
+        .map(|x| (x.id.clone(), x))
+        .collect();
+    let mut backend_signs: HashMap<(&str, &str), pb::BackendSign> = HashMap::new();
+    for b in &sign_bindings {
+        if let Some(x) = signs.get(&b.policy_id) {
+            backend_signs.insert((&b.api_id, &b.env_id), compile_sign(x));
+        }
+    }
     let policies = compile_throttles(r, instance_id)?;
     let mut throttles: HashMap<(&str, &str), pb::Throttle> = HashMap::new();
     for b in &throttle_bindings {
@@ -114,6 +127,9 @@ pub fn compile(
         };
         let mut api = compile_api(&version.spec, p, &lookup)?;
         api.throttle = throttles
+            .get(&(p.api_id.as_str(), p.env_id.as_str()))
+            .cloned();
+        api.backend_sign = backend_signs
             .get(&(p.api_id.as_str(), p.env_id.as_str()))
             .cloned();
         api.acls = acl_rules
@@ -313,6 +329,20 @@ fn backend_param(bp: &BackendParam, req_params: &[ReqParam]) -> pb::BackendParam
         origin: origin as i32,
         value: bp.value.clone().unwrap_or_default(),
         req_param_location: req_loc as i32,
+    }
+}
+
+fn compile_sign(x: &Sign) -> pb::BackendSign {
+    pb::BackendSign {
+        sign_id: x.id.clone(),
+        r#type: match x.sign_type.as_str() {
+            "basic" => pb::SignType::Basic,
+            "aes" => pb::SignType::Aes,
+            _ => pb::SignType::Hmac,
+        } as i32,
+        key: x.sign_key.clone(),
+        secret: x.sign_secret.clone(),
+        algorithm: x.sign_algorithm.clone(),
     }
 }
 
@@ -538,6 +568,7 @@ fn compile_api<'a>(
         authorized_app_ids: Vec::new(),
         throttle: None,
         acls: Vec::new(),
+        backend_sign: None,
         backend: Some(backend),
     })
 }

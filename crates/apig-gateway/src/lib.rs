@@ -59,6 +59,7 @@
 
 mod admin;
 mod auth;
+mod backend_sign;
 mod body;
 mod cache;
 mod channel;

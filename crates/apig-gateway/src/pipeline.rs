@@ -32,7 +32,10 @@
 //! 12. `Content-Length` over `max_body_bytes` → 413;
 //! 13. request parameters: required, defaults, validation → 400;
 //! 14. the backend: MOCK answers directly; HTTP is mapped (`mapping`, which drops the
-//!     credentials the gateway consumed) and called (`proxy`).
+//!     credentials the gateway consumed), sent to the fixed address or a member of the API's
+//!     channel (`channel`), signed with the API's signature key (`backend_sign`; failure →
+//!     500 `APIG.0705`) and called (`proxy`); a call that could not connect is retried on
+//!     another member as `retry_count` allows.
 //!
 //! Nothing here may panic: every failure is a [`GatewayErrorKind`], turned into a response in
 //! `respond`. The runtime (with its throttle counters) is loaded once per request, so a swap
@@ -57,6 +60,7 @@ use http_body_util::Limited;
 use hyper::body::Incoming;
 
 use crate::auth::{unix_secs, BodyBounds, ClientBody};
+use crate::backend_sign::SignedBody;
 use crate::body::ResponseBody;
 use crate::channel::balance::{HashKey, Strategy};
 use crate::client_ip;
@@ -336,7 +340,7 @@ async fn serve(
                 (dest, Some((health, live.thresholds)))
             }
         };
-        let mapped = map_request(
+        let mut mapped = map_request(
             &api.mapping(),
             target,
             dest,
@@ -344,6 +348,15 @@ async fn serve(
             &resolved,
             ctx,
         )?;
+        if let Some(signer) = &api.backend_sign {
+            signer.sign(
+                &mapped.method,
+                &mapped.uri,
+                &mut mapped.headers,
+                body.for_signature(),
+                unix_secs(SystemTime::now()),
+            )?;
+        }
         let Some(upstream_body) = body.next() else {
             return Err(GatewayErrorKind::Internal);
         };
@@ -447,6 +460,14 @@ impl AttemptBody {
 
     fn replayable(&self) -> bool {
         matches!(self, Self::Replayable(_))
+    }
+
+    /// What a backend signature covers of the body.
+    fn for_signature(&self) -> SignedBody<'_> {
+        match self {
+            Self::Replayable(bytes) => SignedBody::Bytes(bytes),
+            Self::Stream(..) => SignedBody::Streamed,
+        }
     }
 
     /// The body of the next attempt; `None` once a stream was used.

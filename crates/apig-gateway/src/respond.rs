@@ -68,6 +68,8 @@ pub(crate) enum GatewayErrorKind {
     BackendUnavailable,
     /// No member of the API's load-balance channel is healthy (or every one was tried).
     NoBackendAvailable,
+    /// The API's signature key could not sign the backend request.
+    BackendSignatureFailed,
     /// The backend's scheme is not supported by this gateway (HTTPS until TLS exists).
     BackendProtocolUnsupported(&'static str),
     /// A bug or an impossible state; logged where it happens.
@@ -115,7 +117,7 @@ impl GatewayErrorKind {
             Self::BackendUnavailable
             | Self::NoBackendAvailable
             | Self::BackendProtocolUnsupported(_) => StatusCode::BAD_GATEWAY,
-            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Internal | Self::BackendSignatureFailed => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -144,6 +146,7 @@ impl GatewayErrorKind {
             Self::AuthorizerUnavailable => "APIG.0305",
             Self::BackendProtocolUnsupported(_) => "APIG.0202",
             Self::NoBackendAvailable => "APIG.0610",
+            Self::BackendSignatureFailed => "APIG.0705",
             Self::Internal => "APIG.0601",
         }
     }
@@ -192,6 +195,7 @@ impl GatewayErrorKind {
             Self::BackendTimeout => "Backend timeout.".into(),
             Self::BackendUnavailable => "Backend unavailable.".into(),
             Self::NoBackendAvailable => "No backend available.".into(),
+            Self::BackendSignatureFailed => "Backend signature calculation failed.".into(),
             Self::BackendProtocolUnsupported(what) => format!("Backend unavailable: {what}").into(),
             Self::Internal => "Internal server error.".into(),
         }
@@ -221,7 +225,7 @@ impl GatewayErrorKind {
             Self::BackendUnavailable
             | Self::NoBackendAvailable
             | Self::BackendProtocolUnsupported(_) => "BACKEND_UNAVAILABLE",
-            Self::NotReady | Self::Internal => "DEFAULT_5XX",
+            Self::NotReady | Self::Internal | Self::BackendSignatureFailed => "DEFAULT_5XX",
             Self::UriTooLarge
             | Self::HeadersTooLarge
             | Self::BodyTooLarge

@@ -16,6 +16,7 @@ use apig_proto::{api, AuthType, Snapshot};
 use apig_router::RouteTable;
 
 use crate::auth::{ApiAuth, Credentials};
+use crate::backend_sign::BackendSigner;
 use crate::channel::PreparedChannel;
 use crate::mapping::{ApiMapping, BackendParamSpec, HttpTarget};
 use crate::mock::MockResponse;
@@ -98,6 +99,8 @@ pub(crate) struct PreparedApi {
     pub req_params: Vec<ReqParamSpec>,
     pub backend_params: Vec<BackendParamSpec>,
     pub backend: Backend,
+    /// The signature key bound to the API in this environment, if any.
+    pub backend_sign: Option<BackendSigner>,
 }
 
 // === impl Runtime ===
@@ -278,6 +281,12 @@ impl PreparedApi {
             req_params,
             backend_params,
             backend,
+            backend_sign: api
+                .backend_sign
+                .as_ref()
+                .map(BackendSigner::prepare)
+                .transpose()
+                .map_err(|e| format!("signature key: {e}"))?,
         })
     }
 

@@ -33,6 +33,7 @@ pub enum ErrorCode {
     AclNameExists,
     SpecialExists,
     ChannelNameExists,
+    SignNameExists,
 
     AppAuthExists,
     /// 400 The API is not published in the environment (authorizing apps needs it).
@@ -51,6 +52,7 @@ pub enum ErrorCode {
     ChannelQuota,
     ChannelMemberQuota,
     ChannelInUse,
+    SignQuota,
     AppCodeQuota,
     /// 403 The operation needs an administrator credential.
     AdminOnly,
@@ -71,6 +73,8 @@ pub enum ErrorCode {
     AclNotFound,
     SpecialNotFound,
     ChannelNotFound,
+    SignNotFound,
+    SignBindingNotFound,
     /// 404 A member (or member group) of a channel.
     ChannelMemberNotFound,
     QuotaNotFound,
@@ -115,12 +119,13 @@ impl ErrorCode {
             | AclNameExists
             | SpecialExists
             | ChannelNameExists
+            | SignNameExists
             | AppAuthExists
             | ApiNotPublished => 400,
             AuthMissing | AuthInvalid => 401,
             EnvQuota | VariableQuota | AclBound | ThrottleBound | AppCodeQuota | AdminOnly
-            | ChannelQuota | ChannelMemberQuota | ChannelInUse | GroupHasApis | ApiPublished
-            | EnvHasPublishedApis | DefaultEnvReadOnly => 403,
+            | ChannelQuota | ChannelMemberQuota | ChannelInUse | SignQuota | GroupHasApis
+            | ApiPublished | EnvHasPublishedApis | DefaultEnvReadOnly => 403,
             GroupNotFound
             | ApiNotFound
             | EnvNotFound
@@ -139,6 +144,8 @@ impl ErrorCode {
             | VersionNotFound
             | InstanceNotFound
             | ChannelNotFound
+            | SignNotFound
+            | SignBindingNotFound
             | ChannelMemberNotFound
             | ResourceNotFound => 404,
             MethodNotAllowed => 405,
@@ -169,6 +176,10 @@ impl ErrorCode {
             AclNameExists => "APIG.3206",
             SpecialExists => "APIG.3308",
             ChannelNameExists => "APIG.3208",
+            SignNameExists => "APIG.3207",
+            SignQuota => "APIG.3105",
+            SignNotFound => "APIG.3017",
+            SignBindingNotFound => "APIG.3018",
             ChannelQuota => "APIG.3109",
             ChannelMemberQuota => "APIG.3110",
             ChannelInUse => "APIG.3414",

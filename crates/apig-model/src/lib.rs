@@ -18,6 +18,7 @@ pub mod policy;
 pub mod project;
 pub mod publish;
 pub mod quota;
+pub mod sign;
 pub mod time;
 pub mod validate;
 

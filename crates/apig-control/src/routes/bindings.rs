@@ -1,5 +1,6 @@
-//! Policy bindings, shared by request throttling (`/throttle-bindings`) and access control
-//! (`/acl-bindings`): made through publication ids, kept per API and environment.
+//! Policy bindings, shared by request throttling (`/throttle-bindings`), access control
+//! (`/acl-bindings`) and signature keys (`/sign-bindings`): made through publication ids, kept
+//! per API and environment.
 
 use std::collections::HashMap;
 
@@ -27,6 +28,11 @@ pub const THROTTLE: Kind = Kind {
     store: "tbind",
     not_found: ErrorCode::BindingNotFound,
     batch_field: "throttle_bindings",
+};
+pub const SIGN: Kind = Kind {
+    store: "sbind",
+    not_found: ErrorCode::SignBindingNotFound,
+    batch_field: "sign_bindings",
 };
 pub const ACL: Kind = Kind {
     store: "abind",

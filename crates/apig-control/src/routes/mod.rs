@@ -13,6 +13,7 @@ mod instances;
 mod publish;
 mod quotas;
 mod replicas;
+mod signs;
 mod throttles;
 mod variables;
 
@@ -185,6 +186,28 @@ pub fn router(state: Arc<ControlState>) -> Router {
         .route(
             &format!("{i}/app-quotas/{{quota_id}}/bound-apps/{{app_id}}"),
             axum::routing::delete(quotas::unbind),
+        )
+        .route(&format!("{i}/signs"), get(signs::list).post(signs::create))
+        .route(
+            &format!("{i}/signs/{{sign_id}}"),
+            axum::routing::put(signs::update).delete(signs::delete),
+        )
+        .route(&format!("{i}/sign-bindings"), post(signs::bind))
+        .route(
+            &format!("{i}/sign-bindings/binded-apis"),
+            get(signs::bound_apis),
+        )
+        .route(
+            &format!("{i}/sign-bindings/unbinded-apis"),
+            get(signs::unbound_apis),
+        )
+        .route(
+            &format!("{i}/sign-bindings/binded-signs"),
+            get(signs::bound_signs),
+        )
+        .route(
+            &format!("{i}/sign-bindings/{{sign_binding_id}}"),
+            axum::routing::delete(signs::unbind),
         )
         .route(
             &format!("{i}/vpc-channels"),

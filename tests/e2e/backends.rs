@@ -261,3 +261,78 @@ async fn hashing_strategies_are_sticky_and_posts_are_not_retried() {
     assert_eq!(get.status, 200, "{}", get.text);
     assert_ne!(get.body["server"], owner.as_str());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn https_backends_and_health_checks_verify_certificates() {
+    let s = Stack::start().await;
+    let (tls_backend, ca_pem) = EchoBackend::start_tls().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("backend-ca.pem");
+    std::fs::write(&ca_file, &ca_pem).unwrap();
+    let trusting = apig_testkit::Gateway::start_with_args(
+        &crate::support::bin(),
+        &s.cp.grpc_url(),
+        &s.instance,
+        &dir.path().join("cache"),
+        &s.cp.cluster_token,
+        "127.0.0.1:0".parse().unwrap(),
+        &["--backend-ca-file", ca_file.to_str().unwrap()],
+    );
+    let (group, host) = s.group("secure_backends").await;
+    let api = s
+        .create_api(&s.http_api(
+            &group,
+            "tls_api",
+            "GET",
+            "/tls",
+            json!({"backend_api": {"req_protocol": "HTTPS",
+                "url_domain": format!("localhost:{}", tls_backend.addr.port())}}),
+        ))
+        .await;
+    s.publish(&api, RELEASE).await;
+    let r = s.until_routed(&host, "/tls", &[]).await;
+    // The default replica does not know the test CA: the certificate is refused.
+    assert_eq!(r.status, 502, "{}", r.text);
+    let r = eventually(WAIT, "the trusting replica", || async {
+        let r = call(&trusting, "GET", &host, "/tls", &[]).await;
+        (r.status == 200).then_some(r)
+    })
+    .await;
+    assert_eq!(r.body["path"], "/tls");
+
+    // A channel of HTTPS members with an HTTPS health check.
+    let r = s
+        .api
+        .post(
+            &s.inst("/vpc-channels"),
+            &json!({"name": "tls-lb", "port": tls_backend.addr.port(), "members": [{"host": "127.0.0.1"}],
+                "vpc_health_config": {"protocol": "HTTPS", "path": "/health", "http_code": "200",
+                    "threshold_normal": 1, "threshold_abnormal": 1, "time_interval": 2, "timeout": 1}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let channel = r.body["id"].as_str().unwrap().to_owned();
+    channel_api(
+        &s,
+        &group,
+        "tls_lb_api",
+        "/tls-lb",
+        &channel,
+        json!({"backend_api": {"req_protocol": "HTTPS", "req_uri": "/via-channel"}}),
+    )
+    .await;
+    let r = eventually(WAIT, "the HTTPS channel", || async {
+        let r = call(&trusting, "GET", &host, "/tls-lb", &[]).await;
+        (r.status == 200).then_some(r)
+    })
+    .await;
+    assert_eq!(r.body["path"], "/via-channel");
+    // On the replica that does not trust the CA, the HTTPS health check fails: the member
+    // is taken out (APIG.0610), where a plain connect failure would have said 502 APIG.0201.
+    let r = eventually(WAIT, "the failing health check", || async {
+        let r = call(&s.gw, "GET", &host, "/tls-lb", &[]).await;
+        (r.body["error_code"] == "APIG.0610").then_some(r)
+    })
+    .await;
+    assert_eq!(r.status, 502);
+}

@@ -24,6 +24,8 @@ pub struct GatewayConfig {
     pub cache_dir: PathBuf,
     /// Shared secret sent as `authorization: Bearer <token>` on the discovery stream.
     pub cluster_token: String,
+    /// PEM CA certificates trusted for HTTPS backends besides the Mozilla roots.
+    pub backend_ca_file: Option<PathBuf>,
     /// Bounds on requests and connections.
     pub limits: Limits,
 }

@@ -60,6 +60,7 @@
 mod admin;
 mod auth;
 mod backend_sign;
+mod backend_tls;
 mod body;
 mod cache;
 mod channel;
@@ -140,11 +141,14 @@ impl Gateway {
                 .map_err(GatewayError::Config)?;
         let node_id = config.node_id.clone().unwrap_or_else(default_node_id);
         let trusted_proxies = trusted_proxies(&config.limits.trusted_proxies)?;
+        let backend_tls = backend_tls::client_config(config.backend_ca_file.as_deref())
+            .map_err(|e| GatewayError::Config(format!("backend CA file: {e}")))?;
         let shared = Arc::new(Shared::new(
             config.limits.clone(),
             trusted_proxies,
             config.instance_id.clone(),
             node_id.clone(),
+            backend_tls,
         ));
         tracing::info!(
             instance_id = %config.instance_id,

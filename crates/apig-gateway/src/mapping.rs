@@ -88,7 +88,7 @@ pub(crate) struct BackendParamSpec {
     value: BackendValue,
 }
 
-/// The backend's scheme. HTTPS is parsed but answered with 502 until TLS exists.
+/// The backend's scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BackendScheme {
     Http,

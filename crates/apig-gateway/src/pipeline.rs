@@ -65,9 +65,7 @@ use crate::body::ResponseBody;
 use crate::channel::balance::{HashKey, Strategy};
 use crate::client_ip;
 use crate::context::{unix_millis, RequestContext};
-use crate::mapping::{
-    map_request, strip_hop_by_hop, BackendScheme, ClientRequest, Dest, Destination,
-};
+use crate::mapping::{map_request, strip_hop_by_hop, ClientRequest, Dest, Destination};
 use crate::params::{resolve, RequestView};
 use crate::proxy::UpstreamBody;
 use crate::query::Query;
@@ -285,11 +283,6 @@ async fn serve(
         Backend::Mock(mock) => return Ok(mock.respond()),
         Backend::Http(target) => target,
     };
-    if target.scheme == BackendScheme::Https {
-        return Err(GatewayErrorKind::BackendProtocolUnsupported(
-            "HTTPS backends are not supported by this gateway yet",
-        ));
-    }
     let client_request = ClientRequest {
         method: &parts.method,
         path_params: &route.params,

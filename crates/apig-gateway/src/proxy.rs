@@ -1,4 +1,5 @@
-//! The backend call: HTTP/1.1 over a pooled keep-alive client.
+//! The backend call: HTTP/1.1 over a pooled keep-alive client, in clear or TLS (rustls; see
+//! `backend_tls` for what is trusted).
 //!
 //! The client sits behind [`Upstream`] so it can be replaced (the design notes measure a
 //! per-thread pool of `hyper::client::conn::http1` connections as noticeably cheaper than
@@ -14,6 +15,7 @@
 
 use std::error::Error as StdError;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -22,6 +24,7 @@ use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{LengthLimitError, Limited};
 use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -81,22 +84,29 @@ pub(crate) struct SendError {
     pub not_sent: bool,
 }
 
-/// The pooled backend client.
+/// The pooled backend client (HTTP and HTTPS).
 #[derive(Clone)]
 pub(crate) struct Upstream {
-    client: Client<HttpConnector, UpstreamBody>,
+    client: Client<HttpsConnector<HttpConnector>, UpstreamBody>,
 }
 
 // === impl Upstream ===
 
 impl Upstream {
-    pub(crate) fn new() -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
+    /// `tls`: how HTTPS backends are verified (`backend_tls`).
+    pub(crate) fn new(tls: Arc<rustls::ClientConfig>) -> Self {
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
         // The per-API timeout bounds connecting; keep the connector's own out of the way.
-        connector.set_connect_timeout(None);
-        connector.set_keepalive(Some(Duration::from_secs(60)));
-        connector.enforce_http(true);
+        http.set_connect_timeout(None);
+        http.set_keepalive(Some(Duration::from_secs(60)));
+        // The TLS layer below decides by scheme.
+        http.enforce_http(false);
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config((*tls).clone())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())

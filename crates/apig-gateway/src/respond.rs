@@ -70,8 +70,6 @@ pub(crate) enum GatewayErrorKind {
     NoBackendAvailable,
     /// The API's signature key could not sign the backend request.
     BackendSignatureFailed,
-    /// The backend's scheme is not supported by this gateway (HTTPS until TLS exists).
-    BackendProtocolUnsupported(&'static str),
     /// A bug or an impossible state; logged where it happens.
     Internal,
 }
@@ -114,9 +112,7 @@ impl GatewayErrorKind {
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::BackendTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Self::BackendUnavailable
-            | Self::NoBackendAvailable
-            | Self::BackendProtocolUnsupported(_) => StatusCode::BAD_GATEWAY,
+            Self::BackendUnavailable | Self::NoBackendAvailable => StatusCode::BAD_GATEWAY,
             Self::Internal | Self::BackendSignatureFailed => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -144,7 +140,6 @@ impl GatewayErrorKind {
             Self::AppQuotaExhausted => "APIG.0501",
             Self::IamAuthMissing | Self::IamAuthFailed(_) => "APIG.0301",
             Self::AuthorizerUnavailable => "APIG.0305",
-            Self::BackendProtocolUnsupported(_) => "APIG.0202",
             Self::NoBackendAvailable => "APIG.0610",
             Self::BackendSignatureFailed => "APIG.0705",
             Self::Internal => "APIG.0601",
@@ -196,7 +191,6 @@ impl GatewayErrorKind {
             Self::BackendUnavailable => "Backend unavailable.".into(),
             Self::NoBackendAvailable => "No backend available.".into(),
             Self::BackendSignatureFailed => "Backend signature calculation failed.".into(),
-            Self::BackendProtocolUnsupported(what) => format!("Backend unavailable: {what}").into(),
             Self::Internal => "Internal server error.".into(),
         }
     }
@@ -222,9 +216,7 @@ impl GatewayErrorKind {
                 "REQUEST_PARAMETERS_FAILURE"
             }
             Self::BackendTimeout => "BACKEND_TIMEOUT",
-            Self::BackendUnavailable
-            | Self::NoBackendAvailable
-            | Self::BackendProtocolUnsupported(_) => "BACKEND_UNAVAILABLE",
+            Self::BackendUnavailable | Self::NoBackendAvailable => "BACKEND_UNAVAILABLE",
             Self::NotReady | Self::Internal | Self::BackendSignatureFailed => "DEFAULT_5XX",
             Self::UriTooLarge
             | Self::HeadersTooLarge
@@ -298,7 +290,6 @@ mod tests {
             },
             BackendTimeout,
             BackendUnavailable,
-            BackendProtocolUnsupported("https"),
             Internal,
         ]
     }
@@ -327,7 +318,6 @@ mod tests {
             (RequestTimeout, 408, "APIG.0201"),
             (BackendTimeout, 504, "APIG.0201"),
             (BackendUnavailable, 502, "APIG.0201"),
-            (BackendProtocolUnsupported("x"), 502, "APIG.0202"),
             (Internal, 500, "APIG.0601"),
             (NotReady, 503, "APIG.0606"),
         ];

@@ -49,6 +49,8 @@ pub(crate) struct Shared {
     /// Peers trusted to report the client address; `None` when none are configured.
     pub trusted_proxies: Option<IpAcl>,
     pub upstream: Upstream,
+    /// TLS settings of backend connections (HTTPS health checks use them too).
+    pub backend_tls: Arc<rustls::ClientConfig>,
     pub instance_id: String,
     pub node_id: String,
     connected: AtomicBool,
@@ -71,6 +73,7 @@ impl Shared {
         trusted_proxies: Option<IpAcl>,
         instance_id: String,
         node_id: String,
+        backend_tls: Arc<rustls::ClientConfig>,
     ) -> Self {
         let throttle_settings = ThrottleSettings {
             default_per_sec: limits.default_api_limit_per_sec,
@@ -81,7 +84,8 @@ impl Shared {
             serving: ArcSwapOption::empty(),
             limits,
             trusted_proxies,
-            upstream: Upstream::new(),
+            upstream: Upstream::new(Arc::clone(&backend_tls)),
+            backend_tls,
             instance_id,
             node_id,
             connected: AtomicBool::new(false),
@@ -149,7 +153,11 @@ impl Shared {
             restored.as_ref(),
             unix_millis(SystemTime::now()),
         );
-        let channels = ChannelSet::build(&runtime.channels, current.as_ref().map(|s| &s.channels));
+        let channels = ChannelSet::build(
+            &runtime.channels,
+            current.as_ref().map(|s| &s.channels),
+            &self.backend_tls,
+        );
         self.serving.store(Some(Arc::new(Serving {
             runtime,
             throttle,
@@ -252,7 +260,13 @@ mod tests {
     }
 
     fn shared() -> Shared {
-        Shared::new(Limits::default(), None, "inst".into(), "node".into())
+        Shared::new(
+            Limits::default(),
+            None,
+            "inst".into(),
+            "node".into(),
+            crate::backend_tls::client_config(None).unwrap(),
+        )
     }
 
     fn admitted(shared: &Shared, now: i64) -> usize {

@@ -369,10 +369,7 @@ impl HealthSpec {
         let mut p = Problems::new();
         let protocol = self.protocol.as_deref().unwrap_or("TCP");
         match protocol {
-            "TCP" | "HTTP" => {}
-            "HTTPS" => p.push(ApiError::not_supported(
-                "HTTPS health checks (backend TLS is not available yet)",
-            )),
+            "TCP" | "HTTP" | "HTTPS" => {}
             _ => p.push(ApiError::invalid(
                 "vpc_health_config.protocol",
                 "TCP, HTTP or HTTPS",

@@ -73,6 +73,41 @@ impl EchoBackend {
 
     /// Listens on `addr` (a port a stopped backend used: a restart).
     pub async fn start_at(addr: SocketAddr) -> EchoBackend {
+        Self::serve(addr, None).await
+    }
+
+    /// An HTTPS echo backend on 127.0.0.1 whose certificate (for `localhost` and `127.0.0.1`)
+    /// is issued by a fresh test CA; returns the backend and the CA certificate (PEM) a
+    /// gateway must trust to reach it.
+    pub async fn start_tls() -> (EchoBackend, String) {
+        let ca_key = rcgen::KeyPair::generate().expect("CA key");
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "apig test CA");
+        let ca = ca_params.self_signed(&ca_key).expect("CA cert");
+        let key = rcgen::KeyPair::generate().expect("server key");
+        let params = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+            .expect("server params");
+        let cert = params.signed_by(&key, &ca, &ca_key).expect("server cert");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("protocols")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let backend = Self::serve("127.0.0.1:0".parse().expect("addr"), Some(acceptor)).await;
+        (backend, ca.pem())
+    }
+
+    async fn serve(addr: SocketAddr, tls: Option<tokio_rustls::TlsAcceptor>) -> EchoBackend {
         let listener = TcpListener::bind(addr).await.expect("bind echo backend");
         let addr = listener.local_addr().expect("addr");
         let hits = Arc::new(AtomicUsize::new(0));
@@ -85,13 +120,22 @@ impl EchoBackend {
                     accepted = listener.accept() => {
                         let Ok((stream, _)) = accepted else { continue };
                         let counter = counter.clone();
+                        let tls = tls.clone();
                         connections.spawn(async move {
                             let svc = hyper::service::service_fn(move |req| {
                                 echo(req, counter.clone(), addr)
                             });
-                            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                                .serve_connection(TokioIo::new(stream), svc)
-                                .await;
+                            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                            match tls {
+                                Some(acceptor) => {
+                                    if let Ok(stream) = acceptor.accept(stream).await {
+                                        let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                                    }
+                                }
+                                None => {
+                                    let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                                }
+                            }
                         });
                     }
                     Some(_) = connections.join_next() => {}

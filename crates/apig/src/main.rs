@@ -95,13 +95,17 @@ struct TrafficArgs {
     /// range; repeatable). Without one the client IP is always the TCP peer.
     #[arg(long = "trusted-proxy")]
     trusted_proxies: Vec<String>,
+    /// PEM file of CA certificates trusted for HTTPS backends and health checks, besides the
+    /// Mozilla roots (backend certificates are always verified).
+    #[arg(long, env = "APIG_BACKEND_CA_FILE")]
+    backend_ca_file: Option<PathBuf>,
 }
 
 impl TrafficArgs {
-    fn limits(self) -> apig_gateway::Limits {
+    fn limits(&self) -> apig_gateway::Limits {
         apig_gateway::Limits {
             default_api_limit_per_sec: self.default_api_rate_limit,
-            trusted_proxies: self.trusted_proxies,
+            trusted_proxies: self.trusted_proxies.clone(),
             ..apig_gateway::Limits::default()
         }
     }
@@ -204,6 +208,7 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         cache_dir: args.cache_dir,
         cluster_token: args.cluster_token,
         limits: args.traffic.limits(),
+        backend_ca_file: args.traffic.backend_ca_file,
     };
     apig_gateway::run(config, shutdown_signal())
         .await
@@ -234,6 +239,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         cache_dir: args.data_dir.join("gateway-cache"),
         cluster_token: control.cluster_token.clone(),
         limits: args.traffic.limits(),
+        backend_ca_file: args.traffic.backend_ca_file.clone(),
     };
     let gateway = tokio::spawn(apig_gateway::run(gateway, stopped(stop_rx)));
     shutdown_signal().await;

@@ -2,7 +2,7 @@
 //! snapshot (a swap keeps it for every member whose address did not change).
 //!
 //! - Active checks (the channel's health check, run by every replica on its own): TCP connect,
-//!   or an HTTP request whose status must be in the accepted ranges, each within the timeout,
+//!   or an HTTP(S) request whose status must be in the accepted ranges, each within the timeout,
 //!   every interval. `healthy_threshold` consecutive successes make an unhealthy member healthy;
 //!   `unhealthy_threshold` consecutive failures make a healthy one unhealthy. A member starts
 //!   healthy (a new member gets traffic at once; a dead one is found within
@@ -17,8 +17,10 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 /// Consecutive connection failures that take a member out when no active check runs.
 pub(crate) const PASSIVE_FAILURES: u32 = 3;
@@ -154,6 +156,8 @@ pub(crate) enum Probe {
         method: &'static str,
         path: String,
         accepted: Vec<(u16, u16)>,
+        /// HTTPS: the member's certificate is verified like a backend's.
+        tls: bool,
     },
 }
 
@@ -177,16 +181,17 @@ pub(crate) struct Target {
 }
 
 /// Runs the checks of one channel until aborted: all members at once, every interval.
-pub(crate) async fn run(spec: CheckSpec, targets: Vec<Target>) {
+pub(crate) async fn run(spec: CheckSpec, targets: Vec<Target>, tls: Arc<rustls::ClientConfig>) {
+    let tls = TlsConnector::from(tls);
     let mut ticker = tokio::time::interval(spec.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
         let probes = targets.iter().map(|t| {
-            let spec = &spec;
+            let (spec, tls) = (&spec, &tls);
             async move {
                 let port = if spec.port == 0 { t.port } else { spec.port };
-                let ok = tokio::time::timeout(spec.timeout, probe(&spec.probe, &t.host, port))
+                let ok = tokio::time::timeout(spec.timeout, probe(&spec.probe, &t.host, port, tls))
                     .await
                     .unwrap_or(false);
                 t.health.record_check(ok, spec.thresholds);
@@ -197,31 +202,43 @@ pub(crate) async fn run(spec: CheckSpec, targets: Vec<Target>) {
 }
 
 /// One probe; `false` on any failure.
-async fn probe(probe: &Probe, host: &str, port: u16) -> bool {
+async fn probe(probe: &Probe, host: &str, port: u16, tls: &TlsConnector) -> bool {
     let Ok(mut addrs) = tokio::net::lookup_host((host, port)).await else {
         return false;
     };
     let Some(addr) = addrs.next() else {
         return false;
     };
-    let Ok(mut stream) = TcpStream::connect(addr).await else {
+    let Ok(stream) = TcpStream::connect(addr).await else {
         return false;
     };
-    match probe {
-        Probe::Tcp => true,
+    let (method, path, accepted, use_tls) = match probe {
+        Probe::Tcp => return true,
         Probe::Http {
             method,
             path,
             accepted,
-        } => http_status(&mut stream, method, path, host, addr)
-            .await
-            .is_some_and(|code| accepted.iter().any(|(a, b)| (*a..=*b).contains(&code))),
-    }
+            tls,
+        } => (*method, path.as_str(), accepted, *tls),
+    };
+    let status = if use_tls {
+        let Ok(name) = ServerName::try_from(host.to_owned()) else {
+            return false;
+        };
+        let Ok(mut stream) = tls.connect(name, stream).await else {
+            return false;
+        };
+        http_status(&mut stream, method, path, host, addr).await
+    } else {
+        let mut stream = stream;
+        http_status(&mut stream, method, path, host, addr).await
+    };
+    status.is_some_and(|code| accepted.iter().any(|(a, b)| (*a..=*b).contains(&code)))
 }
 
 /// Sends one HTTP/1.1 request and reads the status code of the answer.
-async fn http_status(
-    stream: &mut TcpStream,
+async fn http_status<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
     method: &str,
     path: &str,
     host: &str,
@@ -343,18 +360,28 @@ mod tests {
             method: "GET",
             path: "/health".into(),
             accepted: vec![(200, 299)],
+            tls: false,
         };
-        assert!(probe(&http, "127.0.0.1", port).await);
+        let tls = TlsConnector::from(crate::backend_tls::client_config(None).unwrap());
+        assert!(probe(&http, "127.0.0.1", port, &tls).await);
         assert!(
-            !probe(&http, "127.0.0.1", port).await,
+            !probe(&http, "127.0.0.1", port, &tls).await,
             "503 is not accepted"
         );
-        assert!(probe(&Probe::Tcp, "127.0.0.1", port).await);
+        assert!(probe(&Probe::Tcp, "127.0.0.1", port, &tls).await);
+        // HTTPS against a plain-text server fails the handshake.
+        let https = Probe::Http {
+            method: "GET",
+            path: "/health".into(),
+            accepted: vec![(200, 299)],
+            tls: true,
+        };
+        assert!(!probe(&https, "127.0.0.1", port, &tls).await);
         // A closed port fails both kinds.
         let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let closed_port = closed.local_addr().unwrap().port();
         drop(closed);
-        assert!(!probe(&Probe::Tcp, "127.0.0.1", closed_port).await);
-        assert!(!probe(&http, "127.0.0.1", closed_port).await);
+        assert!(!probe(&Probe::Tcp, "127.0.0.1", closed_port, &tls).await);
+        assert!(!probe(&http, "127.0.0.1", closed_port, &tls).await);
     }
 }

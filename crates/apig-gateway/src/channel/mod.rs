@@ -114,7 +114,8 @@ impl PreparedChannel {
 fn prepare_check(h: &apig_proto::HealthCheck) -> Result<CheckSpec, String> {
     let probe = match HealthProtocol::try_from(h.protocol) {
         Ok(HealthProtocol::Tcp) => Probe::Tcp,
-        Ok(HealthProtocol::Http) => Probe::Http {
+        Ok(protocol @ (HealthProtocol::Http | HealthProtocol::Https)) => Probe::Http {
+            tls: protocol == HealthProtocol::Https,
             method: if h.method.eq_ignore_ascii_case("HEAD") {
                 "HEAD"
             } else {
@@ -136,9 +137,6 @@ fn prepare_check(h: &apig_proto::HealthCheck) -> Result<CheckSpec, String> {
                 })
                 .collect::<Result<_, &str>>()?,
         },
-        Ok(HealthProtocol::Https) => {
-            return Err("HTTPS health checks are not supported by this gateway yet".into())
-        }
         Err(_) => return Err(format!("unknown health check protocol {}", h.protocol)),
     };
     if h.interval_ms == 0 || h.timeout_ms == 0 {
@@ -200,7 +198,11 @@ fn member_key(channel_id: &str, m: &PreparedMember) -> String {
 impl ChannelSet {
     /// The live state for `channels`, reusing what `previous` has for unchanged members and
     /// checks, and starting the checks that are new.
-    pub(crate) fn build(channels: &[PreparedChannel], previous: Option<&ChannelSet>) -> Self {
+    pub(crate) fn build(
+        channels: &[PreparedChannel],
+        previous: Option<&ChannelSet>,
+        tls: &Arc<rustls::ClientConfig>,
+    ) -> Self {
         let mut old_health: HashMap<String, Arc<MemberHealth>> = HashMap::new();
         let mut old_checkers: Vec<Arc<Checker>> = Vec::new();
         if let Some(prev) = previous {
@@ -236,7 +238,7 @@ impl ChannelSet {
                     if let Some(running) = old_checkers.iter().find(|k| k.identity == identity) {
                         return Some(Arc::clone(running));
                     }
-                    start_checker(identity, spec, c, &health)
+                    start_checker(identity, spec, c, &health, tls)
                 });
                 LiveChannel {
                     thresholds: c.check.as_ref().map(|s| s.thresholds),
@@ -264,6 +266,7 @@ fn start_checker(
     spec: &CheckSpec,
     c: &PreparedChannel,
     health: &[Arc<MemberHealth>],
+    tls: &Arc<rustls::ClientConfig>,
 ) -> Option<Arc<Checker>> {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         tracing::error!(channel = %c.id, "no async runtime to run health checks on");
@@ -279,7 +282,7 @@ fn start_checker(
             health: Arc::clone(h),
         })
         .collect();
-    let task = runtime.spawn(health::run(spec.clone(), targets));
+    let task = runtime.spawn(health::run(spec.clone(), targets, Arc::clone(tls)));
     tracing::debug!(channel = %c.name, members = c.members.len(), "health checks started");
     Some(Arc::new(Checker {
         identity,
@@ -319,10 +322,14 @@ mod tests {
         .unwrap()
     }
 
+    fn tls() -> Arc<rustls::ClientConfig> {
+        crate::backend_tls::client_config(None).unwrap()
+    }
+
     #[tokio::test]
     async fn health_and_checks_carry_over_while_unchanged() {
         let c = [channel(&[("m1", 1), ("m2", 2)], true, 60_000)];
-        let first = ChannelSet::build(&c, None);
+        let first = ChannelSet::build(&c, None, &tls());
         assert_eq!(first.checkers(), 1);
         let m1 = Arc::clone(&first.get(0).unwrap().health[0]);
         m1.record_check(
@@ -335,7 +342,7 @@ mod tests {
 
         // Same members and check: the same health and the same task.
         let c2 = [channel(&[("m1", 1), ("m2", 2)], true, 60_000)];
-        let second = ChannelSet::build(&c2, Some(&first));
+        let second = ChannelSet::build(&c2, Some(&first), &tls());
         assert!(Arc::ptr_eq(&second.get(0).unwrap().health[0], &m1));
         assert!(Arc::ptr_eq(
             second.get(0).unwrap().checker.as_ref().unwrap(),
@@ -345,7 +352,7 @@ mod tests {
 
         // A member's address changes: fresh health for it, a new task; the other keeps its.
         let c3 = [channel(&[("m1", 9), ("m2", 2)], true, 60_000)];
-        let third = ChannelSet::build(&c3, Some(&second));
+        let third = ChannelSet::build(&c3, Some(&second), &tls());
         assert!(third.get(0).unwrap().health[0].is_usable(0));
         assert!(Arc::ptr_eq(
             &third.get(0).unwrap().health[1],
@@ -368,7 +375,7 @@ mod tests {
         );
 
         // No health check: no task.
-        let plain = ChannelSet::build(&[channel(&[("m1", 1)], false, 0)], Some(&third));
+        let plain = ChannelSet::build(&[channel(&[("m1", 1)], false, 0)], Some(&third), &tls());
         assert_eq!(plain.checkers(), 0);
     }
 

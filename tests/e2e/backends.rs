@@ -336,3 +336,118 @@ async fn https_backends_and_health_checks_verify_certificates() {
     .await;
     assert_eq!(r.status, 502);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backend_policies_pick_the_backend_by_conditions() {
+    let s = Stack::start().await;
+    let gold = EchoBackend::start().await;
+    let (group, host) = s.group("policies").await;
+    let policy = |name: &str, mode: &str, uri: &str, conditions: Value| {
+        json!({"name": name, "effect_mode": mode, "url_domain": gold.authority(),
+            "req_protocol": "HTTP", "req_method": "GET", "req_uri": uri, "timeout": 5000,
+            "backend_params": [{"origin": "CONSTANT", "name": "X-Policy", "location": "HEADER", "value": name}],
+            "conditions": conditions})
+    };
+    let body = s.http_api(
+        &group,
+        "shop_api",
+        "GET",
+        "/shop",
+        json!({
+            "req_params": [{"name": "tier", "type": "STRING", "location": "QUERY", "default_value": "basic"}],
+            "policy_https": [
+                policy("gold_tier", "ANY", "/gold", json!([
+                    {"condition_origin": "param", "req_param_name": "tier", "condition_type": "enum", "condition_value": "gold,platinum"}])),
+                policy("beta_users", "ALL", "/beta", json!([
+                    {"condition_origin": "cookie", "cookie_param_name": "beta", "condition_type": "exact", "condition_value": "1"},
+                    {"condition_origin": "system", "sys_param_name": "req_method", "condition_type": "exact", "condition_value": "GET"}])),
+                policy("office_only", "ANY", "/office", json!([
+                    {"condition_origin": "source", "condition_value": "10.0.0.0/8"}]))
+            ]
+        }),
+    );
+    // A condition on an undefined parameter is refused, and nothing is stored.
+    let mut bad = body.clone();
+    bad["name"] = "bad_policy_api".into();
+    bad["policy_https"][0]["conditions"][0]["req_param_name"] = "nope".into();
+    let r = s.api.post(&s.inst("/apis"), &bad).await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+
+    let api = s.create_api(&body).await;
+    let shown = s.api.get(&s.inst(&format!("/apis/{api}"))).await;
+    let policies = shown.body["policy_https"].as_array().unwrap();
+    assert_eq!(policies.len(), 3);
+    assert!(policies.iter().all(|p| p["id"].is_string()));
+    s.publish(&api, RELEASE).await;
+    s.until_routed(&host, "/shop", &[]).await;
+
+    let who = |r: &crate::support::Resp| {
+        (
+            r.body["server"].as_str().unwrap_or_default().to_owned(),
+            r.body["path"].as_str().unwrap_or_default().to_owned(),
+            r.body["headers"]["x-policy"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        )
+    };
+    let gold_addr = gold.addr.to_string();
+    let default_addr = s.backend.addr.to_string();
+    let r = call(&s.gw, "GET", &host, "/shop?tier=platinum", &[]).await;
+    assert_eq!(
+        who(&r),
+        (gold_addr.clone(), "/gold".into(), "gold_tier".into())
+    );
+    // The default value of the parameter counts as its value: "basic" is no policy's.
+    let r = call(&s.gw, "GET", &host, "/shop", &[]).await;
+    assert_eq!(
+        who(&r),
+        (default_addr.clone(), "/shop".into(), String::new())
+    );
+    let r = call(
+        &s.gw,
+        "GET",
+        &host,
+        "/shop?tier=silver",
+        &[("cookie", "theme=dark; beta=1")],
+    )
+    .await;
+    assert_eq!(
+        who(&r),
+        (gold_addr.clone(), "/beta".into(), "beta_users".into())
+    );
+    // First match wins: gold_tier comes before beta_users.
+    let r = call(
+        &s.gw,
+        "GET",
+        &host,
+        "/shop?tier=gold",
+        &[("cookie", "beta=1")],
+    )
+    .await;
+    assert_eq!(who(&r).1, "/gold");
+
+    // MOCK APIs choose among mock policies.
+    let mock = s
+        .create_api(&json!({
+            "name": "mocked_api", "type": 1, "req_protocol": "HTTP", "req_method": "GET",
+            "req_uri": "/mocked", "match_mode": "SWA", "auth_type": "NONE", "backend_type": "MOCK",
+            "group_id": group, "mock_info": {"result_content": "default answer"},
+            "policy_mocks": [{"name": "special_path", "effect_mode": "ANY", "result_content": "special answer",
+                "conditions": [{"condition_origin": "system", "sys_param_name": "req_path",
+                    "condition_type": "pattern", "condition_value": "^/mocked/special(/|$)"}]}]
+        }))
+        .await;
+    s.publish(&mock, RELEASE).await;
+    s.until_routed(&host, "/mocked/x", &[]).await;
+    assert_eq!(
+        call(&s.gw, "GET", &host, "/mocked/x", &[]).await.text,
+        "default answer"
+    );
+    assert_eq!(
+        call(&s.gw, "GET", &host, "/mocked/special/7", &[])
+            .await
+            .text,
+        "special answer"
+    );
+}

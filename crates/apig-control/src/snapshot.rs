@@ -6,8 +6,9 @@
 
 use std::collections::HashMap;
 
-use apig_model::api::{ApiSpec, BackendParam, ReqParam};
+use apig_model::api::{ApiSpec, BackendApi, BackendParam, ReqParam};
 use apig_model::app::{App, AppAcl, AppAuth, AppCode};
+use apig_model::backend_policy::Condition;
 use apig_model::channel::{parse_http_codes, Channel};
 use apig_model::env::{substitute, Env, Variable};
 use apig_model::group::Group;
@@ -355,12 +356,18 @@ fn compile_channels(
 ) -> Result<Vec<pb::Channel>, ApiError> {
     let mut used: Vec<&str> = apis
         .iter()
-        .filter_map(|a| match &a.backend {
-            Some(pb::api::Backend::Http(h)) if !h.channel_id.is_empty() => {
-                Some(h.channel_id.as_str())
-            }
-            _ => None,
+        .flat_map(|a| {
+            let default = match &a.backend {
+                Some(pb::api::Backend::Http(h)) => Some(h.channel_id.as_str()),
+                _ => None,
+            };
+            let policies = a.policies.iter().filter_map(|p| match &p.backend {
+                Some(pb::backend_policy::Backend::Http(h)) => Some(h.channel_id.as_str()),
+                _ => None,
+            });
+            default.into_iter().chain(policies)
         })
+        .filter(|id| !id.is_empty())
         .collect();
     used.sort_unstable();
     used.dedup();
@@ -468,6 +475,134 @@ pub fn split_authority(authority: &str, https: bool) -> Result<(String, u32), St
     Ok((host.to_ascii_lowercase(), port))
 }
 
+/// An HTTP backend (the default one or a policy's), variables substituted.
+fn compile_http<'a>(
+    b: &BackendApi,
+    channel: Option<&str>,
+    lookup: &impl Fn(&str) -> Option<&'a str>,
+    undefined: &impl Fn(String) -> ApiError,
+) -> Result<pb::HttpBackend, ApiError> {
+    let https = b.req_protocol.as_deref() == Some("HTTPS");
+    let (host, port) = if channel.is_some() {
+        (String::new(), 0)
+    } else {
+        let domain =
+            substitute(b.url_domain.as_deref().unwrap_or_default(), lookup).map_err(undefined)?;
+        split_authority(&domain, https).map_err(|why| {
+            ApiError::invalid("backend_api.url_domain", format!("{domain}: {why}"))
+        })?
+    };
+    let proxy_host = b
+        .vpc_channel_info
+        .as_ref()
+        .and_then(|v| v.vpc_channel_proxy_host.clone())
+        .unwrap_or_default();
+    let path = substitute(b.req_uri.as_deref().unwrap_or("/"), lookup).map_err(undefined)?;
+    Ok(pb::HttpBackend {
+        scheme: if https { "https" } else { "http" }.into(),
+        host,
+        port,
+        channel_id: channel.unwrap_or_default().to_owned(),
+        proxy_host,
+        method: b.req_method.clone().unwrap_or_else(|| "ANY".into()),
+        path,
+        timeout_ms: b.timeout.unwrap_or(5000).clamp(1, u32::MAX as i64) as u32,
+        retry_count: b
+            .retry_count
+            .as_deref()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(-1),
+    })
+}
+
+/// The API's backend policies, in order.
+fn compile_policies<'a>(
+    spec: &ApiSpec,
+    lookup: &impl Fn(&str) -> Option<&'a str>,
+    undefined: &impl Fn(String) -> ApiError,
+) -> Result<Vec<pb::BackendPolicy>, ApiError> {
+    let req_params = spec.req_params.as_deref().unwrap_or_default();
+    let conditions = |cs: &Option<Vec<Condition>>| -> Vec<pb::PolicyCondition> {
+        cs.iter()
+            .flatten()
+            .map(|c| {
+                let origin = match c.condition_origin.as_deref() {
+                    Some("source") => pb::ConditionOrigin::Source,
+                    Some("system") => pb::ConditionOrigin::System,
+                    Some("cookie") => pb::ConditionOrigin::Cookie,
+                    _ => pb::ConditionOrigin::Param,
+                };
+                let name = match origin {
+                    pb::ConditionOrigin::Param => c.req_param_name.clone(),
+                    pb::ConditionOrigin::System => c.sys_param_name.as_deref().map(|n| {
+                        match n {
+                            "reqPath" => "req_path",
+                            "reqMethod" => "req_method",
+                            other => other,
+                        }
+                        .to_owned()
+                    }),
+                    pb::ConditionOrigin::Cookie => c.cookie_param_name.clone(),
+                    pb::ConditionOrigin::Source => None,
+                };
+                let param_location = req_params
+                    .iter()
+                    .find(|rp| rp.name.is_some() && rp.name == c.req_param_name)
+                    .map_or(pb::ParamLocation::Query, |rp| {
+                        location(rp.location.as_deref())
+                    });
+                pb::PolicyCondition {
+                    origin: origin as i32,
+                    name: name.unwrap_or_default(),
+                    param_location: param_location as i32,
+                    r#type: match c.condition_type.as_deref() {
+                        Some("enum") => pb::ConditionType::Enum,
+                        Some("pattern") => pb::ConditionType::Pattern,
+                        _ => pb::ConditionType::Exact,
+                    } as i32,
+                    value: c.condition_value.clone().unwrap_or_default(),
+                }
+            })
+            .collect()
+    };
+    let params = |bps: &Option<Vec<BackendParam>>| -> Vec<pb::BackendParam> {
+        bps.iter()
+            .flatten()
+            .map(|bp| backend_param(bp, req_params))
+            .collect()
+    };
+    let mut out = Vec::new();
+    for h in spec.policy_https.iter().flatten() {
+        out.push(pb::BackendPolicy {
+            id: h.id.clone().unwrap_or_default(),
+            name: h.name.clone().unwrap_or_default(),
+            match_all: h.effect_mode.as_deref() == Some("ALL"),
+            conditions: conditions(&h.conditions),
+            backend_params: params(&h.backend_params),
+            backend: Some(pb::backend_policy::Backend::Http(compile_http(
+                &h.backend(),
+                h.channel_id(),
+                lookup,
+                undefined,
+            )?)),
+        });
+    }
+    for m in spec.policy_mocks.iter().flatten() {
+        out.push(pb::BackendPolicy {
+            id: m.id.clone().unwrap_or_default(),
+            name: m.name.clone().unwrap_or_default(),
+            match_all: m.effect_mode.as_deref() == Some("ALL"),
+            conditions: conditions(&m.conditions),
+            backend_params: params(&m.backend_params),
+            backend: Some(pb::backend_policy::Backend::Mock(pb::MockBackend {
+                status_code: 200,
+                result_content: m.result_content.clone().unwrap_or_default(),
+            })),
+        });
+    }
+    Ok(out)
+}
+
 fn compile_api<'a>(
     spec: &ApiSpec,
     p: &Publication,
@@ -492,42 +627,12 @@ fn compile_api<'a>(
                 .and_then(|m| m.result_content.clone())
                 .unwrap_or_default(),
         }),
-        _ => {
-            let b = spec.backend_api.clone().unwrap_or_default();
-            let https = b.req_protocol.as_deref() == Some("HTTPS");
-            let channel = spec.channel_id().map(str::to_owned);
-            let (host, port) = if channel.is_some() {
-                (String::new(), 0)
-            } else {
-                let domain = substitute(b.url_domain.as_deref().unwrap_or_default(), lookup)
-                    .map_err(undefined)?;
-                split_authority(&domain, https).map_err(|why| {
-                    ApiError::invalid("backend_api.url_domain", format!("{domain}: {why}"))
-                })?
-            };
-            let proxy_host = b
-                .vpc_channel_info
-                .as_ref()
-                .and_then(|v| v.vpc_channel_proxy_host.clone())
-                .unwrap_or_default();
-            let path =
-                substitute(b.req_uri.as_deref().unwrap_or("/"), lookup).map_err(undefined)?;
-            pb::api::Backend::Http(pb::HttpBackend {
-                scheme: if https { "https" } else { "http" }.into(),
-                host,
-                port,
-                channel_id: channel.unwrap_or_default(),
-                proxy_host,
-                method: b.req_method.unwrap_or_else(|| "ANY".into()),
-                path,
-                timeout_ms: b.timeout.unwrap_or(5000).clamp(1, u32::MAX as i64) as u32,
-                retry_count: b
-                    .retry_count
-                    .as_deref()
-                    .and_then(|r| r.parse().ok())
-                    .unwrap_or(-1),
-            })
-        }
+        _ => pb::api::Backend::Http(compile_http(
+            &spec.backend_api.clone().unwrap_or_default(),
+            spec.channel_id(),
+            lookup,
+            &undefined,
+        )?),
     };
     let auth = match spec.auth_type.as_deref() {
         Some("APP") => pb::AuthType::App,
@@ -569,6 +674,7 @@ fn compile_api<'a>(
         throttle: None,
         acls: Vec::new(),
         backend_sign: None,
+        policies: compile_policies(spec, lookup, &undefined)?,
         backend: Some(backend),
     })
 }

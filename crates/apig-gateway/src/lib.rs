@@ -59,6 +59,7 @@
 
 mod admin;
 mod auth;
+mod backend_policy;
 mod backend_sign;
 mod backend_tls;
 mod body;

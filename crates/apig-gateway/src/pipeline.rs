@@ -31,7 +31,8 @@
 //!     the current window, and the window; absent when the quota was not checked);
 //! 12. `Content-Length` over `max_body_bytes` → 413;
 //! 13. request parameters: required, defaults, validation → 400;
-//! 14. the backend: MOCK answers directly; HTTP is mapped (`mapping`, which drops the
+//! 14. the backend: the first backend policy whose conditions hold (`backend_policy`), else the
+//!     default backend. MOCK answers directly; HTTP is mapped (`mapping`, which drops the
 //!     credentials the gateway consumed), sent to the fixed address or a member of the API's
 //!     channel (`channel`), signed with the API's signature key (`backend_sign`; failure →
 //!     500 `APIG.0705`) and called (`proxy`); a call that could not connect is retried on
@@ -60,6 +61,7 @@ use http_body_util::Limited;
 use hyper::body::Incoming;
 
 use crate::auth::{unix_secs, BodyBounds, ClientBody};
+use crate::backend_policy::{self, PolicyInput};
 use crate::backend_sign::SignedBody;
 use crate::body::ResponseBody;
 use crate::channel::balance::{HashKey, Strategy};
@@ -279,10 +281,28 @@ async fn serve(
         },
     )?;
 
-    let target = match &api.backend {
+    let policy = backend_policy::select(
+        &api.policies,
+        &PolicyInput {
+            resolved: &resolved,
+            client_ip: ctx.client_ip,
+            path: path.as_str(),
+            method: parts.method.as_str(),
+            headers: &parts.headers,
+        },
+    );
+    let (backend, backend_params) = match policy {
+        Some(p) => {
+            tracing::debug!(request_id = %ctx.request_id, policy = %p.name, "backend policy matched");
+            (&p.backend, p.backend_params.as_slice())
+        }
+        None => (&api.backend, api.backend_params.as_slice()),
+    };
+    let target = match backend {
         Backend::Mock(mock) => return Ok(mock.respond()),
         Backend::Http(target) => target,
     };
+    let mapping = api.mapping_with(backend_params);
     let client_request = ClientRequest {
         method: &parts.method,
         path_params: &route.params,
@@ -333,14 +353,7 @@ async fn serve(
                 (dest, Some((health, live.thresholds)))
             }
         };
-        let mut mapped = map_request(
-            &api.mapping(),
-            target,
-            dest,
-            &client_request,
-            &resolved,
-            ctx,
-        )?;
+        let mut mapped = map_request(&mapping, target, dest, &client_request, &resolved, ctx)?;
         if let Some(signer) = &api.backend_sign {
             signer.sign(
                 &mapped.method,

@@ -16,6 +16,7 @@ use apig_proto::{api, AuthType, Snapshot};
 use apig_router::RouteTable;
 
 use crate::auth::{ApiAuth, Credentials};
+use crate::backend_policy::PreparedPolicy;
 use crate::backend_sign::BackendSigner;
 use crate::channel::PreparedChannel;
 use crate::mapping::{ApiMapping, BackendParamSpec, HttpTarget};
@@ -99,6 +100,8 @@ pub(crate) struct PreparedApi {
     pub req_params: Vec<ReqParamSpec>,
     pub backend_params: Vec<BackendParamSpec>,
     pub backend: Backend,
+    /// Backend policies, in order (`backend_policy`).
+    pub policies: Vec<PreparedPolicy>,
     /// The signature key bound to the API in this environment, if any.
     pub backend_sign: Option<BackendSigner>,
 }
@@ -252,23 +255,24 @@ impl PreparedApi {
         let backend = match &api.backend {
             Some(api::Backend::Http(http)) => {
                 let target = HttpTarget::prepare_with(http, channel_index)?;
-                for var in target.path.vars() {
-                    let has_source =
-                        backend_params.iter().any(|bp| {
-                            bp.location == Location::Path && bp.name.eq_ignore_ascii_case(var)
-                        }) || frontend_params.iter().any(|p| p.eq_ignore_ascii_case(var));
-                    if !has_source {
-                        return Err(format!(
-                            "backend path parameter {{{var}}} has no PATH backend parameter or \
-                             frontend path parameter of that name"
-                        ));
-                    }
-                }
+                check_path_sources(&target, &backend_params, &frontend_params)?;
                 Backend::Http(target)
             }
             Some(api::Backend::Mock(mock)) => Backend::Mock(MockResponse::prepare(mock)?),
             None => return Err("no backend".into()),
         };
+        let policies = api
+            .policies
+            .iter()
+            .map(|p| {
+                let policy = PreparedPolicy::prepare(p, &req_params, channel_index)?;
+                if let Backend::Http(target) = &policy.backend {
+                    check_path_sources(target, &policy.backend_params, &frontend_params)
+                        .map_err(|e| format!("backend policy {:?}: {e}", policy.name))?;
+                }
+                Ok(policy)
+            })
+            .collect::<Result<Vec<_>, String>>()?;
         Ok(Self {
             id: api.id.clone(),
             name: api.name.clone(),
@@ -281,6 +285,7 @@ impl PreparedApi {
             req_params,
             backend_params,
             backend,
+            policies,
             backend_sign: api
                 .backend_sign
                 .as_ref()
@@ -290,16 +295,42 @@ impl PreparedApi {
         })
     }
 
-    pub(crate) fn mapping(&self) -> ApiMapping<'_> {
+    /// Mapping with the backend parameters of the chosen backend (default or policy).
+    pub(crate) fn mapping_with<'a>(
+        &'a self,
+        backend_params: &'a [BackendParamSpec],
+    ) -> ApiMapping<'a> {
         ApiMapping {
             id: &self.id,
             name: &self.name,
             stage: &self.stage,
             greedy: &self.greedy,
             req_params: &self.req_params,
-            backend_params: &self.backend_params,
+            backend_params,
         }
     }
+}
+
+/// Every `{name}` of a backend path must have a source: a PATH backend parameter or a frontend
+/// path parameter of that name.
+fn check_path_sources(
+    target: &HttpTarget,
+    backend_params: &[BackendParamSpec],
+    frontend_params: &[String],
+) -> Result<(), String> {
+    for var in target.path.vars() {
+        let has_source = backend_params
+            .iter()
+            .any(|bp| bp.location == Location::Path && bp.name.eq_ignore_ascii_case(var))
+            || frontend_params.iter().any(|p| p.eq_ignore_ascii_case(var));
+        if !has_source {
+            return Err(format!(
+                "backend path parameter {{{var}}} has no PATH backend parameter or frontend \
+                 path parameter of that name"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Names of the frontend template's parameters, and of the greedy ones among them. The router

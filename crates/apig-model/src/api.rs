@@ -9,6 +9,7 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::backend_policy::{self, HttpPolicy, MockPolicy};
 use crate::env::variable_refs;
 use crate::validate::{self, Problems};
 use crate::{ids, ApiError, ErrorCode};
@@ -30,16 +31,6 @@ pub const SYSTEM_PARAMS: &[&str] = &[
     "$context.serverName",
     "$context.handleTime",
 ];
-
-macro_rules! opt_struct {
-    ($(#[$m:meta])* pub struct $name:ident { $($(#[$fm:meta])* pub $f:ident : $t:ty,)* }) => {
-        $(#[$m])*
-        #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-        pub struct $name {
-            $($(#[$fm])* #[serde(default, skip_serializing_if = "Option::is_none")] pub $f: Option<$t>,)*
-        }
-    };
-}
 
 opt_struct! {
     pub struct AuthOpt {
@@ -166,9 +157,9 @@ opt_struct! {
         pub backend_api: BackendApi,
         pub mock_info: MockInfo,
         pub func_info: Value,
-        pub policy_https: Vec<Value>,
+        pub policy_https: Vec<HttpPolicy>,
         pub policy_functions: Vec<Value>,
-        pub policy_mocks: Vec<Value>,
+        pub policy_mocks: Vec<MockPolicy>,
     }
 }
 
@@ -396,18 +387,10 @@ impl ApiSpec {
                 self.func_info.as_ref().is_some_and(|v| !v.is_null()),
             ),
             (
-                "policy_https",
-                self.policy_https.as_ref().is_some_and(|v| !v.is_empty()),
-            ),
-            (
                 "policy_functions",
                 self.policy_functions
                     .as_ref()
                     .is_some_and(|v| !v.is_empty()),
-            ),
-            (
-                "policy_mocks",
-                self.policy_mocks.as_ref().is_some_and(|v| !v.is_empty()),
             ),
             (
                 "response_id",
@@ -419,6 +402,13 @@ impl ApiSpec {
             }
         }
         self.check_req_params(&mut p, &path_params);
+        backend_policy::check(
+            &mut p,
+            backend_type.as_deref(),
+            self.policy_https.as_deref().unwrap_or_default(),
+            self.policy_mocks.as_deref().unwrap_or_default(),
+            self.req_params.as_deref().unwrap_or_default(),
+        );
         match backend_type.as_deref() {
             Some("HTTP") => self.check_backend_api(&mut p),
             Some("MOCK") => {
@@ -565,201 +555,229 @@ impl ApiSpec {
             p.push(ApiError::required("backend_api"));
             return;
         };
-        let uses_channel = match b.vpc_channel_status {
-            None | Some(2) => false,
-            Some(1) => true,
-            Some(4) => {
-                p.push(ApiError::not_supported(
-                    "vpc_channel_status 4 (member group URLs)",
-                ));
-                false
-            }
-            Some(_) => {
+        let backend_path_params = check_http_backend(p, b, "backend_api");
+        check_backend_params(
+            p,
+            self.req_params.as_deref().unwrap_or_default(),
+            self.backend_params.as_deref().unwrap_or_default(),
+            &backend_path_params,
+            "backend_params",
+        );
+    }
+}
+
+/// Checks an HTTP backend definition (the API's `backend_api` or a backend policy, whose
+/// fields are named `<prefix>.<field>` in errors); returns the backend path's parameters.
+pub(crate) fn check_http_backend(p: &mut Problems, b: &BackendApi, prefix: &str) -> Vec<String> {
+    let uses_channel = match b.vpc_channel_status {
+        None | Some(2) => false,
+        Some(1) => true,
+        Some(4) => {
+            p.push(ApiError::not_supported(
+                "vpc_channel_status 4 (member group URLs)",
+            ));
+            false
+        }
+        Some(_) => {
+            p.push(ApiError::invalid(
+                &format!("{prefix}.vpc_channel_status"),
+                "1 (use a load balance channel) or 2 (url_domain)",
+            ));
+            false
+        }
+    };
+    if uses_channel {
+        let info = b.vpc_channel_info.clone().unwrap_or_default();
+        if let Err(e) = validate::required(
+            &format!("{prefix}.vpc_channel_info.vpc_channel_id"),
+            &info.vpc_channel_id,
+        ) {
+            p.push(e);
+        }
+        if let Some(h) = info
+            .vpc_channel_proxy_host
+            .as_deref()
+            .filter(|h| !h.is_empty())
+        {
+            if check_url_domain(h).is_err() || h.contains('#') {
                 p.push(ApiError::invalid(
-                    "backend_api.vpc_channel_status",
-                    "1 (use a load balance channel) or 2 (url_domain)",
+                    &format!("{prefix}.vpc_channel_info.vpc_channel_proxy_host"),
+                    "host[:port]",
                 ));
-                false
+            }
+        }
+    }
+    if b.member_group_url_infos
+        .as_ref()
+        .is_some_and(|v| !v.is_empty())
+    {
+        p.push(ApiError::not_supported("member_group_url_infos (not yet)"));
+    }
+    if b.authorizer_id.as_deref().is_some_and(|s| !s.is_empty()) {
+        p.push(ApiError::not_supported(
+            "backend_api.authorizer_id (not yet)",
+        ));
+    }
+    if b.enable_client_ssl == Some(true) || b.enable_sm_channel == Some(true) {
+        p.push(ApiError::not_supported(
+            "backend client certificates and SM channels",
+        ));
+    }
+    if !uses_channel {
+        match validate::required(&format!("{prefix}.url_domain"), &b.url_domain) {
+            Ok(d) => p.check(check_url_domain(d)),
+            Err(e) => p.push(e),
+        }
+    }
+    match validate::required(&format!("{prefix}.req_protocol"), &b.req_protocol) {
+        Ok(v) => p.check(validate::one_of(
+            &format!("{prefix}.req_protocol"),
+            v,
+            &["HTTP", "HTTPS"],
+        )),
+        Err(e) => p.push(e),
+    }
+    match validate::required(&format!("{prefix}.req_method"), &b.req_method) {
+        Ok(v) => p.check(validate::one_of(
+            &format!("{prefix}.req_method"),
+            v,
+            METHODS,
+        )),
+        Err(e) => p.push(e),
+    }
+    let mut backend_path_params = Vec::new();
+    match validate::required(&format!("{prefix}.req_uri"), &b.req_uri) {
+        Ok(v) => {
+            // Variables may stand anywhere in the backend path; check the shape without them.
+            let mut stripped = v.to_owned();
+            for r in variable_refs(v) {
+                stripped = stripped.replacen(&format!("#{r}#"), "v", 1);
+            }
+            match template_params(&format!("{prefix}.req_uri"), &stripped, false) {
+                Ok(ps) => backend_path_params = ps.iter().map(|t| t.name.to_owned()).collect(),
+                Err(e) => p.push(e),
+            }
+        }
+        Err(e) => p.push(e),
+    }
+    match b.timeout {
+        Some(t) if (1..=MAX_BACKEND_TIMEOUT_MS).contains(&t) => {}
+        Some(_) => p.push(ApiError::invalid(
+            &format!("{prefix}.timeout"),
+            format!("1 to {MAX_BACKEND_TIMEOUT_MS} ms"),
+        )),
+        None => p.push(ApiError::required(&format!("{prefix}.timeout"))),
+    }
+    if let Some(r) = &b.retry_count {
+        if !r.parse::<i64>().is_ok_and(|n| (-1..=10).contains(&n)) {
+            p.push(ApiError::invalid(
+                &format!("{prefix}.retry_count"),
+                "-1 to 10",
+            ));
+        }
+    }
+    for (field, v, max) in [
+        (&format!("{prefix}.remark"), &b.remark, 255),
+        (&format!("{prefix}.version"), &b.version, 16),
+    ] {
+        if let Some(v) = v {
+            p.check(validate::max_chars(field, v, max));
+        }
+    }
+    backend_path_params
+}
+
+/// Checks backend parameters against the API's request parameters and the backend path
+/// parameters; fields are named `<field>.<name>` in errors (`backend_params`).
+pub(crate) fn check_backend_params(
+    p: &mut Problems,
+    req_params: &[ReqParam],
+    params: &[BackendParam],
+    backend_path_params: &[String],
+    field: &str,
+) {
+    if params.len() > MAX_PARAMS {
+        p.push(ApiError::invalid(
+            field,
+            format!("at most {MAX_PARAMS} parameters"),
+        ));
+    }
+    let mut seen = HashSet::new();
+    for bp in params {
+        let name = match validate::required(&format!("{field}.name"), &bp.name) {
+            Ok(n) => n,
+            Err(e) => {
+                p.push(e);
+                continue;
             }
         };
-        if uses_channel {
-            let info = b.vpc_channel_info.clone().unwrap_or_default();
-            if let Err(e) = validate::required(
-                "backend_api.vpc_channel_info.vpc_channel_id",
-                &info.vpc_channel_id,
-            ) {
-                p.push(e);
-            }
-            if let Some(h) = info
-                .vpc_channel_proxy_host
-                .as_deref()
-                .filter(|h| !h.is_empty())
-            {
-                if check_url_domain(h).is_err() || h.contains('#') {
-                    p.push(ApiError::invalid(
-                        "backend_api.vpc_channel_info.vpc_channel_proxy_host",
-                        "host[:port]",
+        p.check(validate::param_name(&format!("{field}.name"), name));
+        let location = bp.location.as_deref().unwrap_or("");
+        match validate::one_of(
+            &format!("{field}.location"),
+            location,
+            &["PATH", "QUERY", "HEADER"],
+        ) {
+            Ok(()) => {
+                if !seen.insert((location.to_owned(), name.to_ascii_lowercase())) {
+                    p.push(ApiError::new(
+                        ErrorCode::ParamNameExists,
+                        format!("The parameter name already exists: {name}"),
                     ));
                 }
             }
+            Err(e) => p.push(e),
         }
-        if b.member_group_url_infos
-            .as_ref()
-            .is_some_and(|v| !v.is_empty())
-        {
-            p.push(ApiError::not_supported("member_group_url_infos (not yet)"));
+        if location == "PATH" && !backend_path_params.iter().any(|x| x == name) {
+            p.push(ApiError::new(ErrorCode::BackendPathParamsUndefined, format!("The backend path parameters are not defined: {name} is not in backend_api.req_uri")));
         }
-        if b.authorizer_id.as_deref().is_some_and(|s| !s.is_empty()) {
-            p.push(ApiError::not_supported(
-                "backend_api.authorizer_id (not yet)",
-            ));
-        }
-        if b.enable_client_ssl == Some(true) || b.enable_sm_channel == Some(true) {
-            p.push(ApiError::not_supported(
-                "backend client certificates and SM channels",
-            ));
-        }
-        if !uses_channel {
-            match validate::required("backend_api.url_domain", &b.url_domain) {
-                Ok(d) => p.check(check_url_domain(d)),
-                Err(e) => p.push(e),
+        let value = match validate::required(&format!("{field}.value"), &bp.value) {
+            Ok(v) => v,
+            Err(e) => {
+                p.push(e);
+                continue;
             }
-        }
-        match validate::required("backend_api.req_protocol", &b.req_protocol) {
-            Ok(v) => p.check(validate::one_of(
-                "backend_api.req_protocol",
-                v,
-                &["HTTP", "HTTPS"],
-            )),
-            Err(e) => p.push(e),
-        }
-        match validate::required("backend_api.req_method", &b.req_method) {
-            Ok(v) => p.check(validate::one_of("backend_api.req_method", v, METHODS)),
-            Err(e) => p.push(e),
-        }
-        let mut backend_path_params = Vec::new();
-        match validate::required("backend_api.req_uri", &b.req_uri) {
-            Ok(v) => {
-                // Variables may stand anywhere in the backend path; check the shape without them.
-                let mut stripped = v.to_owned();
-                for r in variable_refs(v) {
-                    stripped = stripped.replacen(&format!("#{r}#"), "v", 1);
-                }
-                match template_params("backend_api.req_uri", &stripped, false) {
-                    Ok(ps) => backend_path_params = ps.iter().map(|t| t.name.to_owned()).collect(),
-                    Err(e) => p.push(e),
+        };
+        p.check(validate::max_chars(&format!("{field}.value"), value, 255));
+        match bp.origin.as_deref() {
+            Some("REQUEST") => {
+                if !req_params
+                    .iter()
+                    .any(|rp| rp.name.as_deref() == Some(value))
+                {
+                    p.push(ApiError::new(ErrorCode::MappedParamUndefined, format!("The request parameters mapped to the backend parameters are not defined: {value}")));
                 }
             }
-            Err(e) => p.push(e),
-        }
-        match b.timeout {
-            Some(t) if (1..=MAX_BACKEND_TIMEOUT_MS).contains(&t) => {}
+            Some("CONSTANT") => {}
+            Some("SYSTEM") => {
+                if !SYSTEM_PARAMS.contains(&value) {
+                    p.push(ApiError::invalid(
+                        &format!("{field}.value"),
+                        format!(
+                            "unknown system parameter; known: {}",
+                            SYSTEM_PARAMS.join(", ")
+                        ),
+                    ));
+                }
+            }
             Some(_) => p.push(ApiError::invalid(
-                "backend_api.timeout",
-                format!("1 to {MAX_BACKEND_TIMEOUT_MS} ms"),
+                &format!("{field}.origin"),
+                "REQUEST, CONSTANT or SYSTEM",
             )),
-            None => p.push(ApiError::required("backend_api.timeout")),
-        }
-        if let Some(r) = &b.retry_count {
-            if !r.parse::<i64>().is_ok_and(|n| (-1..=10).contains(&n)) {
-                p.push(ApiError::invalid("backend_api.retry_count", "-1 to 10"));
-            }
-        }
-        for (field, v, max) in [
-            ("backend_api.remark", &b.remark, 255),
-            ("backend_api.version", &b.version, 16),
-        ] {
-            if let Some(v) = v {
-                p.check(validate::max_chars(field, v, max));
-            }
-        }
-        self.check_backend_params(p, &backend_path_params);
-    }
-
-    fn check_backend_params(&self, p: &mut Problems, backend_path_params: &[String]) {
-        let req_params = self.req_params.as_deref().unwrap_or_default();
-        let params = self.backend_params.as_deref().unwrap_or_default();
-        if params.len() > MAX_PARAMS {
-            p.push(ApiError::invalid(
-                "backend_params",
-                format!("at most {MAX_PARAMS} parameters"),
-            ));
-        }
-        let mut seen = HashSet::new();
-        for bp in params {
-            let name = match validate::required("backend_params.name", &bp.name) {
-                Ok(n) => n,
-                Err(e) => {
-                    p.push(e);
-                    continue;
-                }
-            };
-            p.check(validate::param_name("backend_params.name", name));
-            let location = bp.location.as_deref().unwrap_or("");
-            match validate::one_of(
-                "backend_params.location",
-                location,
-                &["PATH", "QUERY", "HEADER"],
-            ) {
-                Ok(()) => {
-                    if !seen.insert((location.to_owned(), name.to_ascii_lowercase())) {
-                        p.push(ApiError::new(
-                            ErrorCode::ParamNameExists,
-                            format!("The parameter name already exists: {name}"),
-                        ));
-                    }
-                }
-                Err(e) => p.push(e),
-            }
-            if location == "PATH" && !backend_path_params.iter().any(|x| x == name) {
-                p.push(ApiError::new(ErrorCode::BackendPathParamsUndefined, format!("The backend path parameters are not defined: {name} is not in backend_api.req_uri")));
-            }
-            let value = match validate::required("backend_params.value", &bp.value) {
-                Ok(v) => v,
-                Err(e) => {
-                    p.push(e);
-                    continue;
-                }
-            };
-            p.check(validate::max_chars("backend_params.value", value, 255));
-            match bp.origin.as_deref() {
-                Some("REQUEST") => {
-                    if !req_params
-                        .iter()
-                        .any(|rp| rp.name.as_deref() == Some(value))
-                    {
-                        p.push(ApiError::new(ErrorCode::MappedParamUndefined, format!("The request parameters mapped to the backend parameters are not defined: {value}")));
-                    }
-                }
-                Some("CONSTANT") => {}
-                Some("SYSTEM") => {
-                    if !SYSTEM_PARAMS.contains(&value) {
-                        p.push(ApiError::invalid(
-                            "backend_params.value",
-                            format!(
-                                "unknown system parameter; known: {}",
-                                SYSTEM_PARAMS.join(", ")
-                            ),
-                        ));
-                    }
-                }
-                Some(_) => p.push(ApiError::invalid(
-                    "backend_params.origin",
-                    "REQUEST, CONSTANT or SYSTEM",
-                )),
-                None => p.push(ApiError::required("backend_params.origin")),
-            }
-        }
-        for bpp in backend_path_params {
-            if !params
-                .iter()
-                .any(|bp| bp.name.as_deref() == Some(bpp) && bp.location.as_deref() == Some("PATH"))
-            {
-                p.push(ApiError::new(ErrorCode::BackendPathParamsUndefined, format!("The backend path parameters are not defined: {{{bpp}}} needs a PATH backend parameter")));
-            }
+            None => p.push(ApiError::required(&format!("{field}.origin"))),
         }
     }
+    for bpp in backend_path_params {
+        if !params
+            .iter()
+            .any(|bp| bp.name.as_deref() == Some(bpp) && bp.location.as_deref() == Some("PATH"))
+        {
+            p.push(ApiError::new(ErrorCode::BackendPathParamsUndefined, format!("The backend path parameters are not defined: {{{bpp}}} needs a PATH backend parameter")));
+        }
+    }
+}
 
+impl ApiSpec {
     fn fill_defaults(&mut self) {
         self.match_mode.get_or_insert_with(|| "NORMAL".into());
         self.cors.get_or_insert(false);
@@ -797,6 +815,12 @@ impl ApiSpec {
             b.status.get_or_insert(1);
             b.id.get_or_insert_with(ids::new_id);
         }
+        let req_params = self.req_params.clone().unwrap_or_default();
+        backend_policy::fill_defaults(
+            self.policy_https.get_or_insert_with(Vec::new),
+            self.policy_mocks.get_or_insert_with(Vec::new),
+            &req_params,
+        );
         if self.backend_type.as_deref() == Some("MOCK") {
             self.backend_api = None;
             if let Some(m) = &mut self.mock_info {
@@ -813,7 +837,17 @@ impl ApiSpec {
         self.group_id.as_deref().unwrap_or_default()
     }
 
-    /// The load-balance channel the backend uses, if it uses one.
+    /// Every load-balance channel the API uses: its backend's and its backend policies'.
+    pub fn channel_ids(&self) -> impl Iterator<Item = &str> {
+        self.channel_id().into_iter().chain(
+            self.policy_https
+                .iter()
+                .flatten()
+                .filter_map(HttpPolicy::channel_id),
+        )
+    }
+
+    /// The load-balance channel the default backend uses, if it uses one.
     pub fn channel_id(&self) -> Option<&str> {
         let b = self.backend_api.as_ref()?;
         if b.vpc_channel_status != Some(1) {

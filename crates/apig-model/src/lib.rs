@@ -5,8 +5,21 @@
 //! that a missing field is reported as an APIG error (not a serde one), then `validate` collects
 //! every problem at once and fills defaults.
 
+/// A serde struct whose fields are all optional (absent fields are neither required on input
+/// nor written on output): APIG request bodies, whose problems `validate` reports itself.
+macro_rules! opt_struct {
+    ($(#[$m:meta])* pub struct $name:ident { $($(#[$fm:meta])* pub $f:ident : $t:ty,)* }) => {
+        $(#[$m])*
+        #[derive(serde::Serialize, serde::Deserialize, Clone, Debug, Default, PartialEq)]
+        pub struct $name {
+            $($(#[$fm])* #[serde(default, skip_serializing_if = "Option::is_none")] pub $f: Option<$t>,)*
+        }
+    };
+}
+
 pub mod api;
 pub mod app;
+pub mod backend_policy;
 pub mod channel;
 pub mod env;
 pub mod error;

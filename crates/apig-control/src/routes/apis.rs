@@ -154,7 +154,7 @@ pub async fn create(
     spec.validate_and_normalize()?;
     let _w = s.lock_instance(&project, &inst).await?;
     super::groups::load(s.reader(), &inst, spec.group_id())?;
-    if let Some(channel) = spec.channel_id() {
+    for channel in spec.channel_ids() {
         super::channels::load(s.reader(), &inst, channel)?;
     }
     let all: Vec<Api> = Reader::scan_json(s.reader(), &keys::apis(&inst))?;
@@ -209,7 +209,7 @@ pub async fn update(
     let _w = s.lock_instance(&project, &inst).await?;
     let mut api = load(s.reader(), &inst, &id)?;
     super::groups::load(s.reader(), &inst, spec.group_id())?;
-    if let Some(channel) = spec.channel_id() {
+    for channel in spec.channel_ids() {
         super::channels::load(s.reader(), &inst, channel)?;
     }
     let all: Vec<Api> = Reader::scan_json(s.reader(), &keys::apis(&inst))?;

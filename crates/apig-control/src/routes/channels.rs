@@ -55,7 +55,7 @@ fn users(r: &(impl Reader + ?Sized), inst: &str, id: &str) -> Res<Vec<String>> {
     let apis: Vec<Api> = r.scan_json(&keys::apis(inst))?;
     Ok(apis
         .into_iter()
-        .filter(|a| a.spec.channel_id() == Some(id))
+        .filter(|a| a.spec.channel_ids().any(|c| c == id))
         .map(|a| a.id)
         .collect())
 }

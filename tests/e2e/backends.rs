@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use apig_testkit::{eventually, EchoBackend};
+use apig_testkit::{eventually, http_client, EchoBackend};
 use serde_json::{json, Value};
 
 use crate::support::{call, Stack, RELEASE, WAIT};
@@ -450,4 +450,116 @@ async fn backend_policies_pick_the_backend_by_conditions() {
             .text,
         "special answer"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn function_backends_get_an_event_and_answer_with_its_result() {
+    use apig_testkit::FunctionServer;
+    let s = Stack::start().await;
+    // The function answers with what it saw, as FunctionGraph functions do.
+    let function = FunctionServer::start(|event| {
+        let body = base64_decode(event["body"].as_str().unwrap_or_default());
+        json!({
+            "statusCode": 201,
+            "headers": {"x-fn": "orders", "set-cookie": ["a=1", "b=2"]},
+            "body": json!({"method": event["httpMethod"], "path": event["path"],
+                "id": event["pathParameters"]["id"], "q": event["queryStringParameters"]["q"],
+                "got": body, "tag": event["headers"]["x-tag"],
+                "stage": event["requestContext"]["stage"]}).to_string(),
+            "isBase64Encoded": false
+        })
+        .to_string()
+    })
+    .await;
+    let broken = FunctionServer::start(|_| "\"not a function answer\"".into()).await;
+    let (group, host) = s.group("functions").await;
+    let func_api = |name: &str, uri: &str, url: String, invocation: &str| {
+        json!({"name": name, "type": 1, "req_protocol": "HTTP", "req_method": "POST",
+            "req_uri": uri, "auth_type": "NONE", "backend_type": "FUNCTION", "group_id": group,
+            "req_params": [{"name": "id", "type": "STRING", "location": "PATH", "required": 1}],
+            "backend_params": [{"origin": "CONSTANT", "name": "x-tag", "location": "HEADER", "value": "from-gateway"}],
+            "func_info": {"function_urn": url, "invocation_type": invocation, "network_type": "V2", "timeout": 5000}})
+    };
+    // A FunctionGraph URN cannot be called here: a clear 412, nothing stored.
+    let urn = s
+        .api
+        .post(
+            &s.inst("/apis"),
+            &func_api(
+                "urn_api",
+                "/urn/{id}",
+                "urn:fss:eu-de:1:function:default:f:latest".into(),
+                "sync",
+            ),
+        )
+        .await;
+    assert_eq!(urn.status, 412, "{:?}", urn.body);
+
+    let url = format!("http://{}/function/orders", function.addr);
+    let api = s
+        .create_api(&func_api("orders_fn", "/orders/{id}", url.clone(), "sync"))
+        .await;
+    s.publish(&api, RELEASE).await;
+    let bad = s
+        .create_api(&func_api(
+            "broken_fn",
+            "/broken/{id}",
+            format!("http://{}/", broken.addr),
+            "sync",
+        ))
+        .await;
+    s.publish(&bad, RELEASE).await;
+    let later = s
+        .create_api(&func_api("async_fn", "/later/{id}", url, "async"))
+        .await;
+    s.publish(&later, RELEASE).await;
+    s.settled().await;
+
+    let r = http_client()
+        .post(s.gw.url("/orders/42?q=x%20y"))
+        .header("host", &host)
+        .body("payload \u{1F600}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers()["x-fn"], "orders");
+    assert_eq!(r.headers().get_all("set-cookie").iter().count(), 2);
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(
+        answer,
+        json!({"method": "POST", "path": "/orders/42", "id": "42", "q": "x y",
+            "got": "payload \u{1F600}", "tag": "from-gateway", "stage": "RELEASE"})
+    );
+
+    // A function that answers something else: 502 APIG.0202.
+    let r = call(&s.gw, "POST", &host, "/broken/1", &[]).await;
+    assert_eq!(
+        (r.status, r.body["error_code"].as_str()),
+        (502, Some("APIG.0202")),
+        "{}",
+        r.text
+    );
+
+    // Asynchronous: 202 at once, the function still gets the event.
+    let before = function.events().len();
+    let r = call(&s.gw, "POST", &host, "/later/7", &[]).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.body["request_id"].as_str().map(str::len), Some(32));
+    eventually(WAIT, "the asynchronous call", || async {
+        (function.events().len() > before).then_some(())
+    })
+    .await;
+    assert_eq!(
+        function.events().last().unwrap()["pathParameters"]["id"],
+        "7"
+    );
+}
+
+fn base64_decode(s: &str) -> String {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .unwrap_or_default();
+    String::from_utf8_lossy(&bytes).into_owned()
 }

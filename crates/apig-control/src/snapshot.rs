@@ -11,6 +11,7 @@ use apig_model::app::{App, AppAcl, AppAuth, AppCode};
 use apig_model::backend_policy::Condition;
 use apig_model::channel::{parse_http_codes, Channel};
 use apig_model::env::{substitute, Env, Variable};
+use apig_model::function::FuncInfo;
 use apig_model::group::Group;
 use apig_model::instance::Instance;
 use apig_model::policy::{Acl, Binding, Throttle, ThrottleSpecial};
@@ -515,6 +516,14 @@ fn compile_http<'a>(
     })
 }
 
+fn compile_function(f: &FuncInfo) -> pb::FunctionBackend {
+    pb::FunctionBackend {
+        url: f.function_urn.clone().unwrap_or_default(),
+        r#async: f.invocation_type.as_deref() == Some("async"),
+        timeout_ms: f.timeout.unwrap_or(5000).clamp(1, u32::MAX as i64) as u32,
+    }
+}
+
 /// The API's backend policies, in order.
 fn compile_policies<'a>(
     spec: &ApiSpec,
@@ -587,6 +596,18 @@ fn compile_policies<'a>(
             )?)),
         });
     }
+    for f in spec.policy_functions.iter().flatten() {
+        out.push(pb::BackendPolicy {
+            id: f.id.clone().unwrap_or_default(),
+            name: f.name.clone().unwrap_or_default(),
+            match_all: f.effect_mode.as_deref() == Some("ALL"),
+            conditions: conditions(&f.conditions),
+            backend_params: params(&f.backend_params),
+            backend: Some(pb::backend_policy::Backend::Function(compile_function(
+                &f.function(),
+            ))),
+        });
+    }
     for m in spec.policy_mocks.iter().flatten() {
         out.push(pb::BackendPolicy {
             id: m.id.clone().unwrap_or_default(),
@@ -627,6 +648,9 @@ fn compile_api<'a>(
                 .and_then(|m| m.result_content.clone())
                 .unwrap_or_default(),
         }),
+        Some("FUNCTION") => pb::api::Backend::Function(compile_function(
+            &spec.func_info.clone().unwrap_or_default(),
+        )),
         _ => pb::api::Backend::Http(compile_http(
             &spec.backend_api.clone().unwrap_or_default(),
             spec.channel_id(),

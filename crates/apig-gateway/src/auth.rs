@@ -573,22 +573,29 @@ where
             if declared.is_some_and(|len| len > bounds.max_bytes) {
                 return Err(GatewayErrorKind::BodyTooLarge);
             }
-            let limit = usize::try_from(bounds.max_bytes).unwrap_or(usize::MAX);
-            let read = tokio::time::timeout(bounds.timeout, Limited::new(body, limit).collect());
-            let bytes = match read.await {
-                Err(_elapsed) => return Err(GatewayErrorKind::RequestTimeout),
-                Ok(Ok(collected)) => collected.to_bytes(),
-                Ok(Err(error)) if error.is::<LengthLimitError>() => {
-                    return Err(GatewayErrorKind::BodyTooLarge)
-                }
-                Ok(Err(error)) => {
-                    tracing::debug!(%error, "reading a signed request body failed");
-                    return Err(GatewayErrorKind::BadRequest(
-                        "the request body could not be read".into(),
-                    ));
-                }
-            };
+            let bytes = read_bounded(body, bounds).await?;
             Ok((ClientBody::Buffered(bytes.clone()), bytes))
+        }
+    }
+}
+
+/// Reads a whole request body within `bounds`: too large → 413, too slow → 408, broken → 400.
+pub(crate) async fn read_bounded<B>(body: B, bounds: BodyBounds) -> Result<Bytes, GatewayErrorKind>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    let limit = usize::try_from(bounds.max_bytes).unwrap_or(usize::MAX);
+    let read = tokio::time::timeout(bounds.timeout, Limited::new(body, limit).collect());
+    match read.await {
+        Err(_elapsed) => Err(GatewayErrorKind::RequestTimeout),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) if error.is::<LengthLimitError>() => Err(GatewayErrorKind::BodyTooLarge),
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "reading a request body failed");
+            Err(GatewayErrorKind::BadRequest(
+                "the request body could not be read".into(),
+            ))
         }
     }
 }

@@ -15,6 +15,7 @@ use http::header::COOKIE;
 use http::HeaderMap;
 use regex::{Regex, RegexBuilder};
 
+use crate::function::FunctionTarget;
 use crate::mapping::{BackendParamSpec, HttpTarget};
 use crate::mock::MockResponse;
 use crate::params::{ReqParamSpec, Resolved};
@@ -96,6 +97,9 @@ impl PreparedPolicy {
             }
             Some(backend_policy::Backend::Mock(m)) => {
                 Backend::Mock(MockResponse::prepare(m).map_err(fail)?)
+            }
+            Some(backend_policy::Backend::Function(f)) => {
+                Backend::Function(FunctionTarget::prepare(f).map_err(fail)?)
             }
             None => return Err(fail("no backend".into())),
         };

@@ -69,6 +69,7 @@ mod client_ip;
 mod config;
 mod context;
 mod error;
+mod function;
 mod mapping;
 mod mock;
 mod params;

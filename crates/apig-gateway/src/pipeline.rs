@@ -32,7 +32,7 @@
 //! 12. `Content-Length` over `max_body_bytes` → 413;
 //! 13. request parameters: required, defaults, validation → 400;
 //! 14. the backend: the first backend policy whose conditions hold (`backend_policy`), else the
-//!     default backend. MOCK answers directly; HTTP is mapped (`mapping`, which drops the
+//!     default backend. MOCK answers directly; FUNCTION gets an event (`function`); HTTP is mapped (`mapping`, which drops the
 //!     credentials the gateway consumed), sent to the fixed address or a member of the API's
 //!     channel (`channel`), signed with the API's signature key (`backend_sign`; failure →
 //!     500 `APIG.0705`) and called (`proxy`); a call that could not connect is retried on
@@ -60,15 +60,16 @@ use http::{HeaderMap, Method, Request, Response, Version};
 use http_body_util::Limited;
 use hyper::body::Incoming;
 
-use crate::auth::{unix_secs, BodyBounds, ClientBody};
+use crate::auth::{read_bounded, unix_secs, BodyBounds, ClientBody};
 use crate::backend_policy::{self, PolicyInput};
 use crate::backend_sign::SignedBody;
 use crate::body::ResponseBody;
 use crate::channel::balance::{HashKey, Strategy};
 use crate::client_ip;
 use crate::context::{unix_millis, RequestContext};
-use crate::mapping::{map_request, strip_hop_by_hop, ClientRequest, Dest, Destination};
-use crate::params::{resolve, RequestView};
+use crate::function::{self, EventSource, FunctionTarget};
+use crate::mapping::{map_request, strip_hop_by_hop, ApiMapping, ClientRequest, Dest, Destination};
+use crate::params::{resolve, RequestView, Resolved};
 use crate::proxy::UpstreamBody;
 use crate::query::Query;
 use crate::respond::{GatewayErrorKind, X_REQUEST_ID};
@@ -298,11 +299,34 @@ async fn serve(
         }
         None => (&api.backend, api.backend_params.as_slice()),
     };
+    let mapping = api.mapping_with(backend_params);
     let target = match backend {
         Backend::Mock(mock) => return Ok(mock.respond()),
         Backend::Http(target) => target,
+        Backend::Function(function) => {
+            let client = ClientRequest {
+                method: &parts.method,
+                path_params: &route.params,
+                remainder: route.remainder,
+                query: parts.uri.query(),
+                headers: &parts.headers,
+                forwarded_host: forwarded_host.as_ref(),
+                strip_credentials: api.auth != Auth::None,
+            };
+            let source = EventSource {
+                method: &parts.method,
+                path: parts.uri.path(),
+                path_params: &route.params,
+                api_id: &api.id,
+                api_name: &api.name,
+                stage: &api.stage,
+            };
+            return call_function(
+                shared, ctx, function, &mapping, &client, &source, &resolved, body,
+            )
+            .await;
+        }
     };
-    let mapping = api.mapping_with(backend_params);
     let client_request = ClientRequest {
         method: &parts.method,
         path_params: &route.params,
@@ -415,6 +439,45 @@ async fn serve(
             }
         }
     }
+}
+
+/// A FUNCTION backend: the whole body is read (the event carries it), the request mapped as for
+/// an HTTP backend (headers, query, backend parameters), then the function called.
+#[allow(clippy::too_many_arguments)]
+async fn call_function(
+    shared: &Shared,
+    ctx: &RequestContext,
+    function: &FunctionTarget,
+    mapping: &ApiMapping<'_>,
+    client: &ClientRequest<'_>,
+    source: &EventSource<'_>,
+    resolved: &Resolved<'_>,
+    body: ClientBody<Incoming>,
+) -> Result<Response<ResponseBody>, GatewayErrorKind> {
+    let bytes = match body {
+        ClientBody::Buffered(bytes) => bytes,
+        ClientBody::Streaming(body) => {
+            read_bounded(
+                body,
+                BodyBounds {
+                    max_bytes: shared.limits.max_body_bytes,
+                    timeout: shared.limits.body_read_timeout,
+                },
+            )
+            .await?
+        }
+    };
+    let dest = function.mapping.fixed().ok_or(GatewayErrorKind::Internal)?;
+    let mapped = map_request(mapping, &function.mapping, dest, client, resolved, ctx)?;
+    let event = function::event(source, &mapped.headers, mapped.uri.query(), &bytes, ctx);
+    function::invoke(
+        &shared.upstream,
+        function,
+        event,
+        ctx,
+        &shared.function_calls,
+    )
+    .await
 }
 
 /// Retries a backend call may make after connection failures: `retry_count` -1 (APIG's

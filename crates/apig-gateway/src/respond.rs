@@ -70,6 +70,8 @@ pub(crate) enum GatewayErrorKind {
     NoBackendAvailable,
     /// The API's signature key could not sign the backend request.
     BackendSignatureFailed,
+    /// A function endpoint failed, or answered something that is not a function answer.
+    FunctionAnswerInvalid,
     /// A bug or an impossible state; logged where it happens.
     Internal,
 }
@@ -112,7 +114,9 @@ impl GatewayErrorKind {
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::BackendTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Self::BackendUnavailable | Self::NoBackendAvailable => StatusCode::BAD_GATEWAY,
+            Self::BackendUnavailable | Self::NoBackendAvailable | Self::FunctionAnswerInvalid => {
+                StatusCode::BAD_GATEWAY
+            }
             Self::Internal | Self::BackendSignatureFailed => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -141,6 +145,7 @@ impl GatewayErrorKind {
             Self::IamAuthMissing | Self::IamAuthFailed(_) => "APIG.0301",
             Self::AuthorizerUnavailable => "APIG.0305",
             Self::NoBackendAvailable => "APIG.0610",
+            Self::FunctionAnswerInvalid => "APIG.0202",
             Self::BackendSignatureFailed => "APIG.0705",
             Self::Internal => "APIG.0601",
         }
@@ -190,6 +195,10 @@ impl GatewayErrorKind {
             Self::BackendTimeout => "Backend timeout.".into(),
             Self::BackendUnavailable => "Backend unavailable.".into(),
             Self::NoBackendAvailable => "No backend available.".into(),
+            Self::FunctionAnswerInvalid => {
+                "Backend unavailable: the function's answer is not a valid function response."
+                    .into()
+            }
             Self::BackendSignatureFailed => "Backend signature calculation failed.".into(),
             Self::Internal => "Internal server error.".into(),
         }
@@ -216,7 +225,9 @@ impl GatewayErrorKind {
                 "REQUEST_PARAMETERS_FAILURE"
             }
             Self::BackendTimeout => "BACKEND_TIMEOUT",
-            Self::BackendUnavailable | Self::NoBackendAvailable => "BACKEND_UNAVAILABLE",
+            Self::BackendUnavailable | Self::NoBackendAvailable | Self::FunctionAnswerInvalid => {
+                "BACKEND_UNAVAILABLE"
+            }
             Self::NotReady | Self::Internal | Self::BackendSignatureFailed => "DEFAULT_5XX",
             Self::UriTooLarge
             | Self::HeadersTooLarge

@@ -19,6 +19,7 @@ use crate::auth::{ApiAuth, Credentials};
 use crate::backend_policy::PreparedPolicy;
 use crate::backend_sign::BackendSigner;
 use crate::channel::PreparedChannel;
+use crate::function::FunctionTarget;
 use crate::mapping::{ApiMapping, BackendParamSpec, HttpTarget};
 use crate::mock::MockResponse;
 use crate::params::{Location, ReqParamSpec};
@@ -79,6 +80,7 @@ pub(crate) enum Auth {
 pub(crate) enum Backend {
     Http(HttpTarget),
     Mock(MockResponse),
+    Function(FunctionTarget),
 }
 
 /// One API (as published in one environment), pre-parsed.
@@ -259,6 +261,7 @@ impl PreparedApi {
                 Backend::Http(target)
             }
             Some(api::Backend::Mock(mock)) => Backend::Mock(MockResponse::prepare(mock)?),
+            Some(api::Backend::Function(f)) => Backend::Function(FunctionTarget::prepare(f)?),
             None => return Err("no backend".into()),
         };
         let policies = api

@@ -30,6 +30,9 @@ use crate::context::unix_millis;
 use crate::proxy::Upstream;
 use crate::runtime::Runtime;
 
+/// Asynchronous function calls in flight at most; beyond, new ones are refused (502).
+const MAX_ASYNC_FUNCTION_CALLS: usize = 1024;
+
 /// What requests run against: a runtime, its throttle counters and its apps' quota counters.
 pub(crate) struct Serving {
     pub runtime: Arc<Runtime>,
@@ -51,6 +54,8 @@ pub(crate) struct Shared {
     pub upstream: Upstream,
     /// TLS settings of backend connections (HTTPS health checks use them too).
     pub backend_tls: Arc<rustls::ClientConfig>,
+    /// Permits for asynchronous function calls in flight (`function`).
+    pub function_calls: Arc<tokio::sync::Semaphore>,
     pub instance_id: String,
     pub node_id: String,
     connected: AtomicBool,
@@ -86,6 +91,7 @@ impl Shared {
             trusted_proxies,
             upstream: Upstream::new(Arc::clone(&backend_tls)),
             backend_tls,
+            function_calls: Arc::new(tokio::sync::Semaphore::new(MAX_ASYNC_FUNCTION_CALLS)),
             instance_id,
             node_id,
             connected: AtomicBool::new(false),

@@ -9,8 +9,9 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::backend_policy::{self, HttpPolicy, MockPolicy};
+use crate::backend_policy::{self, FunctionPolicy, HttpPolicy, MockPolicy};
 use crate::env::variable_refs;
+use crate::function::FuncInfo;
 use crate::validate::{self, Problems};
 use crate::{ids, ApiError, ErrorCode};
 
@@ -156,9 +157,9 @@ opt_struct! {
         pub backend_params: Vec<BackendParam>,
         pub backend_api: BackendApi,
         pub mock_info: MockInfo,
-        pub func_info: Value,
+        pub func_info: FuncInfo,
         pub policy_https: Vec<HttpPolicy>,
-        pub policy_functions: Vec<Value>,
+        pub policy_functions: Vec<FunctionPolicy>,
         pub policy_mocks: Vec<MockPolicy>,
     }
 }
@@ -315,8 +316,8 @@ impl ApiSpec {
         }
         check_opt_enum(&mut p, "match_mode", &self.match_mode, &["NORMAL", "SWA"]);
         let backend_type = match validate::required("backend_type", &self.backend_type) {
-            Ok(v @ ("HTTP" | "MOCK")) => Some(v.to_owned()),
-            Ok(v @ ("FUNCTION" | "GRPC")) => {
+            Ok(v @ ("HTTP" | "MOCK" | "FUNCTION")) => Some(v.to_owned()),
+            Ok(v @ "GRPC") => {
                 p.push(ApiError::not_supported(format!(
                     "backend_type {v} (not yet)"
                 )));
@@ -383,16 +384,6 @@ impl ApiSpec {
                 self.domain_name.as_deref().is_some_and(|s| !s.is_empty()),
             ),
             (
-                "func_info",
-                self.func_info.as_ref().is_some_and(|v| !v.is_null()),
-            ),
-            (
-                "policy_functions",
-                self.policy_functions
-                    .as_ref()
-                    .is_some_and(|v| !v.is_empty()),
-            ),
-            (
                 "response_id",
                 self.response_id.as_deref().is_some_and(|s| !s.is_empty()),
             ),
@@ -407,10 +398,24 @@ impl ApiSpec {
             backend_type.as_deref(),
             self.policy_https.as_deref().unwrap_or_default(),
             self.policy_mocks.as_deref().unwrap_or_default(),
+            self.policy_functions.as_deref().unwrap_or_default(),
             self.req_params.as_deref().unwrap_or_default(),
         );
         match backend_type.as_deref() {
             Some("HTTP") => self.check_backend_api(&mut p),
+            Some("FUNCTION") => match &self.func_info {
+                Some(f) => {
+                    crate::function::check(&mut p, f, "func_info");
+                    check_backend_params(
+                        &mut p,
+                        self.req_params.as_deref().unwrap_or_default(),
+                        self.backend_params.as_deref().unwrap_or_default(),
+                        &[],
+                        "backend_params",
+                    );
+                }
+                None => p.push(ApiError::required("func_info")),
+            },
             Some("MOCK") => {
                 let mock = self.mock_info.get_or_insert_with(MockInfo::default);
                 if let Some(rc) = &mock.result_content {
@@ -819,8 +824,18 @@ impl ApiSpec {
         backend_policy::fill_defaults(
             self.policy_https.get_or_insert_with(Vec::new),
             self.policy_mocks.get_or_insert_with(Vec::new),
+            self.policy_functions.get_or_insert_with(Vec::new),
             &req_params,
         );
+        if self.backend_type.as_deref() == Some("FUNCTION") {
+            self.backend_api = None;
+            self.mock_info = None;
+            if let Some(f) = &mut self.func_info {
+                crate::function::fill_defaults(f);
+            }
+            return;
+        }
+        self.func_info = None;
         if self.backend_type.as_deref() == Some("MOCK") {
             self.backend_api = None;
             if let Some(m) = &mut self.mock_info {
@@ -1009,7 +1024,7 @@ mod tests {
     #[test]
     fn unsupported_features_say_so() {
         let mut v = good();
-        v["backend_type"] = json!("FUNCTION");
+        v["response_id"] = json!("custom-responses");
         let e = spec(v).validate_and_normalize().unwrap_err();
         assert_eq!(e.status(), 412);
     }

@@ -1,4 +1,4 @@
-//! Backend policies of an API (`policy_https`, `policy_mocks`): alternative backends chosen per
+//! Backend policies of an API (`policy_https`, `policy_mocks`, `policy_functions`): alternative backends chosen per
 //! request by conditions, tried in order, the first match winning, else the default backend
 //! (semantics digest §3.6).
 
@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::api::{
     check_backend_params, check_http_backend, BackendApi, BackendParam, ReqParam, VpcChannelInfo,
 };
+use crate::function::FuncInfo;
 use crate::validate::{self, Problems};
 use crate::{ids, ApiError};
 
@@ -78,6 +79,41 @@ opt_struct! {
     }
 }
 
+opt_struct! {
+    /// ApiPolicyFunctionCreate (+ `id` in answers).
+    pub struct FunctionPolicy {
+        pub id: String,
+        pub name: String,
+        pub effect_mode: String,
+        pub conditions: Vec<Condition>,
+        pub backend_params: Vec<BackendParam>,
+        pub authorizer_id: String,
+        pub function_urn: String,
+        pub invocation_type: String,
+        pub network_type: String,
+        pub version: String,
+        pub alias_urn: String,
+        pub timeout: i64,
+        pub req_protocol: String,
+    }
+}
+
+impl FunctionPolicy {
+    /// The policy's function in the shape of the API's `func_info` (same rules).
+    pub fn function(&self) -> FuncInfo {
+        FuncInfo {
+            function_urn: self.function_urn.clone(),
+            invocation_type: self.invocation_type.clone(),
+            network_type: self.network_type.clone(),
+            version: self.version.clone(),
+            alias_urn: self.alias_urn.clone(),
+            timeout: self.timeout,
+            req_protocol: self.req_protocol.clone(),
+            ..FuncInfo::default()
+        }
+    }
+}
+
 impl HttpPolicy {
     /// The policy's backend in the shape of the API's default backend (same rules).
     pub fn backend(&self) -> BackendApi {
@@ -126,9 +162,10 @@ pub fn check(
     backend_type: Option<&str>,
     https: &[HttpPolicy],
     mocks: &[MockPolicy],
+    functions: &[FunctionPolicy],
     req_params: &[ReqParam],
 ) {
-    if https.len() + mocks.len() > MAX_POLICIES {
+    if https.len() + mocks.len() + functions.len() > MAX_POLICIES {
         p.push(ApiError::invalid(
             "policy_https",
             format!("at most {MAX_POLICIES} backend policies per API"),
@@ -167,6 +204,28 @@ pub fn check(
             h.backend_params.as_deref().unwrap_or_default(),
             &path_params,
             "policy_https.backend_params",
+        );
+    }
+    for f in functions {
+        check_common(
+            p,
+            &Common {
+                field: "policy_functions",
+                name: &f.name,
+                effect_mode: &f.effect_mode,
+                conditions: &f.conditions,
+                authorizer_id: &f.authorizer_id,
+            },
+            req_params,
+            &mut names,
+        );
+        crate::function::check(p, &f.function(), "policy_functions");
+        check_backend_params(
+            p,
+            req_params,
+            f.backend_params.as_deref().unwrap_or_default(),
+            &[],
+            "policy_functions.backend_params",
         );
     }
     for m in mocks {
@@ -352,7 +411,12 @@ fn check_condition(p: &mut Problems, field: &str, c: &Condition, req_params: &[R
 }
 
 /// Fills ids (policies and conditions) and the request parameter ids conditions refer to.
-pub fn fill_defaults(https: &mut [HttpPolicy], mocks: &mut [MockPolicy], req_params: &[ReqParam]) {
+pub fn fill_defaults(
+    https: &mut [HttpPolicy],
+    mocks: &mut [MockPolicy],
+    functions: &mut [FunctionPolicy],
+    req_params: &[ReqParam],
+) {
     let fill_conditions = |conditions: &mut Option<Vec<Condition>>| {
         for c in conditions.get_or_insert_with(Vec::new).iter_mut() {
             c.id = Some(ids::new_id());
@@ -371,6 +435,13 @@ pub fn fill_defaults(https: &mut [HttpPolicy], mocks: &mut [MockPolicy], req_par
         h.vpc_channel_status.get_or_insert(2);
         h.backend_params.get_or_insert_with(Vec::new);
         fill_conditions(&mut h.conditions);
+    }
+    for f in functions {
+        f.id = Some(ids::new_id());
+        f.network_type.get_or_insert_with(|| "V2".into());
+        f.req_protocol.get_or_insert_with(|| "HTTPS".into());
+        f.backend_params.get_or_insert_with(Vec::new);
+        fill_conditions(&mut f.conditions);
     }
     for m in mocks {
         m.id = Some(ids::new_id());
@@ -398,7 +469,7 @@ mod tests {
 
     fn problems(https: &[HttpPolicy], mocks: &[MockPolicy], kind: &str) -> Result<(), ApiError> {
         let mut p = Problems::new();
-        check(&mut p, Some(kind), https, mocks, &params());
+        check(&mut p, Some(kind), https, mocks, &[], &params());
         p.into_result()
     }
 
@@ -449,7 +520,7 @@ mod tests {
     fn ids_are_filled() {
         let mut h = vec![http(json!({"name": "p1", "conditions": [
             {"condition_origin": "param", "req_param_name": "tier", "condition_type": "exact", "condition_value": "x"}]}))];
-        fill_defaults(&mut h, &mut [], &params());
+        fill_defaults(&mut h, &mut [], &mut [], &params());
         let c = &h[0].conditions.as_ref().unwrap()[0];
         assert!(h[0].id.is_some() && c.id.is_some());
         assert_eq!(c.req_param_id.as_deref(), Some("rp1"));

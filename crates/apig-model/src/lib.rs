@@ -23,6 +23,7 @@ pub mod backend_policy;
 pub mod channel;
 pub mod env;
 pub mod error;
+pub mod function;
 pub mod group;
 pub mod ids;
 pub mod instance;

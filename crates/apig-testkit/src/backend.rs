@@ -161,3 +161,67 @@ impl Drop for EchoBackend {
         self.task.abort();
     }
 }
+
+/// A function endpoint on loopback (what an OpenFaaS or Knative function is to the gateway): it
+/// answers every POST with `handler(event)` as JSON, where `event` is the JSON body received.
+/// The events received are kept for assertions.
+pub struct FunctionServer {
+    pub addr: SocketAddr,
+    events: Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+type Handler = Arc<dyn Fn(&serde_json::Value) -> String + Send + Sync>;
+
+impl FunctionServer {
+    pub async fn start(
+        handler: impl Fn(&serde_json::Value) -> String + Send + Sync + 'static,
+    ) -> FunctionServer {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind function");
+        let addr = listener.local_addr().expect("addr");
+        let events = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let handler: Handler = Arc::new(handler);
+        let seen = events.clone();
+        let task = tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => {
+                        let Ok((stream, _)) = accepted else { continue };
+                        let (handler, seen) = (handler.clone(), seen.clone());
+                        connections.spawn(async move {
+                            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                                let (handler, seen) = (handler.clone(), seen.clone());
+                                async move {
+                                    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                                    let event: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                                    let answer = handler(&event);
+                                    seen.lock().expect("events").push(event);
+                                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(answer))))
+                                }
+                            });
+                            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                                .serve_connection(TokioIo::new(stream), svc)
+                                .await;
+                        });
+                    }
+                    Some(_) = connections.join_next() => {}
+                }
+            }
+        });
+        FunctionServer { addr, events, task }
+    }
+
+    /// The events received so far.
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        self.events.lock().expect("events").clone()
+    }
+}
+
+impl Drop for FunctionServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -7,7 +7,7 @@ mod backend;
 mod mgmt;
 mod process;
 
-pub use backend::EchoBackend;
+pub use backend::{EchoBackend, FunctionServer};
 pub use mgmt::MgmtClient;
 pub use process::{ControlPlane, Gateway, Seed};
 

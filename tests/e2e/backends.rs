@@ -563,3 +563,141 @@ fn base64_decode(s: &str) -> String {
         .unwrap_or_default();
     String::from_utf8_lossy(&bytes).into_owned()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn orchestration_rules_map_a_parameter_for_the_backend() {
+    let s = Stack::start().await;
+    let (group, host) = s.group("orchestrated").await;
+    let stack = &s;
+    let rule = |body: Value| async move {
+        let r = stack.api.post(&stack.inst("/orchestrations"), &body).await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        r.body["orchestration_id"].as_str().unwrap().to_owned()
+    };
+    let tier = json!({"mapped_param_name": "x-tier", "mapped_param_type": "string", "mapped_param_location": "header"});
+    let anon = rule(json!({"orchestration_name": "anon", "orchestration_strategy": "none_value",
+        "orchestration_mapped_param": tier.clone(), "orchestration_map": [{"mapped_param_value": "anonymous"}]})).await;
+    let prefix = rule(
+        json!({"orchestration_name": "prefix3", "orchestration_strategy": "head_n",
+        "is_preprocessing": true, "orchestration_map": [{"intercept_length": 3}]}),
+    )
+    .await;
+    let vip = rule(
+        json!({"orchestration_name": "vip_list", "orchestration_strategy": "list",
+        "orchestration_mapped_param": tier.clone(),
+        "orchestration_map": [{"map_param_list": ["vip", "gol"], "mapped_param_value": "gold"}]}),
+    )
+    .await;
+    let shard = rule(json!({"orchestration_name": "shard_range", "orchestration_strategy": "range",
+        "orchestration_mapped_param": {"mapped_param_name": "shard", "mapped_param_type": "string", "mapped_param_location": "query"},
+        "orchestration_map": [{"map_param_range": {"range_start": "100", "range_end": "199"}, "mapped_param_value": "shard-1"}]})).await;
+    let fallback = rule(json!({"orchestration_name": "fallback", "orchestration_strategy": "default",
+        "orchestration_mapped_param": tier.clone(), "orchestration_map": [{"mapped_param_value": "basic"}]})).await;
+    // Same name again: APIG.3331.
+    let dup = s
+        .api
+        .post(&s.inst("/orchestrations"), &json!({"orchestration_name": "anon", "orchestration_strategy": "hash", "orchestration_mapped_param": tier.clone()}))
+        .await;
+    assert_eq!(dup.body["error_code"], "APIG.3331", "{:?}", dup.body);
+
+    let user_param = |rules: Vec<&String>| json!({"req_params": [{"name": "user", "type": "STRING", "location": "QUERY", "orchestrations": rules}]});
+    // A preprocessing rule cannot end the sequence.
+    let bad = s
+        .api
+        .post(
+            &s.inst("/apis"),
+            &s.http_api(
+                &group,
+                "bad_orch",
+                "GET",
+                "/bad",
+                user_param(vec![&vip, &prefix]),
+            ),
+        )
+        .await;
+    assert_eq!(bad.status, 400, "{:?}", bad.body);
+
+    let api = s
+        .create_api(&s.http_api(
+            &group,
+            "orch_api",
+            "GET",
+            "/orch",
+            user_param(vec![&anon, &prefix, &vip, &shard, &fallback]),
+        ))
+        .await;
+    s.publish(&api, RELEASE).await;
+    s.until_routed(&host, "/orch", &[]).await;
+    let seen = |path: &'static str| {
+        let (s, host) = (&s, &host);
+        async move {
+            let r = call(&s.gw, "GET", host, path, &[]).await;
+            assert_eq!(r.status, 200, "{path}: {}", r.text);
+            (
+                r.body["headers"]["x-tier"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                r.body["query"].as_str().unwrap_or_default().to_owned(),
+            )
+        }
+    };
+    assert_eq!(seen("/orch?user=vip-42").await.0, "gold");
+    let (tier_of, query) = seen("/orch?user=15077").await;
+    assert_eq!(tier_of, "");
+    assert!(query.contains("shard=shard-1"), "{query}");
+    assert_eq!(seen("/orch?user=zzz").await.0, "basic");
+    assert_eq!(seen("/orch").await.0, "anonymous");
+
+    // Rules in use cannot go; the listing shows who uses them.
+    let r = s
+        .api
+        .delete(&s.inst(&format!("/orchestrations/{vip}")))
+        .await;
+    assert_eq!(
+        (r.status, r.body["error_code"].as_str()),
+        (409, Some("APIG.3716"))
+    );
+    let r = s
+        .api
+        .get(&s.inst(&format!("/orchestrations/{vip}/attached-apis")))
+        .await;
+    assert_eq!(r.body["apis"][0]["api_id"], api.as_str());
+
+    // Without a default, an unmatched value is 400 APIG.0106.
+    let strict = s
+        .create_api(&s.http_api(
+            &group,
+            "strict_orch",
+            "GET",
+            "/strict",
+            user_param(vec![&vip]),
+        ))
+        .await;
+    s.publish(&strict, RELEASE).await;
+    s.until_routed(&host, "/strict?user=vip", &[]).await;
+    let r = call(&s.gw, "GET", &host, "/strict?user=nobody", &[]).await;
+    assert_eq!(
+        (r.status, r.body["error_code"].as_str()),
+        (400, Some("APIG.0106")),
+        "{}",
+        r.text
+    );
+
+    // Editing a rule applies to published APIs without republishing.
+    let r = s
+        .api
+        .put(
+            &s.inst(&format!("/orchestrations/{vip}")),
+            &json!({"orchestration_name": "vip_list",
+            "orchestration_strategy": "list", "orchestration_mapped_param": tier.clone(),
+            "orchestration_map": [{"map_param_list": ["nobody"], "mapped_param_value": "silver"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    eventually(WAIT, "the edited rule", || async {
+        let r = call(&s.gw, "GET", &host, "/strict?user=nobody", &[]).await;
+        (r.body["headers"]["x-tier"] == "silver").then_some(())
+    })
+    .await;
+}

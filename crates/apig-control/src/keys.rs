@@ -42,7 +42,15 @@ pub const INSTANCE_KINDS: &[&str] = &[
     "channel",
     "sign",
     "sbind",
+    "orch",
 ];
+
+pub fn orchestrations(i: &str) -> String {
+    format!("v1/orch/{i}/")
+}
+pub fn orchestration(i: &str, id: &str) -> String {
+    format!("v1/orch/{i}/{id}")
+}
 
 pub fn signs(i: &str) -> String {
     format!("v1/sign/{i}/")
@@ -207,6 +215,7 @@ mod tests {
             channels(i),
             signs(i),
             bindings("sbind", i),
+            orchestrations(i),
         ];
         let mut kinds: Vec<String> = Vec::new();
         for k in &keys {

@@ -14,6 +14,7 @@ use apig_model::env::{substitute, Env, Variable};
 use apig_model::function::FuncInfo;
 use apig_model::group::Group;
 use apig_model::instance::Instance;
+use apig_model::orchestration::{range_bound, Rule};
 use apig_model::policy::{Acl, Binding, Throttle, ThrottleSpecial};
 use apig_model::project::{default_name, Project};
 use apig_model::publish::{ApiVersion, Publication};
@@ -112,6 +113,11 @@ pub fn compile(
             &v.variable_value,
         );
     }
+    let rules: HashMap<String, Rule> = r
+        .scan_json::<Rule>(&keys::orchestrations(instance_id))?
+        .into_iter()
+        .map(|x| (x.id.clone(), x))
+        .collect();
     let mut apis = Vec::with_capacity(pubs.len());
     for p in &pubs {
         let version: ApiVersion = r
@@ -128,6 +134,7 @@ pub fn compile(
                 .copied()
         };
         let mut api = compile_api(&version.spec, p, &lookup)?;
+        attach_orchestrations(&mut api, &version.spec, &rules)?;
         api.throttle = throttles
             .get(&(p.api_id.as_str(), p.env_id.as_str()))
             .cloned();
@@ -311,6 +318,7 @@ fn req_param(rp: &ReqParam) -> pb::RequestParam {
         min_size: rp.min_size,
         max_size: rp.max_size,
         pass_through: rp.pass_through != Some(2),
+        orchestrations: Vec::new(),
     }
 }
 
@@ -521,6 +529,86 @@ fn compile_function(f: &FuncInfo) -> pb::FunctionBackend {
         url: f.function_urn.clone().unwrap_or_default(),
         r#async: f.invocation_type.as_deref() == Some("async"),
         timeout_ms: f.timeout.unwrap_or(5000).clamp(1, u32::MAX as i64) as u32,
+    }
+}
+
+/// Fills each request parameter's orchestration rules with their current content.
+fn attach_orchestrations(
+    api: &mut pb::Api,
+    spec: &ApiSpec,
+    rules: &HashMap<String, Rule>,
+) -> Result<(), ApiError> {
+    for rp in spec.req_params.iter().flatten() {
+        let ids = rp.orchestrations.as_deref().unwrap_or_default();
+        if ids.is_empty() {
+            continue;
+        }
+        let name = rp.name.as_deref().unwrap_or_default();
+        let Some(target) = api.req_params.iter_mut().find(|p| p.name == name) else {
+            continue;
+        };
+        for id in ids {
+            let rule = rules.get(id).ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::OrchestrationNotFound,
+                    format!(
+                        "The orchestration rule {id} used by API {} does not exist",
+                        api.id
+                    ),
+                )
+            })?;
+            target.orchestrations.push(compile_rule(rule));
+        }
+    }
+    Ok(())
+}
+
+fn compile_rule(rule: &Rule) -> pb::OrchestrationRule {
+    use pb::OrchestrationStrategy as S;
+    let strategy = match rule.strategy.as_str() {
+        "hash" => S::Hash,
+        "range" => S::Range,
+        "hash_range" => S::HashRange,
+        "none_value" => S::NoneValue,
+        "default" => S::Default,
+        "head_n" => S::HeadN,
+        "tail_n" => S::TailN,
+        _ => S::List,
+    };
+    let mapped = rule.mapped_param.clone().unwrap_or_default();
+    pb::OrchestrationRule {
+        id: rule.id.clone(),
+        name: rule.name.clone(),
+        strategy: strategy as i32,
+        preprocessing: rule.is_preprocessing,
+        mapped_name: mapped.mapped_param_name.unwrap_or_default(),
+        mapped_location: if mapped.mapped_param_location.as_deref() == Some("query") {
+            pb::ParamLocation::Query
+        } else {
+            pb::ParamLocation::Header
+        } as i32,
+        entries: rule
+            .map
+            .iter()
+            .map(|e| {
+                let range = e.map_param_range.clone().unwrap_or_default();
+                pb::OrchestrationEntry {
+                    values: e.map_param_list.clone().unwrap_or_default(),
+                    range_start: range
+                        .range_start
+                        .as_deref()
+                        .and_then(range_bound)
+                        .unwrap_or(0),
+                    range_end: range
+                        .range_end
+                        .as_deref()
+                        .and_then(range_bound)
+                        .unwrap_or(0),
+                    mapped_value: e.mapped_param_value.clone().unwrap_or_default(),
+                    intercept_length: u32::try_from(e.intercept_length.unwrap_or(0)).unwrap_or(0),
+                }
+            })
+            .collect(),
     }
 }
 

@@ -271,6 +271,7 @@ mod tests {
         let resolved = Resolved {
             values: vec![tier.map(Cow::Borrowed)],
             defaulted: vec![false],
+            orchestrated: None,
         };
         let mut headers = HeaderMap::new();
         if let Some(c) = cookie {
@@ -344,6 +345,7 @@ mod tests {
         let resolved = Resolved {
             values: vec![None],
             defaulted: vec![false],
+            orchestrated: None,
         };
         let input = PolicyInput {
             resolved: &resolved,

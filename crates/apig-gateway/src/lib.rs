@@ -72,6 +72,7 @@ mod error;
 mod function;
 mod mapping;
 mod mock;
+mod orchestration;
 mod params;
 mod pipeline;
 mod proxy;

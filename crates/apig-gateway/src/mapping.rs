@@ -738,6 +738,19 @@ pub(crate) fn map_request<'a>(
         }
     }
 
+    // The orchestrated parameter (passed to the backend, as APIG does).
+    if let Some(o) = &resolved.orchestrated {
+        match o.location {
+            Location::Query => query.set(&o.name, &o.value),
+            Location::Header => {
+                if let Some(name) = &o.header {
+                    headers.insert(name.clone(), header_value(&o.name, &o.value)?);
+                }
+            }
+            Location::Path => {}
+        }
+    }
+
     // Path.
     let mut path = String::with_capacity(64);
     for piece in &target.path.pieces {

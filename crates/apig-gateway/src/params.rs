@@ -13,6 +13,7 @@ use std::borrow::Cow;
 use apig_proto::{ParamLocation, RequestParam};
 use http::{HeaderMap, HeaderName};
 
+use crate::orchestration::{Orchestrated, Orchestration};
 use crate::query::Query;
 use crate::respond::GatewayErrorKind;
 
@@ -46,6 +47,8 @@ pub(crate) struct ReqParamSpec {
     max_num: Option<i64>,
     min_size: Option<i64>,
     max_size: Option<i64>,
+    /// The parameter's orchestration rules (at most one parameter of an API has them).
+    orchestration: Option<Orchestration>,
 }
 
 /// Read access to the values of one request.
@@ -62,6 +65,8 @@ pub(crate) struct Resolved<'a> {
     pub values: Vec<Option<Cow<'a, str>>>,
     /// Whether the value is the configured default (so `mapping` adds it to what is forwarded).
     pub defaulted: Vec<bool>,
+    /// The parameter an orchestrated request parameter was mapped to, if any.
+    pub orchestrated: Option<Orchestrated>,
 }
 
 // === impl Location ===
@@ -126,6 +131,11 @@ impl ReqParamSpec {
             max_num: param.max_num,
             min_size: param.min_size,
             max_size: param.max_size,
+            orchestration: if param.orchestrations.is_empty() {
+                None
+            } else {
+                Some(Orchestration::prepare(&param.name, &param.orchestrations)?)
+            },
         })
     }
 
@@ -261,7 +271,17 @@ pub(crate) fn resolve<'a>(
             },
         }
     }
-    Ok(Resolved { values, defaulted })
+    let mut orchestrated = None;
+    for (spec, value) in specs.iter().zip(&values) {
+        if let Some(o) = &spec.orchestration {
+            orchestrated = o.apply(value.as_deref())?;
+        }
+    }
+    Ok(Resolved {
+        values,
+        defaulted,
+        orchestrated,
+    })
 }
 
 #[cfg(test)]

@@ -70,6 +70,8 @@ pub(crate) enum GatewayErrorKind {
     NoBackendAvailable,
     /// The API's signature key could not sign the backend request.
     BackendSignatureFailed,
+    /// No orchestration rule maps the parameter's value (and there is no default rule).
+    OrchestrationFailed(String),
     /// A function endpoint failed, or answered something that is not a function answer.
     FunctionAnswerInvalid,
     /// A bug or an impossible state; logged where it happens.
@@ -95,9 +97,10 @@ impl GatewayErrorKind {
             Self::HeadersTooLarge => {
                 StatusCode::from_u16(494).unwrap_or(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
             }
-            Self::BadRequest(_) | Self::MissingParameter { .. } | Self::InvalidParameter { .. } => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::BadRequest(_)
+            | Self::MissingParameter { .. }
+            | Self::InvalidParameter { .. }
+            | Self::OrchestrationFailed(_) => StatusCode::BAD_REQUEST,
             Self::ApiNotFound | Self::MethodNotFound => StatusCode::NOT_FOUND,
             Self::AppAuthMissing
             | Self::AppAuthFailed(_)
@@ -146,6 +149,7 @@ impl GatewayErrorKind {
             Self::AuthorizerUnavailable => "APIG.0305",
             Self::NoBackendAvailable => "APIG.0610",
             Self::FunctionAnswerInvalid => "APIG.0202",
+            Self::OrchestrationFailed(_) => "APIG.0106",
             Self::BackendSignatureFailed => "APIG.0705",
             Self::Internal => "APIG.0601",
         }
@@ -195,6 +199,7 @@ impl GatewayErrorKind {
             Self::BackendTimeout => "Backend timeout.".into(),
             Self::BackendUnavailable => "Backend unavailable.".into(),
             Self::NoBackendAvailable => "No backend available.".into(),
+            Self::OrchestrationFailed(why) => format!("Orchestration error: {why}.").into(),
             Self::FunctionAnswerInvalid => {
                 "Backend unavailable: the function's answer is not a valid function response."
                     .into()
@@ -229,6 +234,7 @@ impl GatewayErrorKind {
                 "BACKEND_UNAVAILABLE"
             }
             Self::NotReady | Self::Internal | Self::BackendSignatureFailed => "DEFAULT_5XX",
+            Self::OrchestrationFailed(_) => "ORCHESTRATION_FAILURE",
             Self::UriTooLarge
             | Self::HeadersTooLarge
             | Self::BodyTooLarge

@@ -539,11 +539,6 @@ impl ApiSpec {
                     "req_params.regular and json_schema",
                 ));
             }
-            if rp.orchestrations.as_ref().is_some_and(|o| !o.is_empty()) {
-                p.push(ApiError::not_supported(
-                    "req_params.orchestrations (not yet)",
-                ));
-            }
         }
         for pp in path_params {
             if !params

@@ -34,6 +34,7 @@ pub enum ErrorCode {
     SpecialExists,
     ChannelNameExists,
     SignNameExists,
+    OrchestrationNameExists,
 
     AppAuthExists,
     /// 400 The API is not published in the environment (authorizing apps needs it).
@@ -53,6 +54,7 @@ pub enum ErrorCode {
     ChannelMemberQuota,
     ChannelInUse,
     SignQuota,
+    OrchestrationQuota,
     AppCodeQuota,
     /// 403 The operation needs an administrator credential.
     AdminOnly,
@@ -74,6 +76,7 @@ pub enum ErrorCode {
     SpecialNotFound,
     ChannelNotFound,
     SignNotFound,
+    OrchestrationNotFound,
     SignBindingNotFound,
     /// 404 A member (or member group) of a channel.
     ChannelMemberNotFound,
@@ -85,6 +88,8 @@ pub enum ErrorCode {
     InstanceNotFound,
     /// 404 No such route in the management API.
     ResourceNotFound,
+    /// 409 The orchestration rule is used by APIs.
+    OrchestrationInUse,
     /// 405 The route exists but not for this method.
     MethodNotAllowed,
     /// 412 The feature does not exist in a self-hosted gateway (or not yet).
@@ -120,12 +125,13 @@ impl ErrorCode {
             | SpecialExists
             | ChannelNameExists
             | SignNameExists
+            | OrchestrationNameExists
             | AppAuthExists
             | ApiNotPublished => 400,
             AuthMissing | AuthInvalid => 401,
             EnvQuota | VariableQuota | AclBound | ThrottleBound | AppCodeQuota | AdminOnly
-            | ChannelQuota | ChannelMemberQuota | ChannelInUse | SignQuota | GroupHasApis
-            | ApiPublished | EnvHasPublishedApis | DefaultEnvReadOnly => 403,
+            | ChannelQuota | ChannelMemberQuota | ChannelInUse | SignQuota | OrchestrationQuota
+            | GroupHasApis | ApiPublished | EnvHasPublishedApis | DefaultEnvReadOnly => 403,
             GroupNotFound
             | ApiNotFound
             | EnvNotFound
@@ -146,9 +152,11 @@ impl ErrorCode {
             | ChannelNotFound
             | SignNotFound
             | SignBindingNotFound
+            | OrchestrationNotFound
             | ChannelMemberNotFound
             | ResourceNotFound => 404,
             MethodNotAllowed => 405,
+            OrchestrationInUse => 409,
             NotSupported => 412,
             BodyTooLarge => 413,
             Internal => 500,
@@ -177,6 +185,10 @@ impl ErrorCode {
             SpecialExists => "APIG.3308",
             ChannelNameExists => "APIG.3208",
             SignNameExists => "APIG.3207",
+            OrchestrationNameExists => "APIG.3331",
+            OrchestrationQuota => "APIG.3150",
+            OrchestrationNotFound => "APIG.3095",
+            OrchestrationInUse => "APIG.3716",
             SignQuota => "APIG.3105",
             SignNotFound => "APIG.3017",
             SignBindingNotFound => "APIG.3018",

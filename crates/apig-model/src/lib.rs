@@ -27,6 +27,7 @@ pub mod function;
 pub mod group;
 pub mod ids;
 pub mod instance;
+pub mod orchestration;
 pub mod page;
 pub mod policy;
 pub mod project;

@@ -157,6 +157,7 @@ pub async fn create(
     for channel in spec.channel_ids() {
         super::channels::load(s.reader(), &inst, channel)?;
     }
+    super::orchestrations::check_api(s.reader(), &inst, &spec)?;
     let all: Vec<Api> = Reader::scan_json(s.reader(), &keys::apis(&inst))?;
     check_unique(&all, &spec, None)?;
     let now = time::now_rfc3339();
@@ -212,6 +213,7 @@ pub async fn update(
     for channel in spec.channel_ids() {
         super::channels::load(s.reader(), &inst, channel)?;
     }
+    super::orchestrations::check_api(s.reader(), &inst, &spec)?;
     let all: Vec<Api> = Reader::scan_json(s.reader(), &keys::apis(&inst))?;
     check_unique(&all, &spec, Some(&id))?;
     let now = time::now_rfc3339();

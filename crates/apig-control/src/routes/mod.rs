@@ -10,6 +10,7 @@ mod credentials;
 mod envs;
 mod groups;
 mod instances;
+mod orchestrations;
 mod publish;
 mod quotas;
 mod replicas;
@@ -186,6 +187,20 @@ pub fn router(state: Arc<ControlState>) -> Router {
         .route(
             &format!("{i}/app-quotas/{{quota_id}}/bound-apps/{{app_id}}"),
             axum::routing::delete(quotas::unbind),
+        )
+        .route(
+            &format!("{i}/orchestrations"),
+            get(orchestrations::list).post(orchestrations::create),
+        )
+        .route(
+            &format!("{i}/orchestrations/{{orchestration_id}}"),
+            get(orchestrations::show)
+                .put(orchestrations::update)
+                .delete(orchestrations::delete),
+        )
+        .route(
+            &format!("{i}/orchestrations/{{orchestration_id}}/attached-apis"),
+            get(orchestrations::attached_apis),
         )
         .route(&format!("{i}/signs"), get(signs::list).post(signs::create))
         .route(

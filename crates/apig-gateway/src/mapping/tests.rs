@@ -168,6 +168,21 @@ fn path_params_fill_the_backend_template_encoded() {
     assert_eq!(path_and_query(&m), "/v1/users/a%20b%2Fc%3Fd/profile");
     assert_eq!(m.uri.scheme_str(), Some("http"));
     assert_eq!(m.uri.authority().unwrap().as_str(), "backend.internal:8080");
+    // Request data never reaches the scheme or the authority, whatever it looks like.
+    for hostile in [
+        "http://evil.example/x",
+        "//evil.example",
+        "@evil.example",
+        "..%2F..",
+    ] {
+        let m = f.simple(&[("id", hostile)], None, &[("host", "evil.example")]);
+        assert_eq!(m.uri.authority().unwrap().as_str(), "backend.internal:8080");
+        assert_eq!(m.uri.scheme_str(), Some("http"));
+        assert!(path_and_query(&m).starts_with("/v1/users/"), "{hostile}");
+        assert!(!path_and_query(&m)["/v1/users/".len()..]
+            .trim_end_matches("/profile")
+            .contains('/'));
+    }
 }
 
 #[test]

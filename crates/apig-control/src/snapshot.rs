@@ -492,9 +492,11 @@ fn compile_api<'a>(
                 .and_then(|m| m.result_content.clone())
                 .unwrap_or_default(),
         }),
-        _ => {
+        // HTTP and GRPC: both call an address over HTTP, in clear or TLS.
+        backend_type => {
+            let grpc = backend_type == Some("GRPC");
             let b = spec.backend_api.clone().unwrap_or_default();
-            let https = b.req_protocol.as_deref() == Some("HTTPS");
+            let https = matches!(b.req_protocol.as_deref(), Some("HTTPS" | "GRPCS"));
             let channel = spec.channel_id().map(str::to_owned);
             let (host, port) = if channel.is_some() {
                 (String::new(), 0)
@@ -510,16 +512,30 @@ fn compile_api<'a>(
                 .as_ref()
                 .and_then(|v| v.vpc_channel_proxy_host.clone())
                 .unwrap_or_default();
-            let path =
-                substitute(b.req_uri.as_deref().unwrap_or("/"), lookup).map_err(undefined)?;
+            // A gRPC backend gets the request's own path (`/package.Service/Method`); its
+            // stored path is `/`.
+            let path = if grpc {
+                "/".to_owned()
+            } else {
+                substitute(b.req_uri.as_deref().unwrap_or("/"), lookup).map_err(undefined)?
+            };
+            let (protocol, method) = if grpc {
+                (pb::BackendProtocol::Grpc, "POST".to_owned())
+            } else {
+                (
+                    pb::BackendProtocol::Http1,
+                    b.req_method.unwrap_or_else(|| "ANY".into()),
+                )
+            };
             pb::api::Backend::Http(pb::HttpBackend {
                 scheme: if https { "https" } else { "http" }.into(),
                 host,
                 port,
                 channel_id: channel.unwrap_or_default(),
                 proxy_host,
-                method: b.req_method.unwrap_or_else(|| "ANY".into()),
+                method,
                 path,
+                protocol: protocol as i32,
                 timeout_ms: b.timeout.unwrap_or(5000).clamp(1, u32::MAX as i64) as u32,
                 retry_count: b
                     .retry_count

@@ -8,4 +8,5 @@ mod credentials;
 mod foundation;
 mod lifecycle;
 mod management;
+mod protocols;
 mod traffic;

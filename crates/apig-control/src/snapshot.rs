@@ -488,10 +488,11 @@ pub fn split_authority(authority: &str, https: bool) -> Result<(String, u32), St
 fn compile_http<'a>(
     b: &BackendApi,
     channel: Option<&str>,
+    grpc: bool,
     lookup: &impl Fn(&str) -> Option<&'a str>,
     undefined: &impl Fn(String) -> ApiError,
 ) -> Result<pb::HttpBackend, ApiError> {
-    let https = b.req_protocol.as_deref() == Some("HTTPS");
+    let https = matches!(b.req_protocol.as_deref(), Some("HTTPS" | "GRPCS"));
     let (host, port) = if channel.is_some() {
         (String::new(), 0)
     } else {
@@ -506,15 +507,30 @@ fn compile_http<'a>(
         .as_ref()
         .and_then(|v| v.vpc_channel_proxy_host.clone())
         .unwrap_or_default();
-    let path = substitute(b.req_uri.as_deref().unwrap_or("/"), lookup).map_err(undefined)?;
+    // A gRPC backend gets the request's own path (`/package.Service/Method`); its stored path
+    // is `/`.
+    let path = if grpc {
+        "/".to_owned()
+    } else {
+        substitute(b.req_uri.as_deref().unwrap_or("/"), lookup).map_err(undefined)?
+    };
+    let (protocol, method) = if grpc {
+        (pb::BackendProtocol::Grpc, "POST".to_owned())
+    } else {
+        (
+            pb::BackendProtocol::Http1,
+            b.req_method.clone().unwrap_or_else(|| "ANY".into()),
+        )
+    };
     Ok(pb::HttpBackend {
         scheme: if https { "https" } else { "http" }.into(),
         host,
         port,
         channel_id: channel.unwrap_or_default().to_owned(),
         proxy_host,
-        method: b.req_method.clone().unwrap_or_else(|| "ANY".into()),
+        method,
         path,
+        protocol: protocol as i32,
         timeout_ms: b.timeout.unwrap_or(5000).clamp(1, u32::MAX as i64) as u32,
         retry_count: b
             .retry_count
@@ -679,6 +695,7 @@ fn compile_policies<'a>(
             backend: Some(pb::backend_policy::Backend::Http(compile_http(
                 &h.backend(),
                 h.channel_id(),
+                false,
                 lookup,
                 undefined,
             )?)),
@@ -739,9 +756,11 @@ fn compile_api<'a>(
         Some("FUNCTION") => pb::api::Backend::Function(compile_function(
             &spec.func_info.clone().unwrap_or_default(),
         )),
-        _ => pb::api::Backend::Http(compile_http(
+        // HTTP and GRPC: both call an address over HTTP, in clear or TLS.
+        backend_type => pb::api::Backend::Http(compile_http(
             &spec.backend_api.clone().unwrap_or_default(),
             spec.channel_id(),
+            backend_type == Some("GRPC"),
             lookup,
             &undefined,
         )?),

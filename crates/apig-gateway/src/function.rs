@@ -37,7 +37,7 @@ use tokio::sync::Semaphore;
 use crate::body::ResponseBody;
 use crate::context::RequestContext;
 use crate::mapping::{strip_hop_by_hop, HttpTarget};
-use crate::proxy::{Upstream, UpstreamBody};
+use crate::proxy::{Upstream, UpstreamBody, UpstreamProtocol};
 use crate::respond::{GatewayErrorKind, X_REQUEST_ID};
 
 /// Largest function answer read (FunctionGraph's synchronous limit is 6 MB).
@@ -187,7 +187,10 @@ pub(crate) async fn invoke(
         let request_id = ctx.request_id.to_string();
         tokio::spawn(async move {
             let _permit = permit;
-            match upstream.send(request, timeout).await {
+            match upstream
+                .send(request, UpstreamProtocol::Http1, timeout)
+                .await
+            {
                 Ok(r) if r.status().is_success() => {}
                 Ok(r) => {
                     tracing::warn!(%request_id, status = r.status().as_u16(), "asynchronous function call failed")
@@ -206,7 +209,7 @@ pub(crate) async fn invoke(
         return Ok(response);
     }
     let response = upstream
-        .send(request, target.timeout)
+        .send(request, UpstreamProtocol::Http1, target.timeout)
         .await
         .map_err(|e| e.kind)?;
     if !response.status().is_success() {

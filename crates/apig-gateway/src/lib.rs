@@ -10,7 +10,8 @@
 //! control plane's `ReplicaShare`), credential quotas (`apig_policy::quota` counters, split the
 //! same way and saved across restarts by `quota_file`), limits, parameters, then a MOCK answer or
 //! the mapped
-//! (`mapping`) call to an HTTP backend (`proxy`). Every gateway-made answer is an APIG error body
+//! (`mapping`) call to an HTTP backend (`proxy`), a gRPC backend over HTTP/2, or a WebSocket
+//! tunnel opened after the backend's 101 (`tunnel`). Every gateway-made answer is an APIG error body
 //! (`respond`). An admin listener answers `/health` and `/ready` (`admin`).
 //!
 //! Not here (yet): TLS (listeners and HTTPS backends; AppCode is therefore accepted over plain
@@ -35,7 +36,8 @@
 //! | `params` | request parameters: required, defaults, validation |
 //! | `query` | query string parsing and editing |
 //! | `mapping` | the backend request: path template, parameters, headers |
-//! | `proxy` | the pooled backend client, timeouts and error classification |
+//! | `proxy` | the backend clients (pooled HTTP/1.1, pooled HTTP/2 for gRPC, one connection per upgrade), timeouts and error classification |
+//! | `tunnel` | WebSocket upgrades: the 101 and the spliced connections, with an idle timeout |
 //! | `mock` | MOCK backends |
 //! | `respond` | error kind → status, `APIG.xxxx` code, message, JSON body |
 //! | `body` | the response body type |
@@ -83,6 +85,7 @@ mod runtime;
 mod server;
 mod state;
 mod sync;
+mod tunnel;
 
 use std::future::Future;
 use std::net::SocketAddr;

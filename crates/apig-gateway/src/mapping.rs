@@ -30,12 +30,17 @@
 //!   percent-encoded as one segment (a `/` in a value cannot add a segment), except values of a
 //!   greedy `{name+}` frontend parameter and constants, which keep their `/`. An SWA API's match
 //!   remainder is appended.
+//! - gRPC backends (APIG fixes their backend path to `/`): the path is the client's request path
+//!   (`/package.Service/Method`) unchanged, whatever prefix the API matched, and the request
+//!   carries `TE: trailers` (hop-by-hop in general, but gRPC over HTTP/2 requires it).
+//! - A WebSocket upgrade (`tunnel`) keeps `Connection: upgrade` and the client's `Upgrade`.
 
 use std::borrow::Cow;
 use std::time::Duration;
 
-use apig_proto::{BackendParam, BackendParamOrigin, HttpBackend};
+use apig_proto::{BackendParam, BackendParamOrigin, BackendProtocol, HttpBackend};
 use apig_router::path::encode_segment;
+use apig_router::CanonicalPath;
 use http::header::{self, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Method, Uri};
@@ -43,6 +48,7 @@ use http::{HeaderMap, Method, Uri};
 use crate::auth::{is_gateway_signature, X_APIG_APPCODE, X_AUTH_TOKEN};
 use crate::context::{format_handle_time, RequestContext};
 use crate::params::{parse_header_name, Location, ReqParamSpec, RequestView, Resolved};
+use crate::proxy::UpstreamProtocol;
 use crate::query::Query;
 use crate::respond::{GatewayErrorKind, X_REQUEST_ID};
 
@@ -95,9 +101,19 @@ pub(crate) enum BackendScheme {
     Https,
 }
 
+/// What an HTTP target serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TargetKind {
+    /// An HTTP(S) backend: HTTP/1.1, path from the template, WebSocket upgrades tunnelled.
+    Http,
+    /// A gRPC backend: HTTP/2 (h2c or TLS with ALPN `h2`), the request path forwarded.
+    Grpc,
+}
+
 /// An HTTP backend, pre-parsed so the request path only fills values in.
 #[derive(Debug, Clone)]
 pub(crate) struct HttpTarget {
+    pub kind: TargetKind,
     pub scheme: BackendScheme,
     /// Where requests go: one address, or a member of a load-balance channel.
     pub destination: Destination,
@@ -136,6 +152,14 @@ pub(crate) struct Dest<'a> {
 }
 
 impl HttpTarget {
+    /// The HTTP version the backend is spoken to in.
+    pub(crate) fn protocol(&self) -> UpstreamProtocol {
+        match self.kind {
+            TargetKind::Http => UpstreamProtocol::Http1,
+            TargetKind::Grpc => UpstreamProtocol::Http2,
+        }
+    }
+
     /// The address of a fixed destination; `None` for a channel.
     pub(crate) fn fixed(&self) -> Option<Dest<'_>> {
         match &self.destination {
@@ -177,6 +201,8 @@ pub(crate) struct ApiMapping<'a> {
 /// The client's request as mapping needs it.
 pub(crate) struct ClientRequest<'a> {
     pub method: &'a Method,
+    /// The canonical request path (what a gRPC backend gets).
+    pub path: &'a CanonicalPath,
     pub path_params: &'a [(&'a str, &'a str)],
     /// The SWA remainder (decoded), empty for NORMAL matches.
     pub remainder: &'a str,
@@ -186,6 +212,9 @@ pub(crate) struct ClientRequest<'a> {
     pub forwarded_host: Option<&'a HeaderValue>,
     /// The API authenticates callers (APP, IAM): the gateway's credential headers are dropped.
     pub strip_credentials: bool,
+    /// A WebSocket upgrade the gateway will tunnel: the client's `Upgrade` value, forwarded with
+    /// `Connection: upgrade`. `None`: both are dropped like every hop-by-hop header.
+    pub upgrade: Option<&'a HeaderValue>,
 }
 
 /// The backend request line and headers.
@@ -333,6 +362,11 @@ impl HttpTarget {
         backend: &HttpBackend,
         channel_index: impl Fn(&str) -> Option<usize>,
     ) -> Result<Self, String> {
+        let kind = match BackendProtocol::try_from(backend.protocol) {
+            Ok(BackendProtocol::Http1) => TargetKind::Http,
+            Ok(BackendProtocol::Grpc) => TargetKind::Grpc,
+            Err(_) => return Err(format!("unknown backend protocol {}", backend.protocol)),
+        };
         let scheme = match backend.scheme.to_ascii_lowercase().as_str() {
             "" | "http" => BackendScheme::Http,
             "https" => BackendScheme::Https,
@@ -371,6 +405,7 @@ impl HttpTarget {
             ms => Duration::from_millis(u64::from(ms)),
         };
         Ok(Self {
+            kind,
             scheme,
             destination,
             method,
@@ -752,12 +787,78 @@ pub(crate) fn map_request<'a>(
     }
 
     // Path.
+    let mut path = match target.kind {
+        TargetKind::Grpc => client.path.to_encoded(),
+        TargetKind::Http => template_path(api, target, client, &values)?,
+    };
+    query.write_to(&mut path);
+
+    let path_and_query = PathAndQuery::try_from(path).map_err(|e| {
+        tracing::error!(api_id = api.id, error = %e, "built an invalid backend path");
+        GatewayErrorKind::Internal
+    })?;
+    let uri = Uri::builder()
+        .scheme(match target.scheme {
+            BackendScheme::Http => Scheme::HTTP,
+            BackendScheme::Https => Scheme::HTTPS,
+        })
+        .authority(dest.authority.clone())
+        .path_and_query(path_and_query)
+        .build()
+        .map_err(|e| {
+            tracing::error!(api_id = api.id, error = %e, "built an invalid backend URI");
+            GatewayErrorKind::Internal
+        })?;
+
+    // Headers the gateway sets.
+    let host = match (dest.host_header, client.forwarded_host) {
+        (Some(h), _) | (None, Some(h)) => h.clone(),
+        (None, None) => HeaderValue::from_str(dest.authority.as_str()).map_err(|_| {
+            tracing::error!(api_id = api.id, "backend authority is not a header value");
+            GatewayErrorKind::Internal
+        })?,
+    };
+    headers.insert(header::HOST, host);
+    if let Some(v) = forwarded_for(ctx) {
+        headers.insert("x-forwarded-for", v);
+    }
+    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    if let Some(host) = client.forwarded_host {
+        headers.insert("x-forwarded-host", host.clone());
+    }
+    headers.insert(X_REQUEST_ID, ctx.request_id.header_value());
+    if target.kind == TargetKind::Grpc {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+    if let Some(upgrade) = client.upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, upgrade.clone());
+    }
+
+    Ok(MappedRequest {
+        method: target
+            .method
+            .clone()
+            .unwrap_or_else(|| client.method.clone()),
+        uri,
+        headers,
+    })
+}
+
+/// The backend path of an HTTP target: the template with its variables filled, then an SWA
+/// API's remainder.
+fn template_path<'a>(
+    api: &ApiMapping<'a>,
+    target: &HttpTarget,
+    client: &ClientRequest<'a>,
+    values: &[Option<(Cow<'a, str>, PathEncoding)>],
+) -> Result<String, GatewayErrorKind> {
     let mut path = String::with_capacity(64);
     for piece in &target.path.pieces {
         match piece {
             Piece::Literal(lit) => path.push_str(lit),
             Piece::Var(name) => {
-                let from_param = api.backend_params.iter().zip(&values).find(|(bp, _)| {
+                let from_param = api.backend_params.iter().zip(values).find(|(bp, _)| {
                     bp.location == Location::Path && bp.name.eq_ignore_ascii_case(name)
                 });
                 match from_param {
@@ -799,51 +900,7 @@ pub(crate) fn map_request<'a>(
         }
         push_encoded(remainder, PathEncoding::Path, &mut path);
     }
-    query.write_to(&mut path);
-
-    let path_and_query = PathAndQuery::try_from(path).map_err(|e| {
-        tracing::error!(api_id = api.id, error = %e, "built an invalid backend path");
-        GatewayErrorKind::Internal
-    })?;
-    let uri = Uri::builder()
-        .scheme(match target.scheme {
-            BackendScheme::Http => Scheme::HTTP,
-            BackendScheme::Https => Scheme::HTTPS,
-        })
-        .authority(dest.authority.clone())
-        .path_and_query(path_and_query)
-        .build()
-        .map_err(|e| {
-            tracing::error!(api_id = api.id, error = %e, "built an invalid backend URI");
-            GatewayErrorKind::Internal
-        })?;
-
-    // Headers the gateway sets.
-    let host = match (dest.host_header, client.forwarded_host) {
-        (Some(h), _) | (None, Some(h)) => h.clone(),
-        (None, None) => HeaderValue::from_str(dest.authority.as_str()).map_err(|_| {
-            tracing::error!(api_id = api.id, "backend authority is not a header value");
-            GatewayErrorKind::Internal
-        })?,
-    };
-    headers.insert(header::HOST, host);
-    if let Some(v) = forwarded_for(ctx) {
-        headers.insert("x-forwarded-for", v);
-    }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-    if let Some(host) = client.forwarded_host {
-        headers.insert("x-forwarded-host", host.clone());
-    }
-    headers.insert(X_REQUEST_ID, ctx.request_id.header_value());
-
-    Ok(MappedRequest {
-        method: target
-            .method
-            .clone()
-            .unwrap_or_else(|| client.method.clone()),
-        uri,
-        headers,
-    })
+    Ok(path)
 }
 
 /// The backend's `X-Forwarded-For`: the peer, after the chain a trusted proxy reported

@@ -35,8 +35,10 @@
 //!     default backend. MOCK answers directly; FUNCTION gets an event (`function`); HTTP is mapped (`mapping`, which drops the
 //!     credentials the gateway consumed), sent to the fixed address or a member of the API's
 //!     channel (`channel`), signed with the API's signature key (`backend_sign`; failure →
-//!     500 `APIG.0705`) and called (`proxy`); a call that could not connect is retried on
-//!     another member as `retry_count` allows.
+//!     500 `APIG.0705`) and called (`proxy`: HTTP/1.1, or HTTP/2 for gRPC backends); a call
+//!     that could not connect is retried on another member as `retry_count` allows. A
+//!     WebSocket upgrade to an HTTP backend goes on its own connection and becomes a tunnel
+//!     (`tunnel`) only if the backend answers 101; it is never retried once sent.
 //!
 //! Nothing here may panic: every failure is a [`GatewayErrorKind`], turned into a response in
 //! `respond`. The runtime (with its throttle counters) is loaded once per request, so a swap
@@ -55,10 +57,11 @@ use apig_policy::throttle::debug_header_value;
 use apig_policy::CallerKeys;
 use apig_router::{canonicalize, Miss};
 use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_LENGTH, HOST};
-use http::{HeaderMap, Method, Request, Response, Version};
+use http::header::{HeaderValue, CONTENT_LENGTH, HOST, UPGRADE};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body_util::Limited;
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 
 use crate::auth::{read_bounded, unix_secs, BodyBounds, ClientBody};
 use crate::backend_policy::{self, PolicyInput};
@@ -68,19 +71,24 @@ use crate::channel::balance::{HashKey, Strategy};
 use crate::client_ip;
 use crate::context::{unix_millis, RequestContext};
 use crate::function::{self, EventSource, FunctionTarget};
-use crate::mapping::{map_request, strip_hop_by_hop, ApiMapping, ClientRequest, Dest, Destination};
+use crate::mapping::{
+    map_request, strip_hop_by_hop, ApiMapping, ClientRequest, Dest, Destination, TargetKind,
+};
 use crate::params::{resolve, RequestView, Resolved};
-use crate::proxy::UpstreamBody;
+use crate::proxy::{UpstreamBody, UpstreamProtocol};
 use crate::query::Query;
-use crate::respond::{GatewayErrorKind, X_REQUEST_ID};
+use crate::respond::{self, GatewayErrorKind, X_REQUEST_ID};
 use crate::runtime::{Auth, Backend};
+use crate::server::ConnPermit;
 use crate::state::Shared;
+use crate::tunnel::{self, TunnelGuard};
 
-/// The two ends of a client connection.
-#[derive(Debug, Clone, Copy)]
+/// The two ends of a client connection, and its place under `max_connections`.
+#[derive(Debug, Clone)]
 pub(crate) struct ConnInfo {
     pub peer: SocketAddr,
     pub local: SocketAddr,
+    pub permit: ConnPermit,
 }
 
 /// Serves one request. Never fails: errors become APIG error responses.
@@ -90,9 +98,10 @@ pub(crate) async fn handle(
     request: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let mut ctx = RequestContext::new(conn.peer, conn.local);
+    let grpc = respond::is_grpc(request.headers());
     // Nothing here should panic (the crate denies unwrap, expect, indexing); if a dependency
     // does anyway, the client gets a 500 APIG body instead of a dropped connection.
-    let outcome = AssertUnwindSafe(serve(&shared, &mut ctx, request))
+    let outcome = AssertUnwindSafe(serve(&shared, &mut ctx, &conn.permit, request))
         .catch_unwind()
         .await
         .unwrap_or_else(|_| {
@@ -113,7 +122,12 @@ pub(crate) async fn handle(
                 error = %kind.message(),
                 "request refused"
             );
-            kind.into_response(&ctx.request_id)
+            let grpc_status = grpc.then(|| (kind.grpc_code(), kind.message()));
+            let mut response = kind.into_response(&ctx.request_id);
+            if let Some((code, message)) = grpc_status {
+                respond::add_grpc_status(response.headers_mut(), code, &message);
+            }
+            response
         }
     };
     response
@@ -151,6 +165,7 @@ fn wants_debug(headers: &HeaderMap) -> bool {
 async fn serve(
     shared: &Shared,
     ctx: &mut RequestContext,
+    permit: &ConnPermit,
     request: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, GatewayErrorKind> {
     let limits = &shared.limits;
@@ -201,7 +216,7 @@ async fn serve(
     }
 
     let declared_len = content_length(request.headers())?;
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
 
     let credentials = &runtime.credentials;
     let bounds = BodyBounds {
@@ -306,6 +321,8 @@ async fn serve(
         Backend::Function(function) => {
             let client = ClientRequest {
                 method: &parts.method,
+                path: &path,
+                upgrade: None,
                 path_params: &route.params,
                 remainder: route.remainder,
                 query: parts.uri.query(),
@@ -327,14 +344,27 @@ async fn serve(
             .await;
         }
     };
+    // A WebSocket upgrade to an HTTP backend: the client side's pending upgrade, resolved by
+    // hyper once a 101 is written. Without one the upgrade headers are dropped like any
+    // hop-by-hop header and the backend sees a plain request.
+    let mut client_upgrade =
+        if target.kind == TargetKind::Http && tunnel::is_websocket_upgrade(&parts) {
+            parts.extensions.remove::<OnUpgrade>()
+        } else {
+            None
+        };
     let client_request = ClientRequest {
         method: &parts.method,
+        path: &path,
         path_params: &route.params,
         remainder: route.remainder,
         query: parts.uri.query(),
         headers: &parts.headers,
         forwarded_host: forwarded_host.as_ref(),
         strip_credentials: api.auth != Auth::None,
+        upgrade: client_upgrade
+            .as_ref()
+            .and_then(|_| parts.headers.get(UPGRADE)),
     };
     let mut body = AttemptBody::new(body, limits.max_body_bytes);
     let mut retries_left = retries_allowed(target.retry_count, &parts.method);
@@ -394,13 +424,39 @@ async fn serve(
         *upstream_request.method_mut() = mapped.method;
         *upstream_request.uri_mut() = mapped.uri;
         *upstream_request.headers_mut() = mapped.headers;
-        *upstream_request.version_mut() = Version::HTTP_11;
+        let protocol = target.protocol();
+        *upstream_request.version_mut() = match protocol {
+            UpstreamProtocol::Http1 => Version::HTTP_11,
+            UpstreamProtocol::Http2 => Version::HTTP_2,
+        };
 
         let in_flight = member.map(|(health, _)| health.start_request());
-        match shared.upstream.send(upstream_request, target.timeout).await {
+        let sent = if client_upgrade.is_some() {
+            shared
+                .upstream
+                .send_upgrade(upstream_request, target.timeout)
+                .await
+        } else {
+            shared
+                .upstream
+                .send(upstream_request, protocol, target.timeout)
+                .await
+        };
+        match sent {
             Ok(response) => {
                 if let Some((health, _)) = member {
                     health.record_success();
+                }
+                if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                    // Only an upgrade the gateway forwarded may switch protocols; passing any
+                    // other 101 on would leave the client's connection in limbo.
+                    let Some(client_side) = client_upgrade.take() else {
+                        tracing::debug!(request_id = %ctx.request_id, "backend switched protocols unasked");
+                        return Err(GatewayErrorKind::BackendUnavailable);
+                    };
+                    let guard = TunnelGuard::new(permit.clone(), in_flight);
+                    // APIG closes a WebSocket idle for longer than the API's backend timeout.
+                    return Ok(tunnel::switch(response, client_side, target.timeout, guard));
                 }
                 let (mut head, body) = response.into_parts();
                 strip_hop_by_hop(&mut head.headers);

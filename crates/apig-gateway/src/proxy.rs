@@ -1,7 +1,14 @@
-//! The backend call: HTTP/1.1 over a pooled keep-alive client, in clear or TLS (rustls; see
-//! `backend_tls` for what is trusted).
+//! The backend call, in clear or TLS (rustls; see `backend_tls` for what is trusted):
 //!
-//! The client sits behind [`Upstream`] so it can be replaced (the design notes measure a
+//! - HTTP/1.1 over a pooled keep-alive client (HTTP and HTTPS backends);
+//! - HTTP/2 over a second pooled client for gRPC backends: h2c with prior knowledge in clear,
+//!   ALPN `h2` over TLS. Bodies stream frame by frame both ways, trailers included (gRPC's
+//!   `grpc-status` arrives as trailers);
+//! - a WebSocket upgrade request over a fresh HTTP/1.1 connection of its own
+//!   ([`Upstream::send_upgrade`]): once upgraded, that connection belongs to the tunnel, so it must
+//!   never be one the pool could hand to another request.
+//!
+//! The clients sit behind [`Upstream`] so they can be replaced (the design notes measure a
 //! per-thread pool of `hyper::client::conn::http1` connections as noticeably cheaper than
 //! hyper-util's generic pooled client) without touching the pipeline.
 //!
@@ -20,7 +27,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::uri::PathAndQuery;
+use http::{Request, Response, Uri};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{LengthLimitError, Limited};
 use hyper::body::Incoming;
@@ -28,6 +36,7 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tower_service::Service;
 
 use crate::respond::GatewayErrorKind;
 
@@ -84,10 +93,25 @@ pub(crate) struct SendError {
     pub not_sent: bool,
 }
 
-/// The pooled backend client (HTTP and HTTPS).
+/// The HTTP version a backend is spoken to in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UpstreamProtocol {
+    /// HTTP/1.1 (HTTP and HTTPS backends; WebSocket upgrades).
+    Http1,
+    /// HTTP/2 (gRPC backends).
+    Http2,
+}
+
+type PooledClient = Client<HttpsConnector<HttpConnector>, UpstreamBody>;
+
+/// The backend clients (HTTP and HTTPS): pooled HTTP/1.1, pooled HTTP/2, and the connector of
+/// upgrade connections.
 #[derive(Clone)]
 pub(crate) struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, UpstreamBody>,
+    http1: PooledClient,
+    http2: PooledClient,
+    /// Dials one HTTP/1.1 connection (TLS with ALPN `http/1.1` for https) per upgrade request.
+    upgrade_connector: HttpsConnector<HttpConnector>,
 }
 
 // === impl Upstream ===
@@ -102,29 +126,56 @@ impl Upstream {
         http.set_keepalive(Some(Duration::from_secs(60)));
         // The TLS layer below decides by scheme.
         http.enforce_http(false);
-        let connector = HttpsConnectorBuilder::new()
+        let http1_connector = HttpsConnectorBuilder::new()
             .with_tls_config((*tls).clone())
             .https_or_http()
             .enable_http1()
+            .wrap_connector(http.clone());
+        // Only `h2` is offered in ALPN: a gRPC backend that cannot speak HTTP/2 fails the
+        // handshake instead of silently getting HTTP/1.1 (which has no trailers for gRPC).
+        let http2_connector = HttpsConnectorBuilder::new()
+            .with_tls_config((*tls).clone())
+            .https_or_http()
+            .enable_http2()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
+        let http1 = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
             // Shorter than common backend keep-alive timeouts (Node's is 5 s), so a pooled
             // connection is rarely reused just as the backend closes it (that race is a 502).
             .pool_idle_timeout(Duration::from_secs(4))
             .pool_max_idle_per_host(256)
-            .build(connector);
-        Self { client }
+            .build(http1_connector.clone());
+        // One multiplexed connection per backend address; pings find a dead one before a
+        // request does. h2c is spoken with prior knowledge (gRPC backends expect it).
+        let http2 = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .http2_only(true)
+            .http2_keep_alive_interval(Duration::from_secs(20))
+            .http2_keep_alive_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(http2_connector);
+        Self {
+            http1,
+            http2,
+            upgrade_connector: http1_connector,
+        }
     }
 
-    /// Sends `request` and waits for the response head, at most `timeout`.
+    /// Sends `request` over the pooled client of `protocol` and waits for the response head, at
+    /// most `timeout`.
     pub(crate) async fn send(
         &self,
         request: Request<UpstreamBody>,
+        protocol: UpstreamProtocol,
         timeout: Duration,
     ) -> Result<Response<Incoming>, SendError> {
-        match tokio::time::timeout(timeout, self.client.request(request)).await {
+        let client = match protocol {
+            UpstreamProtocol::Http1 => &self.http1,
+            UpstreamProtocol::Http2 => &self.http2,
+        };
+        match tokio::time::timeout(timeout, client.request(request)).await {
             Err(_elapsed) => Err(SendError {
                 kind: GatewayErrorKind::BackendTimeout,
                 not_sent: false,
@@ -138,6 +189,78 @@ impl Upstream {
             }),
         }
     }
+
+    /// Sends an upgrade request (`Connection: upgrade`) over a new HTTP/1.1 connection of its
+    /// own and waits for the response head, at most `timeout`. On a 101 the connection is
+    /// handed over by `hyper::upgrade::on(&mut response)`; on any other answer it closes after
+    /// the body. Only a failure to connect counts as not sent.
+    pub(crate) async fn send_upgrade(
+        &self,
+        request: Request<UpstreamBody>,
+        timeout: Duration,
+    ) -> Result<Response<Incoming>, SendError> {
+        match tokio::time::timeout(timeout, self.upgrade_exchange(request)).await {
+            Err(_elapsed) => Err(SendError {
+                kind: GatewayErrorKind::BackendTimeout,
+                not_sent: false,
+            }),
+            Ok(result) => result,
+        }
+    }
+
+    async fn upgrade_exchange(
+        &self,
+        mut request: Request<UpstreamBody>,
+    ) -> Result<Response<Incoming>, SendError> {
+        let not_sent = |error: &(dyn StdError + 'static)| {
+            tracing::debug!(error = %DisplayChain(error), "backend connect failed");
+            SendError {
+                kind: GatewayErrorKind::BackendUnavailable,
+                not_sent: true,
+            }
+        };
+        let mut connector = self.upgrade_connector.clone();
+        std::future::poll_fn(|cx| connector.poll_ready(cx))
+            .await
+            .map_err(|e| not_sent(&*e))?;
+        let io = connector
+            .call(request.uri().clone())
+            .await
+            .map_err(|e| not_sent(&*e))?;
+        // Writes nothing: the request has not left the gateway yet.
+        let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(|e| not_sent(&e))?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.with_upgrades().await {
+                tracing::debug!(error = %DisplayChain(&error), "backend upgrade connection failed");
+            }
+        });
+        // The connection is already to the backend: the request line takes the origin form.
+        *request.uri_mut() = origin_form(request.uri());
+        sender.send_request(request).await.map_err(|error| {
+            let kind = if caused_by::<LengthLimitError>(&error) {
+                GatewayErrorKind::BodyTooLarge
+            } else {
+                tracing::debug!(error = %DisplayChain(&error), "backend exchange failed");
+                GatewayErrorKind::BackendUnavailable
+            };
+            SendError {
+                kind,
+                not_sent: false,
+            }
+        })
+    }
+}
+
+/// `/path?query` of an absolute URI.
+fn origin_form(uri: &Uri) -> Uri {
+    let path = uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    Uri::from(path)
 }
 
 impl std::fmt::Debug for Upstream {

@@ -2,11 +2,16 @@
 //! code and message, as a JSON body `{"error_code","error_msg","request_id"}` with `X-Request-Id`.
 //!
 //! Codes and messages follow APIG's runtime error table (semantics digest §2.3).
+//!
+//! A gRPC request (`content-type: application/grpc...`) gets the same answer plus `grpc-status`
+//! and `grpc-message` headers: gRPC clients read those first (a trailers-only status), where
+//! they would otherwise fail to decode the JSON body as gRPC messages.
 
 use std::borrow::Cow;
 
 use http::header::{HeaderValue, CONTENT_TYPE};
-use http::{Response, StatusCode};
+use http::{HeaderMap, Response, StatusCode};
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
 use crate::body::ResponseBody;
 use crate::context::RequestId;
@@ -243,6 +248,43 @@ impl GatewayErrorKind {
         }
     }
 
+    /// The gRPC status code of this error, by meaning (gRPC's `Code` numbers).
+    pub(crate) fn grpc_code(&self) -> u8 {
+        const INVALID_ARGUMENT: u8 = 3;
+        const DEADLINE_EXCEEDED: u8 = 4;
+        const PERMISSION_DENIED: u8 = 7;
+        const RESOURCE_EXHAUSTED: u8 = 8;
+        const UNIMPLEMENTED: u8 = 12;
+        const INTERNAL: u8 = 13;
+        const UNAVAILABLE: u8 = 14;
+        const UNAUTHENTICATED: u8 = 16;
+        match self {
+            Self::UriTooLarge
+            | Self::HeadersTooLarge
+            | Self::BadRequest(_)
+            | Self::MissingParameter { .. }
+            | Self::InvalidParameter { .. }
+            | Self::OrchestrationFailed(_) => INVALID_ARGUMENT,
+            Self::RequestTimeout | Self::BackendTimeout => DEADLINE_EXCEEDED,
+            Self::AppNotAuthorized
+            | Self::AppIpDenied
+            | Self::ApiIpDenied
+            | Self::IamProjectDenied => PERMISSION_DENIED,
+            Self::Throttled | Self::AppQuotaExhausted | Self::BodyTooLarge => RESOURCE_EXHAUSTED,
+            Self::ApiNotFound | Self::MethodNotFound => UNIMPLEMENTED,
+            Self::Internal | Self::BackendSignatureFailed => INTERNAL,
+            Self::NotReady
+            | Self::BackendUnavailable
+            | Self::NoBackendAvailable
+            | Self::FunctionAnswerInvalid => UNAVAILABLE,
+            Self::AppAuthMissing
+            | Self::AppAuthFailed(_)
+            | Self::IamAuthMissing
+            | Self::IamAuthFailed(_)
+            | Self::AuthorizerUnavailable => UNAUTHENTICATED,
+        }
+    }
+
     /// The complete error response for this request.
     pub(crate) fn into_response(self, request_id: &RequestId) -> Response<ResponseBody> {
         error_response(self.status(), self.code(), &self.message(), request_id)
@@ -270,10 +312,56 @@ pub(crate) fn error_response(
     response
 }
 
+/// Whether a request is a gRPC call (`application/grpc`, `application/grpc+proto`, ...).
+pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
+    headers.get(CONTENT_TYPE).is_some_and(|v| {
+        let v = v.as_bytes();
+        v.get(..16)
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"application/grpc"))
+            && matches!(v.get(16), None | Some(b'+' | b';'))
+    })
+}
+
+/// What gRPC's `grpc-message` percent-encodes: everything outside printable ASCII, and `%`.
+const GRPC_MESSAGE: &AsciiSet = &CONTROLS.add(b'%');
+
+/// Adds `grpc-status` and `grpc-message` to an error answer to a gRPC call.
+pub(crate) fn add_grpc_status(headers: &mut HeaderMap, code: u8, message: &str) {
+    headers.insert("grpc-status", HeaderValue::from(u16::from(code)));
+    let encoded = utf8_percent_encode(message, GRPC_MESSAGE).to_string();
+    if let Ok(value) = HeaderValue::from_str(&encoded) {
+        headers.insert("grpc-message", value);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use http_body_util::BodyExt;
+
+    #[test]
+    fn grpc_calls_get_a_grpc_status_too() {
+        let grpc = |ct: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(CONTENT_TYPE, HeaderValue::from_str(ct).unwrap());
+            is_grpc(&h)
+        };
+        assert!(grpc("application/grpc"));
+        assert!(grpc("application/grpc+proto"));
+        assert!(grpc("Application/GRPC; charset=x"));
+        assert!(!grpc("application/grpc-web"));
+        assert!(!grpc("application/json"));
+        assert!(!is_grpc(&HeaderMap::new()));
+
+        assert_eq!(GatewayErrorKind::IamAuthMissing.grpc_code(), 16);
+        assert_eq!(GatewayErrorKind::Throttled.grpc_code(), 8);
+        assert_eq!(GatewayErrorKind::BackendTimeout.grpc_code(), 4);
+        assert_eq!(GatewayErrorKind::ApiNotFound.grpc_code(), 12);
+        let mut h = HeaderMap::new();
+        add_grpc_status(&mut h, 16, "100% wrong: é");
+        assert_eq!(h["grpc-status"], "16");
+        assert_eq!(h["grpc-message"], "100%25 wrong: %C3%A9");
+    }
 
     fn all_kinds() -> Vec<GatewayErrorKind> {
         use GatewayErrorKind::*;

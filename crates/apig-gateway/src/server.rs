@@ -2,7 +2,10 @@
 //! builder), bounds, and graceful shutdown.
 //!
 //! - Connections beyond `max_connections` are closed right after accept (fast feedback; a full
-//!   kernel backlog would leave clients hanging instead).
+//!   kernel backlog would leave clients hanging instead). A connection upgraded to a WebSocket
+//!   tunnel (`tunnel`) keeps its place until the tunnel closes.
+//! - HTTP/1 connections are served with upgrades enabled, so the pipeline can hand an upgraded
+//!   connection to a tunnel once the backend answered 101.
 //! - HTTP/1: `header_read_timeout` bounds reading a request head and idle keep-alive time;
 //!   `max_headers` and a head buffer bound what a client makes us hold before the pipeline runs.
 //! - HTTP/2: concurrent streams, header list size, keep-alive pings, pending-reset budget.
@@ -22,12 +25,20 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::body::ResponseBody;
 use crate::config::Limits;
 use crate::pipeline::ConnInfo;
+
+/// A client connection's place under `max_connections`, shared by its requests. A WebSocket
+/// tunnel keeps a clone: once upgraded, the connection is no longer hyper's, but it is still an
+/// open client connection.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnPermit {
+    _held: Arc<OwnedSemaphorePermit>,
+}
 
 /// How one listener is run.
 pub(crate) struct ListenerSettings {
@@ -142,21 +153,26 @@ pub(crate) async fn serve<F, Fut>(
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
+                let permit = ConnPermit {
+                    _held: Arc::new(permit),
+                };
                 let conn = ConnInfo {
                     peer,
                     local: stream.local_addr().unwrap_or(listen_addr),
+                    permit: permit.clone(),
                 };
                 let handler = handler.clone();
-                let service = service_fn(move |request| handler(conn, request));
+                let service = service_fn(move |request| handler(conn.clone(), request));
                 let connection = settings
                     .builder
-                    .serve_connection(TokioIo::new(stream), service)
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
                     .into_owned();
                 let connection = graceful.watch(connection);
                 connections.spawn(async move {
                     if let Err(error) = connection.await {
                         tracing::debug!(listener = name, %peer, %error, "connection ended with an error");
                     }
+                    // A tunnel made from this connection holds its own clone.
                     drop(permit);
                 });
             }

@@ -254,6 +254,15 @@ pub fn template_params<'a>(
     Ok(params)
 }
 
+/// What a `backend_api` describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BackendKind {
+    /// `backend_type` HTTP: HTTP or HTTPS, any method, a path template.
+    Http,
+    /// `backend_type` GRPC: GRPC (h2c) or GRPCS (TLS), POST, the request path.
+    Grpc,
+}
+
 fn check_opt_enum(p: &mut Problems, field: &str, v: &Option<String>, allowed: &[&str]) {
     if let Some(v) = v {
         p.check(validate::one_of(field, v, allowed));
@@ -278,11 +287,10 @@ impl ApiSpec {
             p.check(validate::max_chars("version", v, 16));
         }
         match validate::required("req_protocol", &self.req_protocol) {
-            Ok("GRPCS") => p.push(ApiError::not_supported("req_protocol GRPCS")),
             Ok(v) => p.check(validate::one_of(
                 "req_protocol",
                 v,
-                &["HTTP", "HTTPS", "BOTH"],
+                &["HTTP", "HTTPS", "BOTH", "GRPCS"],
             )),
             Err(e) => p.push(e),
         }
@@ -316,13 +324,7 @@ impl ApiSpec {
         }
         check_opt_enum(&mut p, "match_mode", &self.match_mode, &["NORMAL", "SWA"]);
         let backend_type = match validate::required("backend_type", &self.backend_type) {
-            Ok(v @ ("HTTP" | "MOCK" | "FUNCTION")) => Some(v.to_owned()),
-            Ok(v @ "GRPC") => {
-                p.push(ApiError::not_supported(format!(
-                    "backend_type {v} (not yet)"
-                )));
-                None
-            }
+            Ok(v @ ("HTTP" | "MOCK" | "FUNCTION" | "GRPC")) => Some(v.to_owned()),
             Ok(_) => {
                 p.push(ApiError::invalid(
                     "backend_type",
@@ -401,8 +403,25 @@ impl ApiSpec {
             self.policy_functions.as_deref().unwrap_or_default(),
             self.req_params.as_deref().unwrap_or_default(),
         );
+        let grpc = self.req_protocol.as_deref() == Some("GRPCS");
+        match (grpc, backend_type.as_deref()) {
+            // APIG's gRPC APIs take GRPC (or FUNCTION) backends, and only they do.
+            (true, Some("HTTP" | "MOCK")) => p.push(ApiError::invalid(
+                "backend_type",
+                "GRPC for an API whose req_protocol is GRPCS",
+            )),
+            (false, Some("GRPC")) => p.push(ApiError::invalid(
+                "req_protocol",
+                "GRPCS for an API whose backend_type is GRPC",
+            )),
+            _ => {}
+        }
+        if grpc {
+            self.check_grpc_frontend(&mut p);
+        }
         match backend_type.as_deref() {
-            Some("HTTP") => self.check_backend_api(&mut p),
+            Some("HTTP") => self.check_backend_api(&mut p, BackendKind::Http),
+            Some("GRPC") => self.check_backend_api(&mut p, BackendKind::Grpc),
             Some("FUNCTION") => match &self.func_info {
                 Some(f) => {
                     crate::function::check(&mut p, f, "func_info");
@@ -550,12 +569,67 @@ impl ApiSpec {
         }
     }
 
-    fn check_backend_api(&self, p: &mut Problems) {
+    /// APIG's rules for gRPC APIs: method POST; path `/`, `/package.Service` or
+    /// `/package.Service/Method` (NORMAL only for the last); no parameters, samples or custom
+    /// authorizer.
+    fn check_grpc_frontend(&self, p: &mut Problems) {
+        if self.req_method.as_deref().is_some_and(|m| m != "POST") {
+            p.push(ApiError::invalid("req_method", "POST for a gRPC API"));
+        }
+        if let Some(uri) = self.req_uri.as_deref() {
+            let segments = uri.split('/').filter(|s| !s.is_empty()).count();
+            if uri.contains(['{', '}']) || segments > 2 {
+                p.push(ApiError::invalid(
+                    "req_uri",
+                    "/, /package.Service or /package.Service/Method for a gRPC API",
+                ));
+            } else if segments < 2 && self.match_mode.as_deref() != Some("SWA") {
+                p.push(ApiError::invalid(
+                    "match_mode",
+                    "SWA unless the gRPC API's path names a method",
+                ));
+            }
+        }
+        if self.auth_type.as_deref() == Some("AUTHORIZER") {
+            p.push(ApiError::invalid(
+                "auth_type",
+                "NONE, APP or IAM for a gRPC API",
+            ));
+        }
+        for (field, present) in [
+            (
+                "req_params",
+                self.req_params.as_ref().is_some_and(|v| !v.is_empty()),
+            ),
+            (
+                "backend_params",
+                self.backend_params.as_ref().is_some_and(|v| !v.is_empty()),
+            ),
+            (
+                "result_normal_sample",
+                self.result_normal_sample
+                    .as_deref()
+                    .is_some_and(|s| !s.is_empty()),
+            ),
+            (
+                "result_failure_sample",
+                self.result_failure_sample
+                    .as_deref()
+                    .is_some_and(|s| !s.is_empty()),
+            ),
+        ] {
+            if present {
+                p.push(ApiError::invalid(field, "not available for gRPC APIs"));
+            }
+        }
+    }
+
+    fn check_backend_api(&self, p: &mut Problems, kind: BackendKind) {
         let Some(b) = &self.backend_api else {
             p.push(ApiError::required("backend_api"));
             return;
         };
-        let backend_path_params = check_http_backend(p, b, "backend_api");
+        let backend_path_params = check_http_backend(p, b, "backend_api", kind);
         check_backend_params(
             p,
             self.req_params.as_deref().unwrap_or_default(),
@@ -568,7 +642,12 @@ impl ApiSpec {
 
 /// Checks an HTTP backend definition (the API's `backend_api` or a backend policy, whose
 /// fields are named `<prefix>.<field>` in errors); returns the backend path's parameters.
-pub(crate) fn check_http_backend(p: &mut Problems, b: &BackendApi, prefix: &str) -> Vec<String> {
+pub(crate) fn check_http_backend(
+    p: &mut Problems,
+    b: &BackendApi,
+    prefix: &str,
+    kind: BackendKind,
+) -> Vec<String> {
     let uses_channel = match b.vpc_channel_status {
         None | Some(2) => false,
         Some(1) => true,
@@ -629,13 +708,35 @@ pub(crate) fn check_http_backend(p: &mut Problems, b: &BackendApi, prefix: &str)
             Err(e) => p.push(e),
         }
     }
+    let protocols: &[&str] = match kind {
+        BackendKind::Http => &["HTTP", "HTTPS"],
+        BackendKind::Grpc => &["GRPC", "GRPCS"],
+    };
     match validate::required(&format!("{prefix}.req_protocol"), &b.req_protocol) {
         Ok(v) => p.check(validate::one_of(
             &format!("{prefix}.req_protocol"),
             v,
-            &["HTTP", "HTTPS"],
+            protocols,
         )),
         Err(e) => p.push(e),
+    }
+    if kind == BackendKind::Grpc {
+        // APIG fixes both: the gateway calls `POST /package.Service/Method`, the request's
+        // own path. Absent, they are filled in.
+        if b.req_method.as_deref().is_some_and(|m| m != "POST") {
+            p.push(ApiError::invalid(
+                &format!("{prefix}.req_method"),
+                "POST for a GRPC backend",
+            ));
+        }
+        if b.req_uri.as_deref().is_some_and(|u| u != "/") {
+            p.push(ApiError::invalid(
+                &format!("{prefix}.req_uri"),
+                "/ for a GRPC backend (the request path is forwarded)",
+            ));
+        }
+        check_backend_timing(p, b, prefix);
+        return Vec::new();
     }
     match validate::required(&format!("{prefix}.req_method"), &b.req_method) {
         Ok(v) => p.check(validate::one_of(
@@ -660,6 +761,12 @@ pub(crate) fn check_http_backend(p: &mut Problems, b: &BackendApi, prefix: &str)
         }
         Err(e) => p.push(e),
     }
+    check_backend_timing(p, b, prefix);
+    backend_path_params
+}
+
+/// Timeout, retries and the free-text fields of any backend.
+fn check_backend_timing(p: &mut Problems, b: &BackendApi, prefix: &str) {
     match b.timeout {
         Some(t) if (1..=MAX_BACKEND_TIMEOUT_MS).contains(&t) => {}
         Some(_) => p.push(ApiError::invalid(
@@ -684,7 +791,6 @@ pub(crate) fn check_http_backend(p: &mut Problems, b: &BackendApi, prefix: &str)
             p.check(validate::max_chars(field, v, max));
         }
     }
-    backend_path_params
 }
 
 /// Checks backend parameters against the API's request parameters and the backend path
@@ -809,6 +915,10 @@ impl ApiSpec {
             }
         }
         if let Some(b) = &mut self.backend_api {
+            if self.backend_type.as_deref() == Some("GRPC") {
+                b.req_method.get_or_insert_with(|| "POST".into());
+                b.req_uri.get_or_insert_with(|| "/".into());
+            }
             b.retry_count.get_or_insert_with(|| "-1".into());
             b.vpc_channel_status.get_or_insert(2);
             b.enable_client_ssl.get_or_insert(false);
@@ -1022,6 +1132,77 @@ mod tests {
         v["response_id"] = json!("custom-responses");
         let e = spec(v).validate_and_normalize().unwrap_err();
         assert_eq!(e.status(), 412);
+    }
+
+    fn grpc() -> Value {
+        json!({
+            "name": "greeter", "type": 1, "req_protocol": "GRPCS", "req_method": "POST",
+            "req_uri": "/helloworld.Greeter", "match_mode": "SWA", "auth_type": "NONE",
+            "backend_type": "GRPC", "group_id": "g",
+            "backend_api": {"url_domain": "grpc.local:50051", "req_protocol": "GRPC",
+                            "timeout": 5000}
+        })
+    }
+
+    #[test]
+    fn grpc_apis_follow_apig() {
+        let mut s = spec(grpc());
+        s.validate_and_normalize().unwrap();
+        let b = s.backend_api.as_ref().unwrap();
+        assert_eq!(b.req_method.as_deref(), Some("POST"));
+        assert_eq!(b.req_uri.as_deref(), Some("/"));
+        // TLS to the backend, and a whole method path matched exactly.
+        let mut v = grpc();
+        v["backend_api"]["req_protocol"] = json!("GRPCS");
+        v["req_uri"] = json!("/helloworld.Greeter/SayHello");
+        v["match_mode"] = json!("NORMAL");
+        spec(v).validate_and_normalize().unwrap();
+
+        let refused = |patch: Value, field: &str| {
+            let mut v = grpc();
+            merge(&mut v, patch);
+            let e = spec(v.clone()).validate_and_normalize().unwrap_err();
+            assert_eq!(e.status(), 400, "{v}: {}", e.message);
+            assert!(e.message.contains(field), "{field} not in {}", e.message);
+        };
+        refused(json!({"req_protocol": "HTTPS"}), "req_protocol");
+        refused(json!({"backend_type": "HTTP"}), "backend_type");
+        refused(json!({"req_method": "GET"}), "req_method");
+        refused(json!({"req_uri": "/a/b/c"}), "req_uri");
+        refused(json!({"req_uri": "/{svc}"}), "req_uri");
+        refused(json!({"match_mode": "NORMAL"}), "match_mode");
+        refused(json!({"auth_type": "AUTHORIZER"}), "auth_type");
+        refused(
+            json!({"req_params": [{"name": "q", "type": "STRING", "location": "QUERY"}]}),
+            "req_params",
+        );
+        refused(
+            json!({"backend_api": {"req_protocol": "HTTP"}}),
+            "backend_api.req_protocol",
+        );
+        refused(
+            json!({"backend_api": {"req_method": "GET"}}),
+            "backend_api.req_method",
+        );
+        refused(
+            json!({"backend_api": {"req_uri": "/x"}}),
+            "backend_api.req_uri",
+        );
+        refused(
+            json!({"backend_api": {"timeout": 0}}),
+            "backend_api.timeout",
+        );
+    }
+
+    fn merge(base: &mut Value, patch: Value) {
+        match (base, patch) {
+            (Value::Object(b), Value::Object(p)) => {
+                for (k, v) in p {
+                    merge(b.entry(k).or_insert(Value::Null), v);
+                }
+            }
+            (b, p) => *b = p,
+        }
     }
 
     #[test]

@@ -10,7 +10,8 @@ use regex::Regex;
 use serde_json::Value;
 
 use crate::api::{
-    check_backend_params, check_http_backend, BackendApi, BackendParam, ReqParam, VpcChannelInfo,
+    check_backend_params, check_http_backend, BackendApi, BackendKind, BackendParam, ReqParam,
+    VpcChannelInfo,
 };
 use crate::function::FuncInfo;
 use crate::validate::{self, Problems};
@@ -197,7 +198,7 @@ pub fn check(
             req_params,
             &mut names,
         );
-        let path_params = check_http_backend(p, &h.backend(), "policy_https");
+        let path_params = check_http_backend(p, &h.backend(), "policy_https", BackendKind::Http);
         check_backend_params(
             p,
             req_params,

@@ -80,31 +80,10 @@ impl EchoBackend {
     /// is issued by a fresh test CA; returns the backend and the CA certificate (PEM) a
     /// gateway must trust to reach it.
     pub async fn start_tls() -> (EchoBackend, String) {
-        let ca_key = rcgen::KeyPair::generate().expect("CA key");
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "apig test CA");
-        let ca = ca_params.self_signed(&ca_key).expect("CA cert");
-        let key = rcgen::KeyPair::generate().expect("server key");
-        let params = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
-            .expect("server params");
-        let cert = params.signed_by(&key, &ca, &ca_key).expect("server cert");
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("protocols")
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-        )
-        .expect("server config");
+        let (config, ca) = tls_server_config(&[]);
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let backend = Self::serve("127.0.0.1:0".parse().expect("addr"), Some(acceptor)).await;
-        (backend, ca.pem())
+        (backend, ca)
     }
 
     async fn serve(addr: SocketAddr, tls: Option<tokio_rustls::TlsAcceptor>) -> EchoBackend {
@@ -224,4 +203,34 @@ impl Drop for FunctionServer {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// A TLS server configuration whose certificate (for `localhost` and `127.0.0.1`) is issued by a
+/// fresh test CA, offering `alpn` protocols; returns it and the CA certificate (PEM) a client
+/// must trust.
+pub(crate) fn tls_server_config(alpn: &[&[u8]]) -> (rustls::ServerConfig, String) {
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "apig test CA");
+    let ca = ca_params.self_signed(&ca_key).expect("CA cert");
+    let key = rcgen::KeyPair::generate().expect("server key");
+    let params = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("server params");
+    let cert = params.signed_by(&key, &ca, &ca_key).expect("server cert");
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocols")
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    )
+    .expect("server config");
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    (config, ca.pem())
 }

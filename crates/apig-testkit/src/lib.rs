@@ -1,15 +1,20 @@
-//! Test-only helpers: start the real `apig` binary on free loopback ports, a real echo backend,
-//! and a management client that signs like the official SDK.
+//! Test-only helpers: start the real `apig` binary on free loopback ports, real backends (an
+//! HTTP echo backend, a gRPC backend, a WebSocket backend), and a management client that signs
+//! like the official SDK.
 //!
 //! Processes are killed when their handle drops, so a failing test leaves nothing behind.
 
 mod backend;
+pub mod grpc;
 mod mgmt;
 mod process;
+mod websocket;
 
 pub use backend::{EchoBackend, FunctionServer};
+pub use grpc::GrpcBackend;
 pub use mgmt::MgmtClient;
 pub use process::{ControlPlane, Gateway, Seed};
+pub use websocket::WsBackend;
 
 use std::time::{Duration, Instant};
 

@@ -10,6 +10,9 @@ use crate::context::{RequestContext, RequestId};
 use crate::params::{resolve, ReqParamSpec};
 
 struct Fixture {
+    /// The canonical request path (gRPC targets forward it).
+    path: CanonicalPath,
+    upgrade: Option<HeaderValue>,
     strip_credentials: bool,
     greedy: Vec<String>,
     req_params: Vec<ReqParamSpec>,
@@ -86,6 +89,8 @@ fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
 impl Fixture {
     fn new(path: &str) -> Self {
         Self {
+            path: apig_router::canonicalize("/").unwrap(),
+            upgrade: None,
             strip_credentials: false,
             greedy: Vec::new(),
             req_params: Vec::new(),
@@ -127,12 +132,14 @@ impl Fixture {
             self.target.fixed().unwrap(),
             &ClientRequest {
                 method,
+                path: &self.path,
                 path_params: params,
                 remainder,
                 query,
                 headers: client_headers,
                 forwarded_host: forwarded,
                 strip_credentials: self.strip_credentials,
+                upgrade: self.upgrade.as_ref(),
             },
             &resolved,
             ctx,
@@ -868,4 +875,77 @@ fn forwarded_for_and_source_ip_follow_the_resolved_client() {
     let mut c = ctx();
     c.peer = "[::ffff:10.9.9.9]:1".parse().unwrap();
     assert_eq!(forwarded_for(&c).unwrap(), "10.9.9.9");
+}
+
+#[test]
+fn a_tunnelled_upgrade_keeps_its_upgrade_headers_only() {
+    let mut f = Fixture::new("/ws");
+    f.upgrade = Some(HeaderValue::from_static("websocket"));
+    let m = f.simple(
+        &[],
+        None,
+        &[
+            ("connection", "Upgrade, x-secret"),
+            ("upgrade", "websocket"),
+            ("x-secret", "s"),
+            ("keep-alive", "timeout=5"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("sec-websocket-version", "13"),
+        ],
+    );
+    let h = &m.headers;
+    assert_eq!(h["connection"], "upgrade");
+    assert_eq!(h["upgrade"], "websocket");
+    assert_eq!(h["sec-websocket-key"], "dGhlIHNhbXBsZSBub25jZQ==");
+    assert_eq!(h["sec-websocket-version"], "13");
+    assert!(h.get("x-secret").is_none());
+    assert!(h.get("keep-alive").is_none());
+}
+
+#[test]
+fn grpc_targets_get_the_request_path_and_te_trailers() {
+    let mut f = Fixture::new("/");
+    f.target = HttpTarget::prepare(&HttpBackend {
+        scheme: "http".into(),
+        host: "grpc.internal".into(),
+        port: 50051,
+        method: "POST".into(),
+        path: "/".into(),
+        timeout_ms: 1000,
+        protocol: apig_proto::BackendProtocol::Grpc as i32,
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(f.target.protocol(), UpstreamProtocol::Http2);
+    f.path = apig_router::canonicalize("/helloworld.Greeter/SayHello").unwrap();
+    // Whatever prefix the API matched (here an SWA `/helloworld.Greeter` leaving `/SayHello`),
+    // the backend gets the whole request path.
+    let m = f
+        .run(
+            &Method::POST,
+            &[],
+            "/SayHello",
+            None,
+            &headers(&[("te", "trailers"), ("content-type", "application/grpc")]),
+            &ctx(),
+        )
+        .unwrap();
+    assert_eq!(path_and_query(&m), "/helloworld.Greeter/SayHello");
+    assert_eq!(m.method, Method::POST);
+    assert_eq!(m.headers["te"], "trailers");
+    assert_eq!(m.headers["content-type"], "application/grpc");
+    assert!(m.headers.get("connection").is_none());
+    // A client that sent no TE still gets it to the backend (gRPC requires it).
+    let m = f
+        .run(&Method::POST, &[], "", None, &headers(&[]), &ctx())
+        .unwrap();
+    assert_eq!(m.headers["te"], "trailers");
+    // An unknown protocol in a snapshot is refused, not guessed.
+    assert!(HttpTarget::prepare(&HttpBackend {
+        host: "h".into(),
+        port: 1,
+        protocol: 7,
+        ..Default::default()
+    })
+    .is_err());
 }

@@ -627,6 +627,24 @@ pub fn with_http(mut a: Api, backend: SocketAddr, path: &str, timeout_ms: u32) -
     a
 }
 
+/// A gRPC backend at `backend`: `tls` for GRPCS (h2 over TLS), else h2c. APIG fixes the method
+/// to POST and the path to `/` (the request path is forwarded).
+pub fn with_grpc(mut a: Api, backend: SocketAddr, tls: bool, timeout_ms: u32) -> Api {
+    a.backend = Some(api::Backend::Http(HttpBackend {
+        scheme: if tls { "https" } else { "http" }.into(),
+        host: backend.ip().to_string(),
+        port: u32::from(backend.port()),
+        method: "POST".into(),
+        path: "/".into(),
+        timeout_ms,
+        retry_count: 0,
+        protocol: apig_proto::BackendProtocol::Grpc as i32,
+        ..Default::default()
+    }));
+    a.req_protocol = "GRPCS".into();
+    a
+}
+
 pub fn with_mock(mut a: Api, status: u32, content: &str) -> Api {
     a.backend = Some(api::Backend::Mock(MockBackend {
         status_code: status,

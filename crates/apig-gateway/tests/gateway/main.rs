@@ -9,6 +9,7 @@ mod harness;
 mod authentication;
 mod credential_quotas;
 mod limits_and_hostile_input;
+mod protocols;
 mod proxying;
 mod server;
 mod snapshot_sync;

@@ -701,3 +701,98 @@ async fn orchestration_rules_map_a_parameter_for_the_backend() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn least_requests_and_source_ip_hash_strategies() {
+    let s = Stack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Behind a trusted proxy, X-Forwarded-For gives each call its own client IP.
+    let proxied = apig_testkit::Gateway::start_with_args(
+        &crate::support::bin(),
+        &s.cp.grpc_url(),
+        &s.instance,
+        &dir.path().join("cache"),
+        &s.cp.cluster_token,
+        "127.0.0.1:0".parse().unwrap(),
+        &["--trusted-proxy", "127.0.0.1"],
+    );
+    let members: Vec<EchoBackend> =
+        futures_util::future::join_all((0..2).map(|_| EchoBackend::start())).await;
+    let (group, host) = s.group("strategies").await;
+    let channel = |name: &'static str, strategy: u32| {
+        let (s, members) = (&s, &members);
+        async move {
+            let list: Vec<Value> = members
+                .iter()
+                .map(|m| json!({"host": "127.0.0.1", "port": m.addr.port(), "weight": 1}))
+                .collect();
+            let r = s
+                .api
+                .post(&s.inst("/vpc-channels"), &json!({"name": name, "port": 80, "balance_strategy": strategy, "members": list}))
+                .await;
+            assert_eq!(r.status, 201, "{:?}", r.body);
+            r.body["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let wlc = channel("least-lb", 2).await;
+    let by_ip = channel("by-ip-lb", 3).await;
+    let mut slow = s.http_api(
+        &group,
+        "slow_api",
+        "GET",
+        "/slow/{ms}",
+        json!({"req_params": [{"name": "ms", "type": "STRING", "location": "PATH", "required": 1}],
+            "backend_params": [{"origin": "REQUEST", "name": "ms", "location": "PATH", "value": "ms"}],
+            "backend_api": {"req_uri": "/sleep/{ms}", "vpc_channel_status": 1,
+            "vpc_channel_info": {"vpc_channel_id": wlc}}}),
+    );
+    slow["backend_api"]["timeout"] = 10_000.into();
+    let id = s.create_api(&slow).await;
+    s.publish(&id, RELEASE).await;
+    channel_api(&s, &group, "ip_api", "/ip", &by_ip, json!({})).await;
+    s.settled().await;
+    eventually(WAIT, "the proxied replica", || async {
+        (call(&proxied, "GET", &host, "/ip", &[]).await.status == 200).then_some(())
+    })
+    .await;
+
+    // WLC: while one member holds a slow request, the others go to the idle member.
+    let busy = {
+        let (gw, host) = (&s.gw, host.clone());
+        let url = gw.url("/slow/1500");
+        tokio::spawn(async move {
+            http_client()
+                .get(url)
+                .header("host", host)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // One at a time: the idle member has 0 in flight, the busy one 1.
+    let mut quick = Vec::new();
+    for _ in 0..4 {
+        let r = call(&s.gw, "GET", &host, "/slow/0", &[]).await;
+        quick.push(r.body["server"].as_str().unwrap_or_default().to_owned());
+    }
+    let held = busy.await.unwrap()["server"].as_str().unwrap().to_owned();
+    assert!(quick.iter().all(|q| *q != held), "{held} got {quick:?}");
+
+    // Source-IP hash: each client IP sticks to one member; many IPs use both.
+    let mut owners = HashMap::new();
+    for i in 0..24 {
+        let ip = format!("198.51.100.{i}");
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let r = call(&proxied, "GET", &host, "/ip", &[("x-forwarded-for", &ip)]).await;
+            seen.push(r.body["server"].as_str().unwrap_or_default().to_owned());
+        }
+        assert!(seen.windows(2).all(|w| w[0] == w[1]), "{ip}: {seen:?}");
+        *owners.entry(seen[0].clone()).or_insert(0) += 1;
+    }
+    assert_eq!(owners.len(), 2, "{owners:?}");
+}

@@ -617,14 +617,15 @@ async fn orchestration_rules_map_a_parameter_for_the_backend() {
         .await;
     assert_eq!(bad.status, 400, "{:?}", bad.body);
 
+    // A backend policy can use the orchestrated parameter as its condition.
+    let gold = EchoBackend::start().await;
+    let mut orch_body = user_param(vec![&anon, &prefix, &vip, &shard, &fallback]);
+    orch_body["policy_https"] = json!([{"name": "gold_backend", "effect_mode": "ANY",
+        "url_domain": gold.authority(), "req_protocol": "HTTP", "req_method": "GET", "req_uri": "/orch",
+        "timeout": 5000, "conditions": [{"condition_origin": "orchestration", "mapped_param_name": "x-tier",
+            "mapped_param_location": "header", "condition_type": "exact", "condition_value": "gold"}]}]);
     let api = s
-        .create_api(&s.http_api(
-            &group,
-            "orch_api",
-            "GET",
-            "/orch",
-            user_param(vec![&anon, &prefix, &vip, &shard, &fallback]),
-        ))
+        .create_api(&s.http_api(&group, "orch_api", "GET", "/orch", orch_body))
         .await;
     s.publish(&api, RELEASE).await;
     s.until_routed(&host, "/orch", &[]).await;
@@ -643,6 +644,10 @@ async fn orchestration_rules_map_a_parameter_for_the_backend() {
         }
     };
     assert_eq!(seen("/orch?user=vip-42").await.0, "gold");
+    let r = call(&s.gw, "GET", &host, "/orch?user=vip-42", &[]).await;
+    assert_eq!(r.body["server"], gold.addr.to_string().as_str());
+    let r = call(&s.gw, "GET", &host, "/orch?user=zzz", &[]).await;
+    assert_eq!(r.body["server"], s.backend.addr.to_string().as_str());
     let (tier_of, query) = seen("/orch?user=15077").await;
     assert_eq!(tier_of, "");
     assert!(query.contains("shard=shard-1"), "{query}");

@@ -643,6 +643,7 @@ fn compile_policies<'a>(
                     Some("source") => pb::ConditionOrigin::Source,
                     Some("system") => pb::ConditionOrigin::System,
                     Some("cookie") => pb::ConditionOrigin::Cookie,
+                    Some("orchestration") => pb::ConditionOrigin::Orchestration,
                     _ => pb::ConditionOrigin::Param,
                 };
                 let name = match origin {
@@ -656,6 +657,7 @@ fn compile_policies<'a>(
                         .to_owned()
                     }),
                     pb::ConditionOrigin::Cookie => c.cookie_param_name.clone(),
+                    pb::ConditionOrigin::Orchestration => c.mapped_param_name.clone(),
                     pb::ConditionOrigin::Source => None,
                 };
                 let param_location = req_params

@@ -3,8 +3,8 @@
 //! its backend parameters; when none does, the API's default backend serves.
 //!
 //! Conditions read the request after parameter resolution (a request parameter's value is its
-//! resolved one, defaults included), the client IP (`client_ip`), the canonical path, the method
-//! or a cookie. Patterns are RE2-style regular expressions (the `regex` crate: linear time, no
+//! resolved one, defaults included; an orchestrated parameter's is the orchestration's result),
+//! the client IP (`client_ip`), the canonical path, the method or a cookie. Patterns are RE2-style regular expressions (the `regex` crate: linear time, no
 //! backtracking blow-up), compiled once per snapshot with a size limit.
 
 use std::net::IpAddr;
@@ -49,6 +49,8 @@ enum Subject {
     Path,
     Method,
     Cookie(String),
+    /// The parameter orchestration produced, by its mapped name.
+    Orchestrated(String),
 }
 
 #[derive(Debug, Clone)]
@@ -157,6 +159,12 @@ fn prepare_condition(
             "req_method" => Subject::Method,
             other => return Err(format!("unknown system parameter {other:?}")),
         },
+        ConditionOrigin::Orchestration => {
+            if c.name.is_empty() {
+                return Err("orchestration condition without a mapped parameter name".into());
+            }
+            Subject::Orchestrated(c.name.clone())
+        }
         ConditionOrigin::Cookie => {
             if c.name.is_empty() {
                 return Err("cookie condition without a cookie name".into());
@@ -188,6 +196,12 @@ impl PreparedCondition {
             Subject::Path => Some(input.path),
             Subject::Method => Some(input.method),
             Subject::Cookie(name) => cookie(input.headers, name),
+            Subject::Orchestrated(name) => input
+                .resolved
+                .orchestrated
+                .as_ref()
+                .filter(|o| o.name.eq_ignore_ascii_case(name))
+                .map(|o| o.value.as_str()),
         };
         let Some(value) = value else {
             return false;

@@ -385,10 +385,15 @@ fn check_condition(p: &mut Problems, field: &str, c: &Condition, req_params: &[R
         Some("frontend_authorizer") => p.push(ApiError::not_supported(
             "condition_origin frontend_authorizer (custom authorizers)",
         )),
-        Some("orchestration") => p.push(ApiError::not_supported("condition_origin orchestration")),
+        Some("orchestration") => {
+            check_type(p, &["exact", "enum", "pattern"]);
+            if let Err(e) = validate::required(&f("mapped_param_name"), &c.mapped_param_name) {
+                p.push(e);
+            }
+        }
         Some(_) => p.push(ApiError::invalid(
             &f("condition_origin"),
-            "param, source, system or cookie",
+            "param, source, system, cookie or orchestration",
         )),
         None => p.push(ApiError::required(&f("condition_origin"))),
     }

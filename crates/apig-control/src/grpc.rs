@@ -109,6 +109,7 @@ impl Discovery for DiscoveryService {
             last_error: None,
             connected_at: now.clone(),
             last_seen: now,
+            apply_lag_ms: None,
             connection,
         });
         tracing::info!(%instance, %node, applied = hello.applied_version, "replica connected");
@@ -166,8 +167,19 @@ impl Discovery for DiscoveryService {
                     msg = inbound.message() => match msg {
                         Ok(Some(ReplicaMessage { msg: Some(replica_message::Msg::Ack(ack)) })) => {
                             tracing::info!(%instance, %node, version = ack.version, "replica applied snapshot");
+                            let lag = state
+                                .publisher
+                                .current(&instance)
+                                .filter(|s| s.version == ack.version)
+                                .map(|s| {
+                                    let now = apig_model::time::now_unix_ms();
+                                    u64::try_from(now.saturating_sub(s.created_at_unix_ms)).unwrap_or(0)
+                                });
                             state.publisher.update_replica(&instance, &node, |r| {
                                 r.applied_version = ack.version;
+                                if lag.is_some() {
+                                    r.apply_lag_ms = lag;
+                                }
                                 r.last_error = None;
                                 r.last_seen = apig_model::time::now_rfc3339();
                             });

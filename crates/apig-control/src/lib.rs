@@ -11,6 +11,7 @@ pub mod bootstrap;
 mod error;
 pub mod grpc;
 mod keys;
+pub mod metrics;
 pub mod publisher;
 mod routes;
 pub mod snapshot;
@@ -50,6 +51,8 @@ pub struct ControlConfig {
     pub cluster_token: Option<String>,
     /// Groups get `<group id>.<domain_suffix>` as their generated sub-domain.
     pub domain_suffix: String,
+    /// Admin listener (`/health`, `/ready`, `/metrics`); none when `None`.
+    pub admin_listen: Option<SocketAddr>,
     pub seed: Seed,
 }
 
@@ -135,11 +138,14 @@ pub async fn start(
     );
     let epoch = epoch(store.as_ref())?;
     let signer = token_signer(store.as_ref())?;
+    let metrics = metrics::ControlMetrics::new()
+        .map_err(|e| ControlError::Config(format!("metrics: {e}")))?;
     let state = Arc::new(ControlState::new(
         store,
         epoch,
         config.domain_suffix.to_ascii_lowercase(),
         signer,
+        metrics,
     ));
     let bootstrap = bootstrap::run(&state, &config.data_dir, config.seed.clone()).await?;
     state.load_snapshots().await?;
@@ -160,10 +166,36 @@ pub async fn start(
     if !grpc_addr.ip().is_loopback() {
         tracing::warn!(%grpc_addr, "the gRPC listener is not on loopback and has no TLS yet: only the cluster token protects it");
     }
+    let admin = match config.admin_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| ControlError::Io(format!("admin listener {addr}: {e}")))?,
+        ),
+        None => None,
+    };
     println!("apig: listening management http://{mgmt_addr}");
     println!("apig: listening grpc http://{grpc_addr}");
 
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    if let Some(admin) = admin {
+        let admin_addr = admin
+            .local_addr()
+            .map_err(|e| ControlError::Io(e.to_string()))?;
+        println!("apig: listening control-admin http://{admin_addr}");
+        let app = routes::admin_router(state.clone());
+        let mut stop_admin = stop_tx.subscribe();
+        tokio::spawn(async move {
+            let served = axum::serve(admin, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop_admin.recv().await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "admin listener failed");
+            }
+        });
+    }
     let app = routes::router(state.clone());
     let mut stop_mgmt = stop_tx.subscribe();
     let mgmt_task = tokio::spawn(async move {

@@ -27,6 +27,8 @@ pub struct ReplicaStatus {
     pub last_error: Option<String>,
     pub connected_at: String,
     pub last_seen: String,
+    /// Milliseconds from publishing the snapshot the replica last ACKed to that ACK.
+    pub apply_lag_ms: Option<u64>,
     /// Which connection of this node the entry describes: a reconnecting replica takes over its
     /// entry, and the old stream's late goodbye must not mark the new one disconnected.
     #[serde(skip)]
@@ -70,6 +72,19 @@ impl Publisher {
                 channels.insert(instance, watch::channel(snapshot).0);
             }
         }
+    }
+
+    /// The current snapshot version of every instance.
+    pub fn versions(&self) -> Vec<(String, u64)> {
+        lock(&self.channels)
+            .iter()
+            .filter_map(|(i, tx)| tx.borrow().as_ref().map(|s| (i.clone(), s.version)))
+            .collect()
+    }
+
+    /// Every known replica of every instance.
+    pub fn all_replicas(&self) -> Vec<ReplicaStatus> {
+        lock(&self.replicas).values().cloned().collect()
     }
 
     pub fn current(&self, instance: &str) -> Option<Arc<pb::Snapshot>> {

@@ -28,6 +28,7 @@ pub struct ControlState {
     pub domain_suffix: String,
     /// Signs IAM tokens; its public key travels in every snapshot.
     pub token_signer: apig_sign::token::TokenSigner,
+    pub metrics: crate::metrics::ControlMetrics,
 }
 
 #[derive(Serialize, Deserialize, Default, Clone, Debug, PartialEq)]
@@ -42,6 +43,7 @@ impl ControlState {
         epoch: String,
         domain_suffix: String,
         token_signer: apig_sign::token::TokenSigner,
+        metrics: crate::metrics::ControlMetrics,
     ) -> Self {
         Self {
             store,
@@ -50,6 +52,7 @@ impl ControlState {
             epoch,
             domain_suffix,
             token_signer,
+            metrics,
         }
     }
 
@@ -105,10 +108,14 @@ impl ControlState {
         if !tx.is_empty() {
             let batch = tx.into_batch();
             let store = self.store.clone();
+            let started = std::time::Instant::now();
             tokio::task::spawn_blocking(move || store.commit(batch))
                 .await
                 .map_err(ApiError::internal)?
                 .map_err(store_error)?;
+            self.metrics
+                .store_commit
+                .observe(started.elapsed().as_secs_f64());
         }
         for s in to_publish {
             tracing::info!(instance = %s.instance_id, version = s.version, apis = s.apis.len(), "publishing snapshot");

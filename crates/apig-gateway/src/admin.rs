@@ -1,6 +1,6 @@
-//! The admin listener: `GET /health` (the process is alive) and `GET /ready` (200 once a
-//! snapshot is applied, from the control plane or the cache; 503 before). Both answer JSON with
-//! the applied epoch and version.
+//! The admin listener: `GET /health` (the process is alive), `GET /ready` (200 once a snapshot
+//! is applied, from the control plane or the cache; 503 before), both JSON with the applied epoch
+//! and version, and `GET /metrics` (Prometheus text, `metrics`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -18,6 +18,14 @@ pub(crate) async fn handle<B>(
 ) -> Result<Response<ResponseBody>, Infallible> {
     let path = request.uri().path();
     let is_read = matches!(*request.method(), Method::GET | Method::HEAD);
+    if path == "/metrics" && is_read {
+        let mut response = Response::new(ResponseBody::full(shared.metrics.render()));
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        );
+        return Ok(response);
+    }
     let (status, body) = match path {
         "/health" | "/ready" if !is_read => (
             StatusCode::METHOD_NOT_ALLOWED,

@@ -26,6 +26,8 @@ pub struct GatewayConfig {
     pub cluster_token: String,
     /// PEM CA certificates trusted for HTTPS backends besides the Mozilla roots.
     pub backend_ca_file: Option<PathBuf>,
+    /// Where the access log goes; `None`: no access log.
+    pub access_log: Option<crate::AccessLogSink>,
     /// Bounds on requests and connections.
     pub limits: Limits,
 }

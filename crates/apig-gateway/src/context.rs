@@ -4,13 +4,15 @@
 //! credential quota said.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use http::HeaderValue;
 
 use apig_policy::{Decision, Verdict};
 
 use crate::auth::Caller;
+use crate::metrics::ApiMetrics;
 
 /// 32 lowercase hex digits from 128 random bits, as APIG's `X-Request-Id`.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -39,6 +41,12 @@ pub(crate) struct RequestContext {
     pub rate_limits: Option<Verdict>,
     /// With `debug`: what the app's credential quota said, for `X-Apig-RateLimit-app-quota`.
     pub app_quota: Option<Decision>,
+    /// For latencies.
+    pub started: Instant,
+    /// The matched API's metric handles (and its id and environment, for the access log).
+    pub api_metrics: Option<Arc<ApiMetrics>>,
+    /// The backend call that answered: its address, and how long it took to the response head.
+    pub upstream: Option<(String, Duration)>,
 }
 
 // === impl RequestId ===
@@ -100,6 +108,9 @@ impl RequestContext {
             debug: false,
             rate_limits: None,
             app_quota: None,
+            started: Instant::now(),
+            api_metrics: None,
+            upstream: None,
         }
     }
 }

@@ -59,6 +59,7 @@
     )
 )]
 
+mod access_log;
 mod admin;
 mod auth;
 mod backend_policy;
@@ -73,6 +74,7 @@ mod context;
 mod error;
 mod function;
 mod mapping;
+mod metrics;
 mod mock;
 mod orchestration;
 mod params;
@@ -96,6 +98,8 @@ use apig_policy::IpAcl;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use access_log::AccessLog;
+pub use access_log::AccessLogSink;
 pub use config::{GatewayConfig, Limits};
 pub use error::{GatewayError, Result};
 
@@ -149,12 +153,21 @@ impl Gateway {
         let trusted_proxies = trusted_proxies(&config.limits.trusted_proxies)?;
         let backend_tls = backend_tls::client_config(config.backend_ca_file.as_deref())
             .map_err(|e| GatewayError::Config(format!("backend CA file: {e}")))?;
+        let metrics = Arc::new(
+            metrics::GatewayMetrics::new()
+                .map_err(|e| GatewayError::Config(format!("metrics: {e}")))?,
+        );
+        let access_log = AccessLog::start(config.access_log.as_ref(), Arc::clone(&metrics))
+            .await
+            .map_err(|e| GatewayError::Config(format!("access log: {e}")))?;
         let shared = Arc::new(Shared::new(
             config.limits.clone(),
             trusted_proxies,
             config.instance_id.clone(),
             node_id.clone(),
             backend_tls,
+            metrics,
+            access_log,
         ));
         tracing::info!(
             instance_id = %config.instance_id,

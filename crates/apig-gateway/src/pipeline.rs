@@ -74,6 +74,7 @@ use crate::function::{self, EventSource, FunctionTarget};
 use crate::mapping::{
     map_request, strip_hop_by_hop, ApiMapping, ClientRequest, Dest, Destination, TargetKind,
 };
+use crate::metrics::Origin;
 use crate::params::{resolve, RequestView, Resolved};
 use crate::proxy::{UpstreamBody, UpstreamProtocol};
 use crate::query::Query;
@@ -99,6 +100,13 @@ pub(crate) async fn handle(
 ) -> Result<Response<ResponseBody>, Infallible> {
     let mut ctx = RequestContext::new(conn.peer, conn.local);
     let grpc = respond::is_grpc(request.headers());
+    let method = request.method().clone();
+    // Only the access log needs the raw path after the request is consumed.
+    let raw_path = if shared.access_log.enabled() {
+        request.uri().path().to_owned()
+    } else {
+        String::new()
+    };
     // Nothing here should panic (the crate denies unwrap, expect, indexing); if a dependency
     // does anyway, the client gets a 500 APIG body instead of a dropped connection.
     let outcome = AssertUnwindSafe(serve(&shared, &mut ctx, &conn.permit, request))
@@ -108,6 +116,10 @@ pub(crate) async fn handle(
             tracing::error!(request_id = %ctx.request_id, "request handling panicked");
             Err(GatewayErrorKind::Internal)
         });
+    let error = outcome
+        .as_ref()
+        .err()
+        .map(|k| (k.code(), k.response_type(), auth_reason(k)));
     let mut response = match outcome {
         Ok(response) => response,
         Err(kind) => {
@@ -148,7 +160,108 @@ pub(crate) async fn handle(
                 .insert(X_APIG_RATELIMIT_APP_QUOTA, value);
         }
     }
+    observe(
+        &shared,
+        &ctx,
+        &method,
+        &raw_path,
+        response.status().as_u16(),
+        error,
+    );
     Ok(response)
+}
+
+/// Metrics and the access log for one answered request.
+fn observe(
+    shared: &Shared,
+    ctx: &RequestContext,
+    method: &http::Method,
+    path: &str,
+    status: u16,
+    error: Option<(&'static str, &'static str, Option<&'static str>)>,
+) {
+    let metrics = &shared.metrics;
+    let elapsed = ctx.started.elapsed();
+    let origin = if ctx.upstream.is_some() {
+        Origin::Backend
+    } else {
+        Origin::Gateway
+    };
+    let unmatched;
+    let api = match &ctx.api_metrics {
+        Some(api) => Some(api),
+        None => {
+            unmatched = shared.serving().map(|s| Arc::clone(&s.unmatched_metrics));
+            unmatched.as_ref()
+        }
+    };
+    if let Some(api) = api {
+        metrics.record(
+            api,
+            status,
+            origin,
+            elapsed,
+            ctx.upstream.as_ref().map(|u| u.1),
+        );
+    }
+    if let Some((code, response_type, reason)) = error {
+        metrics.error(code, response_type, reason);
+    }
+    if shared.access_log.enabled() {
+        let line = serde_json::json!({
+            "time": rfc3339_millis(unix_millis(SystemTime::now())),
+            "request_id": ctx.request_id.to_string(),
+            "api_id": api.map(|a| a.api_id()),
+            "env": api.map(|a| a.env()),
+            "app_id": ctx.caller.app_id(),
+            "client_ip": ctx.client_ip.to_canonical().to_string(),
+            "method": method.as_str(),
+            "path": path.get(..path.len().min(2048)).unwrap_or(path),
+            "status": status,
+            "latency_ms": elapsed.as_secs_f64() * 1000.0,
+            "upstream_addr": ctx.upstream.as_ref().map(|u| u.0.as_str()),
+            "upstream_status": ctx.upstream.as_ref().map(|_| status),
+            "upstream_latency_ms": ctx.upstream.as_ref().map(|u| u.1.as_secs_f64() * 1000.0),
+            "error_code": error.map(|e| e.0),
+        });
+        shared.access_log.log(line.to_string());
+    }
+}
+
+/// RFC 3339 UTC with milliseconds of a unix time in ms, without a date library.
+fn rfc3339_millis(ms: i64) -> String {
+    let (secs, millis) = (ms.div_euclid(1000), ms.rem_euclid(1000));
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// The `apig_gateway_auth_failures_total` reason of an error, if it is an authentication
+/// failure.
+fn auth_reason(kind: &GatewayErrorKind) -> Option<&'static str> {
+    match kind {
+        GatewayErrorKind::AppAuthMissing => Some("app_missing"),
+        GatewayErrorKind::AppAuthFailed(_) => Some("app_signature"),
+        GatewayErrorKind::IamAuthMissing => Some("iam_missing"),
+        GatewayErrorKind::IamAuthFailed(_) => Some("iam"),
+        GatewayErrorKind::AuthorizerUnavailable => Some("authorizer"),
+        _ => None,
+    }
 }
 
 /// The debug header of the credential quota.
@@ -210,6 +323,7 @@ async fn serve(
         tracing::error!(index = route.api_index, "route points past the API list");
         GatewayErrorKind::Internal
     })?;
+    ctx.api_metrics = serving.api_metrics.get(route.api_index).cloned();
 
     if !api.acl.allows_ip(ctx.client_ip) {
         return Err(GatewayErrorKind::ApiIpDenied);
@@ -431,6 +545,8 @@ async fn serve(
         };
 
         let in_flight = member.map(|(health, _)| health.start_request());
+        let authority = dest.authority.as_str().to_owned();
+        let call_started = std::time::Instant::now();
         let sent = if client_upgrade.is_some() {
             shared
                 .upstream
@@ -447,6 +563,7 @@ async fn serve(
                 if let Some((health, _)) = member {
                     health.record_success();
                 }
+                ctx.upstream = Some((authority, call_started.elapsed()));
                 if response.status() == StatusCode::SWITCHING_PROTOCOLS {
                     // Only an upgrade the gateway forwarded may switch protocols; passing any
                     // other 101 on would leave the client's connection in limbo.
@@ -732,6 +849,20 @@ fn normalize_host(raw: &str) -> Option<Cow<'_, str>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn access_log_times() {
+        assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_millis(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(
+            rfc3339_millis(1_700_000_000_123),
+            "2023-11-14T22:13:20.123Z"
+        );
+        assert_eq!(
+            rfc3339_millis(4_102_444_799_999),
+            "2099-12-31T23:59:59.999Z"
+        );
+    }
 
     #[test]
     fn host_normalisation() {

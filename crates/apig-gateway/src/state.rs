@@ -24,9 +24,11 @@ use apig_policy::{
 };
 use arc_swap::ArcSwapOption;
 
+use crate::access_log::AccessLog;
 use crate::channel::ChannelSet;
 use crate::config::Limits;
 use crate::context::unix_millis;
+use crate::metrics::{ApiMetrics, Metrics};
 use crate::proxy::Upstream;
 use crate::runtime::Runtime;
 
@@ -41,6 +43,10 @@ pub(crate) struct Serving {
     pub quotas: QuotaSet,
     /// Health and load of the runtime's channel members; indexed like `runtime.channels`.
     pub channels: ChannelSet,
+    /// Metric handles of each API; indexed like `runtime.apis`.
+    pub api_metrics: Vec<Arc<ApiMetrics>>,
+    /// For requests that matched no API.
+    pub unmatched_metrics: Arc<ApiMetrics>,
 }
 
 /// Everything a request or the sync loop reaches. The mutable parts are the serving slot
@@ -56,6 +62,8 @@ pub(crate) struct Shared {
     pub backend_tls: Arc<rustls::ClientConfig>,
     /// Permits for asynchronous function calls in flight (`function`).
     pub function_calls: Arc<tokio::sync::Semaphore>,
+    pub metrics: Metrics,
+    pub access_log: AccessLog,
     pub instance_id: String,
     pub node_id: String,
     connected: AtomicBool,
@@ -79,6 +87,8 @@ impl Shared {
         instance_id: String,
         node_id: String,
         backend_tls: Arc<rustls::ClientConfig>,
+        metrics: Metrics,
+        access_log: AccessLog,
     ) -> Self {
         let throttle_settings = ThrottleSettings {
             default_per_sec: limits.default_api_limit_per_sec,
@@ -92,6 +102,8 @@ impl Shared {
             upstream: Upstream::new(Arc::clone(&backend_tls)),
             backend_tls,
             function_calls: Arc::new(tokio::sync::Semaphore::new(MAX_ASYNC_FUNCTION_CALLS)),
+            metrics,
+            access_log,
             instance_id,
             node_id,
             connected: AtomicBool::new(false),
@@ -163,12 +175,26 @@ impl Shared {
             &runtime.channels,
             current.as_ref().map(|s| &s.channels),
             &self.backend_tls,
+            &self.metrics,
         );
+        let api_metrics = runtime
+            .apis
+            .iter()
+            .map(|a| Arc::new(self.metrics.api(&a.id, &a.stage)))
+            .collect();
+        self.metrics
+            .snapshot_version
+            .set(i64::try_from(runtime.version()).unwrap_or(i64::MAX));
+        self.metrics
+            .snapshot_applied_at
+            .set(unix_millis(SystemTime::now()) / 1000);
         self.serving.store(Some(Arc::new(Serving {
             runtime,
             throttle,
             quotas,
             channels,
+            api_metrics,
+            unmatched_metrics: Arc::new(self.metrics.api("-", "-")),
         })));
     }
 
@@ -220,6 +246,7 @@ impl Shared {
 
     pub(crate) fn set_connected(&self, connected: bool) {
         self.connected.store(connected, Ordering::Relaxed);
+        self.metrics.connected.set(i64::from(connected));
     }
 
     pub(crate) fn is_connected(&self) -> bool {
@@ -272,6 +299,8 @@ mod tests {
             "inst".into(),
             "node".into(),
             crate::backend_tls::client_config(None).unwrap(),
+            Arc::new(crate::metrics::GatewayMetrics::new().unwrap()),
+            AccessLog::disabled(Arc::new(crate::metrics::GatewayMetrics::new().unwrap())),
         )
     }
 

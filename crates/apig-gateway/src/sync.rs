@@ -372,6 +372,7 @@ async fn apply(shared: &Shared, cache: &SnapshotCache, snapshot: Snapshot) -> Re
     let epoch = snapshot.epoch.clone();
     let current = shared.runtime();
     let instance_id = shared.instance_id.clone();
+    let started = std::time::Instant::now();
     let decision =
         tokio::task::spawn_blocking(move || evaluate(current.as_deref(), &instance_id, snapshot))
             .await
@@ -384,6 +385,10 @@ async fn apply(shared: &Shared, cache: &SnapshotCache, snapshot: Snapshot) -> Re
         Decision::Apply { runtime, encoded } => {
             let apis = runtime.apis.len();
             shared.install(Arc::from(runtime));
+            shared
+                .metrics
+                .snapshot_apply
+                .observe(started.elapsed().as_secs_f64());
             tracing::info!(%epoch, version, apis, "applied snapshot");
             let cache = cache.clone();
             match tokio::task::spawn_blocking(move || cache.store(&encoded)).await {

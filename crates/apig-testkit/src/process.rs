@@ -108,6 +108,8 @@ pub struct ControlPlane {
     child: Child,
     pub mgmt: SocketAddr,
     pub grpc: SocketAddr,
+    /// The admin listener (`/health`, `/ready`, `/metrics`).
+    pub admin: SocketAddr,
     pub data_dir: PathBuf,
     pub seed: Seed,
     pub cluster_token: String,
@@ -143,6 +145,8 @@ impl ControlPlane {
             mgmt.to_string(),
             "--grpc-listen".into(),
             grpc.to_string(),
+            "--control-admin-listen".into(),
+            "127.0.0.1:0".into(),
         ];
         let envs = [
             ("APIG_ADMIN_AK", seed.ak.as_str()),
@@ -152,11 +156,12 @@ impl ControlPlane {
             ("APIG_INSTANCE_ID", seed.instance_id.as_str()),
             ("APIG_CLUSTER_TOKEN", token),
         ];
-        let s = spawn(bin, &args, &envs, &["management", "grpc"]);
+        let s = spawn(bin, &args, &envs, &["management", "grpc", "control-admin"]);
         ControlPlane {
             child: s.child,
             mgmt: s.addrs["management"],
             grpc: s.addrs["grpc"],
+            admin: s.addrs["control-admin"],
             data_dir: data_dir.to_owned(),
             seed,
             cluster_token: token.into(),

@@ -56,6 +56,10 @@ struct CommonControl {
     /// loopback in curl and browsers, so the default works without DNS).
     #[arg(long, default_value = "apig.localhost")]
     domain_suffix: String,
+    /// The control plane's admin listener (`/health`, `/ready`, Prometheus `/metrics`); off
+    /// unless given, e.g. `127.0.0.1:9091`.
+    #[arg(long, env = "APIG_CONTROL_ADMIN_LISTEN")]
+    control_admin_listen: Option<SocketAddr>,
 }
 
 #[derive(Args)]
@@ -99,6 +103,9 @@ struct TrafficArgs {
     /// Mozilla roots (backend certificates are always verified).
     #[arg(long, env = "APIG_BACKEND_CA_FILE")]
     backend_ca_file: Option<PathBuf>,
+    /// Access log: one JSON line per request to `stdout`, `stderr` or a file path; `off`.
+    #[arg(long, env = "APIG_ACCESS_LOG", default_value = "off")]
+    access_log: String,
 }
 
 impl TrafficArgs {
@@ -180,6 +187,7 @@ fn control_config(
         grpc_listen: grpc,
         cluster_token: common.cluster_token,
         domain_suffix: common.domain_suffix,
+        admin_listen: common.control_admin_listen,
         seed: apig_control::Seed::from_env(),
     }
 }
@@ -208,6 +216,7 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         cache_dir: args.cache_dir,
         cluster_token: args.cluster_token,
         limits: args.traffic.limits(),
+        access_log: apig_gateway::AccessLogSink::parse(&args.traffic.access_log),
         backend_ca_file: args.traffic.backend_ca_file,
     };
     apig_gateway::run(config, shutdown_signal())
@@ -239,6 +248,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         cache_dir: args.data_dir.join("gateway-cache"),
         cluster_token: control.cluster_token.clone(),
         limits: args.traffic.limits(),
+        access_log: apig_gateway::AccessLogSink::parse(&args.traffic.access_log),
         backend_ca_file: args.traffic.backend_ca_file.clone(),
     };
     let gateway = tokio::spawn(apig_gateway::run(gateway, stopped(stop_rx)));

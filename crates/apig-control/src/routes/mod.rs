@@ -328,16 +328,58 @@ pub fn router(state: Arc<ControlState>) -> Router {
         .route("/health", get(|| async { "ok" }))
         .merge(v2)
         .fallback(not_found)
-        .layer(middleware::from_fn(request_id))
+        .layer(middleware::from_fn_with_state(state.clone(), request_id))
         .with_state(state)
 }
 
-/// Every management answer carries `X-Request-Id`, as APIG's do (the SDK reports it in errors).
-async fn request_id(req: axum::extract::Request, next: middleware::Next) -> Response {
+/// The control plane's admin listener: `/health`, `/ready` (the store answers) and `/metrics`.
+pub fn admin_router(state: Arc<ControlState>) -> Router {
+    Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route(
+            "/ready",
+            get(
+                |axum::extract::State(s): axum::extract::State<Arc<ControlState>>| async move {
+                    match s.reader().get(crate::keys::EPOCH) {
+                        Ok(_) => (StatusCode::OK, "ready").into_response(),
+                        Err(_) => {
+                            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response()
+                        }
+                    }
+                },
+            ),
+        )
+        .route(
+            "/metrics",
+            get(
+                |axum::extract::State(s): axum::extract::State<Arc<ControlState>>| async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4",
+                        )],
+                        s.metrics.render(&s.publisher),
+                    )
+                },
+            ),
+        )
+        .with_state(state)
+}
+
+/// Every management answer carries `X-Request-Id`, as APIG's do (the SDK reports it in errors),
+/// and is counted.
+async fn request_id(
+    axum::extract::State(state): axum::extract::State<Arc<ControlState>>,
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
     let id = apig_model::ids::new_id();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let mut resp = next.run(req).await;
+    state
+        .metrics
+        .management_request(method.as_str(), resp.status().as_u16());
     tracing::debug!(request_id = %id, %method, %path, status = resp.status().as_u16(), "management request");
     if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);

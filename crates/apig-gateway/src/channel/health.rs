@@ -47,11 +47,30 @@ pub(crate) struct MemberHealth {
     key: String,
     /// For logs: `host:port`.
     label: String,
+    /// Counts verdict changes (`apig_gateway_backend_health_transitions_total`).
+    transitions: Option<Transitions>,
+}
+
+/// The transition counters of one member.
+#[derive(Debug)]
+pub(crate) struct Transitions {
+    pub to_healthy: prometheus::IntCounter,
+    pub to_unhealthy: prometheus::IntCounter,
 }
 
 impl MemberHealth {
+    #[cfg(test)]
     pub(crate) fn new(key: String, label: String) -> Self {
+        Self::with_transitions(key, label, None)
+    }
+
+    pub(crate) fn with_transitions(
+        key: String,
+        label: String,
+        transitions: Option<Transitions>,
+    ) -> Self {
         Self {
+            transitions,
             key,
             healthy: AtomicBool::new(true),
             successes: AtomicU32::new(0),
@@ -97,6 +116,9 @@ impl MemberHealth {
                 .saturating_add(1);
             if n >= t.healthy && !self.healthy.swap(true, Ordering::Relaxed) {
                 tracing::info!(member = %self.label, "backend member is healthy again");
+                if let Some(t) = &self.transitions {
+                    t.to_healthy.inc();
+                }
             }
         } else {
             self.successes.store(0, Ordering::Relaxed);
@@ -106,6 +128,9 @@ impl MemberHealth {
                 .saturating_add(1);
             if n >= t.unhealthy && self.healthy.swap(false, Ordering::Relaxed) {
                 tracing::warn!(member = %self.label, failures = n, "backend member is unhealthy");
+                if let Some(t) = &self.transitions {
+                    t.to_unhealthy.inc();
+                }
             }
         }
     }

@@ -17,6 +17,7 @@ use std::time::Duration;
 use apig_proto::{BalanceStrategy, HealthProtocol};
 use http::uri::Authority;
 
+use crate::metrics::GatewayMetrics;
 use balance::{Balancer, HashKey, Slot, Strategy};
 use health::{CheckSpec, MemberHealth, Probe, Target, Thresholds};
 
@@ -202,6 +203,7 @@ impl ChannelSet {
         channels: &[PreparedChannel],
         previous: Option<&ChannelSet>,
         tls: &Arc<rustls::ClientConfig>,
+        metrics: &GatewayMetrics,
     ) -> Self {
         let mut old_health: HashMap<String, Arc<MemberHealth>> = HashMap::new();
         let mut old_checkers: Vec<Arc<Checker>> = Vec::new();
@@ -225,7 +227,11 @@ impl ChannelSet {
                     .map(|m| {
                         let key = member_key(&c.id, m);
                         old_health.get(&key).cloned().unwrap_or_else(|| {
-                            Arc::new(MemberHealth::new(key, m.authority.to_string()))
+                            Arc::new(MemberHealth::with_transitions(
+                                key,
+                                m.authority.to_string(),
+                                Some(metrics.transitions(&c.name, m.authority.as_str())),
+                            ))
                         })
                     })
                     .collect();
@@ -329,7 +335,7 @@ mod tests {
     #[tokio::test]
     async fn health_and_checks_carry_over_while_unchanged() {
         let c = [channel(&[("m1", 1), ("m2", 2)], true, 60_000)];
-        let first = ChannelSet::build(&c, None, &tls());
+        let first = ChannelSet::build(&c, None, &tls(), &GatewayMetrics::new().unwrap());
         assert_eq!(first.checkers(), 1);
         let m1 = Arc::clone(&first.get(0).unwrap().health[0]);
         m1.record_check(
@@ -342,7 +348,7 @@ mod tests {
 
         // Same members and check: the same health and the same task.
         let c2 = [channel(&[("m1", 1), ("m2", 2)], true, 60_000)];
-        let second = ChannelSet::build(&c2, Some(&first), &tls());
+        let second = ChannelSet::build(&c2, Some(&first), &tls(), &GatewayMetrics::new().unwrap());
         assert!(Arc::ptr_eq(&second.get(0).unwrap().health[0], &m1));
         assert!(Arc::ptr_eq(
             second.get(0).unwrap().checker.as_ref().unwrap(),
@@ -352,7 +358,7 @@ mod tests {
 
         // A member's address changes: fresh health for it, a new task; the other keeps its.
         let c3 = [channel(&[("m1", 9), ("m2", 2)], true, 60_000)];
-        let third = ChannelSet::build(&c3, Some(&second), &tls());
+        let third = ChannelSet::build(&c3, Some(&second), &tls(), &GatewayMetrics::new().unwrap());
         assert!(third.get(0).unwrap().health[0].is_usable(0));
         assert!(Arc::ptr_eq(
             &third.get(0).unwrap().health[1],
@@ -375,7 +381,12 @@ mod tests {
         );
 
         // No health check: no task.
-        let plain = ChannelSet::build(&[channel(&[("m1", 1)], false, 0)], Some(&third), &tls());
+        let plain = ChannelSet::build(
+            &[channel(&[("m1", 1)], false, 0)],
+            Some(&third),
+            &tls(),
+            &GatewayMetrics::new().unwrap(),
+        );
         assert_eq!(plain.checkers(), 0);
     }
 

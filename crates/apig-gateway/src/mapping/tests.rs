@@ -72,6 +72,9 @@ fn ctx() -> RequestContext {
         debug: false,
         rate_limits: None,
         app_quota: None,
+        started: std::time::Instant::now(),
+        api_metrics: None,
+        upstream: None,
     }
 }
 

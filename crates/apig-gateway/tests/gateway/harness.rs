@@ -344,6 +344,7 @@ async fn echo(
 pub fn config(control_plane: &str, cache_dir: &Path, token: &str) -> GatewayConfig {
     GatewayConfig {
         backend_ca_file: None,
+        access_log: None,
         control_plane: control_plane.to_owned(),
         instance_id: INSTANCE.to_owned(),
         node_id: Some("test-node".to_owned()),

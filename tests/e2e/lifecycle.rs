@@ -73,3 +73,60 @@ async fn a_replica_with_a_wrong_cluster_token_is_refused() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_drains_in_flight_requests_before_exiting() {
+    let mut s = Stack::start().await;
+    let (group, host) = s.group("draining").await;
+    let mut body = s.http_api(
+        &group,
+        "slow_api",
+        "GET",
+        "/slow",
+        json!({"backend_api": {"req_uri": "/sleep/1500", "timeout": 10000}}),
+    );
+    body["backend_api"]["req_method"] = "GET".into();
+    let api = s.create_api(&body).await;
+    s.publish(&api, RELEASE).await;
+    s.until_routed(&host, "/slow", &[]).await;
+
+    let url = s.gw.url("/slow");
+    let in_flight: Vec<_> = (0..5)
+        .map(|_| {
+            let (url, host) = (url.clone(), host.clone());
+            tokio::spawn(async move {
+                apig_testkit::http_client()
+                    .get(url)
+                    .header("host", host)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Once the drain began, new connections are not accepted.
+    let addr = s.gw.addr;
+    let probe = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::net::TcpStream::connect(addr).await.is_err()
+    });
+    let started = std::time::Instant::now();
+    // SIGTERM; returns once the process exited.
+    tokio::task::block_in_place(|| s.gw.terminate());
+    assert!(
+        probe.await.unwrap(),
+        "still accepting connections while draining"
+    );
+    for r in in_flight {
+        assert_eq!(
+            r.await.unwrap().ok(),
+            Some(200),
+            "an in-flight request was cut"
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "exited at the deadline, not after the drain"
+    );
+}

@@ -1,9 +1,9 @@
 //! The management API: authentication, bad input, uniqueness, unknown ids, tenancy.
 
-use apig_testkit::{ControlPlane, MgmtClient};
-use serde_json::json;
+use apig_testkit::{eventually, ControlPlane, MgmtClient};
+use serde_json::{json, Value};
 
-use crate::support::{bin, Stack, RELEASE};
+use crate::support::{bin, call, Stack, RELEASE, WAIT};
 
 async fn group_count(s: &Stack) -> u64 {
     let r = s.api.get(&s.inst("/api-groups")).await;
@@ -247,4 +247,94 @@ async fn tenants_are_isolated() {
         )
         .await;
     assert_eq!(r.status, 412, "cloud-only features say so: {:?}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bound_domains_route_to_their_group() {
+    let s = Stack::start().await;
+    let (group, host) = s.group("domained").await;
+    let (other, _) = s.group("other_group").await;
+    let api = s
+        .create_api(&s.http_api(&group, "domain_api", "GET", "/d", json!({})))
+        .await;
+    s.publish(&api, RELEASE).await;
+    s.until_routed(&host, "/d", &[]).await;
+
+    let stack = &s;
+    let bind = |g: &str, body: Value| {
+        let path = stack.inst(&format!("/api-groups/{g}/domains"));
+        async move { stack.api.post(&path, &body).await }
+    };
+    let r = bind(
+        &group,
+        json!({"url_domain": "Orders.Example.com", "min_ssl_version": "TLSv1.2"}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(r.body["url_domain"], "orders.example.com");
+    let domain_id = r.body["id"].as_str().unwrap().to_owned();
+    let r = bind(&group, json!({"url_domain": "*.shop.example.com"})).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    // One domain, one group; bad names; unsupported settings say so.
+    let r = bind(&other, json!({"url_domain": "orders.example.com"})).await;
+    assert_eq!(
+        (r.status, r.body["error_code"].as_str()),
+        (400, Some("APIG.3305"))
+    );
+    let r = bind(&group, json!({"url_domain": "not a domain"})).await;
+    assert_eq!(
+        (r.status, r.body["error_code"].as_str()),
+        (400, Some("APIG.2024"))
+    );
+    let r = bind(
+        &group,
+        json!({"url_domain": "x.example.com", "is_http_redirect_to_https": true}),
+    )
+    .await;
+    assert_eq!(r.status, 412, "{:?}", r.body);
+
+    let shown = s.api.get(&s.inst(&format!("/api-groups/{group}"))).await;
+    let mut domains: Vec<&str> = shown.body["url_domains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["domain"].as_str().unwrap())
+        .collect();
+    domains.sort_unstable();
+    assert_eq!(domains, vec!["*.shop.example.com", "orders.example.com"]);
+
+    eventually(WAIT, "the bound domain", || async {
+        (call(&s.gw, "GET", "orders.example.com", "/d", &[])
+            .await
+            .status
+            == 200)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        call(&s.gw, "GET", "eu.shop.example.com:8080", "/d", &[])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        call(&s.gw, "GET", "shop.example.com", "/d", &[])
+            .await
+            .status,
+        404
+    );
+
+    let r = s
+        .api
+        .delete(&s.inst(&format!("/api-groups/{group}/domains/{domain_id}")))
+        .await;
+    assert_eq!(r.status, 204);
+    eventually(WAIT, "the unbound domain to stop routing", || async {
+        (call(&s.gw, "GET", "orders.example.com", "/d", &[])
+            .await
+            .status
+            == 404)
+            .then_some(())
+    })
+    .await;
 }

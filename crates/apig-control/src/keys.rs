@@ -43,7 +43,15 @@ pub const INSTANCE_KINDS: &[&str] = &[
     "sign",
     "sbind",
     "orch",
+    "domain",
 ];
+
+pub fn domains(i: &str) -> String {
+    format!("v1/domain/{i}/")
+}
+pub fn domain(i: &str, id: &str) -> String {
+    format!("v1/domain/{i}/{id}")
+}
 
 pub fn orchestrations(i: &str) -> String {
     format!("v1/orch/{i}/")
@@ -216,6 +224,7 @@ mod tests {
             signs(i),
             bindings("sbind", i),
             orchestrations(i),
+            domains(i),
         ];
         let mut kinds: Vec<String> = Vec::new();
         for k in &keys {

@@ -10,6 +10,7 @@ use apig_model::api::{ApiSpec, BackendApi, BackendParam, ReqParam};
 use apig_model::app::{App, AppAcl, AppAuth, AppCode};
 use apig_model::backend_policy::Condition;
 use apig_model::channel::{parse_http_codes, Channel};
+use apig_model::domain::BoundDomain;
 use apig_model::env::{substitute, Env, Variable};
 use apig_model::function::FuncInfo;
 use apig_model::group::Group;
@@ -152,6 +153,8 @@ pub fn compile(
         apis.push(api);
     }
     let channels = compile_channels(r, instance_id, &apis)?;
+    let mut bound_domains: Vec<BoundDomain> = r.scan_json(&keys::domains(instance_id))?;
+    bound_domains.sort_by(|a, b| a.url_domain.cmp(&b.url_domain));
     let apps = compile_apps(r, instance_id)?;
     let mut credentials: Vec<Credential> = r.scan_json(keys::CREDENTIALS)?;
     credentials.retain(|c| c.project_id == instance.project_id);
@@ -168,7 +171,14 @@ pub fn compile(
             .map(|g| pb::Group {
                 id: g.id.clone(),
                 name: g.name.clone(),
-                domains: vec![g.sl_domain.clone()],
+                domains: std::iter::once(g.sl_domain.clone())
+                    .chain(
+                        bound_domains
+                            .iter()
+                            .filter(|d| d.group_id == g.id)
+                            .map(|d| d.url_domain.clone()),
+                    )
+                    .collect(),
             })
             .collect(),
         environments: envs

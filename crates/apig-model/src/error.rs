@@ -35,6 +35,9 @@ pub enum ErrorCode {
     ChannelNameExists,
     SignNameExists,
     OrchestrationNameExists,
+    /// 400 The domain name is not a valid domain.
+    InvalidDomain,
+    DomainExists,
 
     AppAuthExists,
     /// 400 The API is not published in the environment (authorizing apps needs it).
@@ -55,6 +58,7 @@ pub enum ErrorCode {
     ChannelInUse,
     SignQuota,
     OrchestrationQuota,
+    DomainQuota,
     AppCodeQuota,
     /// 403 The operation needs an administrator credential.
     AdminOnly,
@@ -77,6 +81,7 @@ pub enum ErrorCode {
     ChannelNotFound,
     SignNotFound,
     OrchestrationNotFound,
+    DomainNotFound,
     SignBindingNotFound,
     /// 404 A member (or member group) of a channel.
     ChannelMemberNotFound,
@@ -126,12 +131,15 @@ impl ErrorCode {
             | ChannelNameExists
             | SignNameExists
             | OrchestrationNameExists
+            | InvalidDomain
+            | DomainExists
             | AppAuthExists
             | ApiNotPublished => 400,
             AuthMissing | AuthInvalid => 401,
             EnvQuota | VariableQuota | AclBound | ThrottleBound | AppCodeQuota | AdminOnly
             | ChannelQuota | ChannelMemberQuota | ChannelInUse | SignQuota | OrchestrationQuota
-            | GroupHasApis | ApiPublished | EnvHasPublishedApis | DefaultEnvReadOnly => 403,
+            | DomainQuota | GroupHasApis | ApiPublished | EnvHasPublishedApis
+            | DefaultEnvReadOnly => 403,
             GroupNotFound
             | ApiNotFound
             | EnvNotFound
@@ -153,6 +161,7 @@ impl ErrorCode {
             | SignNotFound
             | SignBindingNotFound
             | OrchestrationNotFound
+            | DomainNotFound
             | ChannelMemberNotFound
             | ResourceNotFound => 404,
             MethodNotAllowed => 405,
@@ -186,6 +195,10 @@ impl ErrorCode {
             ChannelNameExists => "APIG.3208",
             SignNameExists => "APIG.3207",
             OrchestrationNameExists => "APIG.3331",
+            InvalidDomain => "APIG.2024",
+            DomainExists => "APIG.3305",
+            DomainQuota => "APIG.3108",
+            DomainNotFound => "APIG.3020",
             OrchestrationQuota => "APIG.3150",
             OrchestrationNotFound => "APIG.3095",
             OrchestrationInUse => "APIG.3716",

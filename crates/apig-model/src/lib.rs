@@ -21,6 +21,7 @@ pub mod api;
 pub mod app;
 pub mod backend_policy;
 pub mod channel;
+pub mod domain;
 pub mod env;
 pub mod error;
 pub mod function;

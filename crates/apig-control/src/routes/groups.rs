@@ -42,6 +42,17 @@ fn check_unique_name(
     Ok(())
 }
 
+/// ApiGroupInfo with the group's bound domains.
+fn with_domains(g: &Group, domains: &[apig_model::domain::BoundDomain]) -> serde_json::Value {
+    let mut v = g.to_json();
+    v["url_domains"] = domains
+        .iter()
+        .filter(|d| d.group_id == g.id)
+        .map(|d| d.to_group_json())
+        .collect();
+    v
+}
+
 pub async fn list(
     State(s): State<Arc<ControlState>>,
     Path((project, inst)): Path<(String, String)>,
@@ -52,8 +63,9 @@ pub async fn list(
     let mut all: Vec<Group> = Reader::scan_json(s.reader(), &keys::groups(&inst))?;
     all.retain(|g| eq_filter(&q, "id", &g.id) && name_matches(&q, "name", &g.name));
     all.sort_by(|a, b| (&a.register_time, &a.id).cmp(&(&b.register_time, &b.id)));
+    let domains = super::domains::all(s.reader(), &inst)?;
     Ok(ok(paged(
-        all.iter().map(Group::to_json).collect(),
+        all.iter().map(|g| with_domains(g, &domains)).collect(),
         page,
         "groups",
     )))
@@ -89,7 +101,11 @@ pub async fn show(
     Path((project, inst, id)): Path<(String, String, String)>,
 ) -> Result<Response> {
     s.instance(s.reader(), &project, &inst)?;
-    Ok(ok(load(s.reader(), &inst, &id)?.to_json()))
+    let group = load(s.reader(), &inst, &id)?;
+    Ok(ok(with_domains(
+        &group,
+        &super::domains::all(s.reader(), &inst)?,
+    )))
 }
 
 pub async fn update(
@@ -131,6 +147,12 @@ pub async fn delete(
     let vars: Vec<apig_model::env::Variable> = Reader::scan_json(s.reader(), &keys::vars(&inst))?;
     for v in vars.iter().filter(|v| v.group_id == id) {
         tx.delete(keys::var(&inst, &v.id));
+    }
+    // Its bound domains go with it.
+    for d in super::domains::all(s.reader(), &inst)? {
+        if d.group_id == id {
+            tx.delete(keys::domain(&inst, &d.id));
+        }
     }
     s.commit(tx, &[&inst]).await?;
     Ok(no_content())

@@ -7,6 +7,7 @@ mod apps;
 mod bindings;
 mod channels;
 mod credentials;
+mod domains;
 mod envs;
 mod groups;
 mod instances;
@@ -280,6 +281,14 @@ pub fn router(state: Arc<ControlState>) -> Router {
         .route(
             &format!("{i}/api-groups"),
             get(groups::list).post(groups::create),
+        )
+        .route(
+            &format!("{i}/api-groups/{{group_id}}/domains"),
+            post(domains::bind),
+        )
+        .route(
+            &format!("{i}/api-groups/{{group_id}}/domains/{{domain_id}}"),
+            axum::routing::put(domains::update).delete(domains::unbind),
         )
         .route(
             &format!("{i}/api-groups/{{group_id}}"),

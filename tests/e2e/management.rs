@@ -338,3 +338,122 @@ async fn bound_domains_route_to_their_group() {
     })
     .await;
 }
+
+/// A test CA and a certificate it issues for `names`: (CA PEM, certificate PEM, key PEM).
+fn issue(ca: &(rcgen::Certificate, rcgen::KeyPair), names: &[&str]) -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params =
+        rcgen::CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
+            .unwrap();
+    let cert = params.signed_by(&key, &ca.0, &ca.1).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn https_listener_picks_certificates_by_sni() {
+    let s = Stack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let gw = apig_testkit::Gateway::start_with_args(
+        &bin(),
+        &s.cp.grpc_url(),
+        &s.instance,
+        &dir.path().join("cache"),
+        &s.cp.cluster_token,
+        "127.0.0.1:0".parse().unwrap(),
+        &["--tls-listen", "127.0.0.1:0"],
+    );
+    let tls_addr = gw.extra_addr("gateway-tls").expect("the HTTPS listener");
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = (ca_params.self_signed(&ca_key).unwrap(), ca_key);
+
+    let (group, _) = s.group("secure_group").await;
+    let api = s
+        .create_api(&s.http_api(&group, "secure_api", "GET", "/s", json!({})))
+        .await;
+    s.publish(&api, RELEASE).await;
+    let mut domains = Vec::new();
+    for name in ["orders.example.com", "*.shop.example.com"] {
+        let r = s
+            .api
+            .post(
+                &s.inst(&format!("/api-groups/{group}/domains")),
+                &json!({"url_domain": name}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        domains.push(r.body["id"].as_str().unwrap().to_owned());
+    }
+    let (orders_cert, orders_key) = issue(&ca, &["orders.example.com"]);
+    let (shop_cert, shop_key) = issue(&ca, &["*.shop.example.com"]);
+    // A certificate for another name, or a key of another certificate, is refused.
+    let cert_path = |d: &str| s.inst(&format!("/api-groups/{group}/domains/{d}/certificate"));
+    let r = s
+        .api
+        .post(
+            &cert_path(&domains[0]),
+            &json!({"name": "wrong", "cert_content": shop_cert, "private_key": shop_key}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["error_code"].as_str()),
+        (400, Some("APIG.2103")),
+        "{:?}",
+        r.body
+    );
+    let r = s
+        .api
+        .post(
+            &cert_path(&domains[0]),
+            &json!({"name": "mismatch", "cert_content": orders_cert, "private_key": shop_key}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    for (d, cert, key) in [
+        (&domains[0], &orders_cert, &orders_key),
+        (&domains[1], &shop_cert, &shop_key),
+    ] {
+        let r = s
+            .api
+            .post(
+                &cert_path(d),
+                &json!({"name": "site_cert", "cert_content": cert, "private_key": key}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        assert!(r.body.get("private_key").is_none());
+    }
+
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.0.pem().as_bytes()).unwrap())
+        .resolve("orders.example.com", tls_addr)
+        .resolve("eu.shop.example.com", tls_addr)
+        .resolve("unknown.example.com", tls_addr)
+        .build()
+        .unwrap();
+    let port = tls_addr.port();
+    let r = eventually(WAIT, "HTTPS with the bound certificate", || async {
+        client
+            .get(format!("https://orders.example.com:{port}/s"))
+            .send()
+            .await
+            .ok()
+            .filter(|r| r.status() == 200)
+    })
+    .await;
+    // ALPN: HTTP/2 over TLS.
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    let r = client
+        .get(format!("https://eu.shop.example.com:{port}/s"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // A name without a certificate: no handshake.
+    assert!(client
+        .get(format!("https://unknown.example.com:{port}/s"))
+        .send()
+        .await
+        .is_err());
+}

@@ -201,6 +201,18 @@ pub fn compile(
         token_keys: token_keys.to_vec(),
         project_name,
         channels,
+        certificates: bound_domains
+            .iter()
+            .filter_map(|d| {
+                let c = d.certificate.as_ref()?;
+                Some(pb::DomainCertificate {
+                    domain: d.url_domain.clone(),
+                    certificate_id: c.id.clone(),
+                    cert_pem: c.cert_pem.clone(),
+                    key_pem: c.key_pem.clone(),
+                })
+            })
+            .collect(),
     };
     // The same compile the gateway runs: a snapshot the gateway would reject is never published.
     apig_router::RouteTable::compile(&snapshot).map_err(|e| {

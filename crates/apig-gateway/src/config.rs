@@ -17,6 +17,8 @@ pub struct GatewayConfig {
     pub node_id: Option<String>,
     /// Data-plane HTTP listener (port 0 picks a free port; the bound address is printed).
     pub listen: SocketAddr,
+    /// HTTPS listener (certificates of bound domains, chosen by SNI); none when `None`.
+    pub tls_listen: Option<SocketAddr>,
     /// Admin listener for `GET /health` and `GET /ready`; none when `None`.
     pub admin_listen: Option<SocketAddr>,
     /// Directory of the applied-snapshot cache file and of the credential quota counters file

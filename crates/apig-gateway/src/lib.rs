@@ -87,6 +87,7 @@ mod runtime;
 mod server;
 mod state;
 mod sync;
+mod tls;
 mod tunnel;
 
 use std::future::Future;
@@ -131,6 +132,8 @@ pub struct Gateway {
     quota_saver: Arc<QuotaSaver>,
     listener: TcpListener,
     admin_listener: Option<TcpListener>,
+    /// The HTTPS listener, when asked for.
+    tls_listener: Option<TcpListener>,
     local_addr: SocketAddr,
     admin_addr: Option<SocketAddr>,
 }
@@ -192,6 +195,14 @@ impl Gateway {
             }
             None => (None, None),
         };
+        let tls_listener = match config.tls_listen {
+            Some(addr) => {
+                let l = bind(addr).await?;
+                println!("apig: listening gateway-tls https://{}", l.local_addr()?);
+                Some(l)
+            }
+            None => None,
+        };
         Ok(Self {
             config,
             shared,
@@ -199,6 +210,7 @@ impl Gateway {
             quota_saver,
             listener,
             admin_listener,
+            tls_listener,
             local_addr,
             admin_addr,
         })
@@ -224,6 +236,7 @@ impl Gateway {
             quota_saver,
             listener,
             admin_listener,
+            tls_listener,
             ..
         } = self;
 
@@ -250,18 +263,38 @@ impl Gateway {
                 l,
                 ListenerSettings::admin(&config.limits),
                 stop_rx.clone(),
+                None,
                 move |_conn, request| admin::handle(Arc::clone(&shared), request),
             ))
         });
+        let tls_task = match tls_listener {
+            Some(l) => {
+                let tls_config = tls::server_config(Arc::clone(&shared))
+                    .map_err(|e| GatewayError::Config(format!("TLS: {e}")))?;
+                let tls_shared = Arc::clone(&shared);
+                Some(tokio::spawn(server::serve(
+                    l,
+                    ListenerSettings::data_plane(&config.limits).named("gateway-tls"),
+                    stop_rx.clone(),
+                    Some(tokio_rustls::TlsAcceptor::from(tls_config)),
+                    move |conn, request| pipeline::handle(Arc::clone(&tls_shared), conn, request),
+                )))
+            }
+            None => None,
+        };
 
         let data_shared = Arc::clone(&shared);
         server::serve(
             listener,
             ListenerSettings::data_plane(&config.limits),
             stop_rx,
+            None,
             move |conn, request| pipeline::handle(Arc::clone(&data_shared), conn, request),
         )
         .await;
+        if let Some(task) = tls_task {
+            let _ = task.await;
+        }
 
         sync_task.abort();
         cleanup_task.abort();

@@ -23,6 +23,7 @@ use crate::function::FunctionTarget;
 use crate::mapping::{ApiMapping, BackendParamSpec, HttpTarget};
 use crate::mock::MockResponse;
 use crate::params::{Location, ReqParamSpec};
+use crate::tls::TlsCertificates;
 
 /// One applied snapshot, ready to serve.
 pub(crate) struct Runtime {
@@ -37,6 +38,8 @@ pub(crate) struct Runtime {
     pub quotas: Vec<Option<QuotaSpec>>,
     /// The load-balance channels APIs use (`Destination::Channel` indexes).
     pub channels: Vec<PreparedChannel>,
+    /// Certificates of bound domains, for the HTTPS listener.
+    pub tls: TlsCertificates,
     /// SHA-256 of the snapshot's protobuf encoding.
     pub digest: [u8; 32],
 }
@@ -56,6 +59,8 @@ pub(crate) enum PrepareError {
         name: String,
         reason: String,
     },
+    #[error("{0}")]
+    Tls(String),
     #[error("channel {id}: {reason}")]
     Channel { id: String, reason: String },
     #[error("api {id} ({name}): {reason}")]
@@ -128,6 +133,7 @@ impl Runtime {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let channel_index = |id: &str| channels.iter().position(|c| c.id == id);
+        let tls = TlsCertificates::prepare(&snapshot.certificates).map_err(PrepareError::Tls)?;
         let apis = snapshot
             .apis
             .iter()
@@ -164,6 +170,7 @@ impl Runtime {
             apis,
             quotas,
             channels,
+            tls,
             digest,
         })
     }

@@ -27,6 +27,10 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+/// Longest a TLS handshake may take.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 use crate::body::ResponseBody;
 use crate::config::Limits;
@@ -42,7 +46,7 @@ pub(crate) struct ConnPermit {
 
 /// How one listener is run.
 pub(crate) struct ListenerSettings {
-    /// For logs: `gateway` or `gateway-admin`.
+    /// For logs: `gateway`, `gateway-tls` or `gateway-admin`.
     pub name: &'static str,
     pub builder: auto::Builder<TokioExecutor>,
     pub max_connections: usize,
@@ -52,6 +56,12 @@ pub(crate) struct ListenerSettings {
 // === impl ListenerSettings ===
 
 impl ListenerSettings {
+    /// The same settings under another name (for logs).
+    pub(crate) fn named(mut self, name: &'static str) -> Self {
+        self.name = name;
+        self
+    }
+
     /// The data-plane listener: HTTP/1.1 and h2c with the configured bounds.
     pub(crate) fn data_plane(limits: &Limits) -> Self {
         let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -103,6 +113,7 @@ pub(crate) async fn serve<F, Fut>(
     listener: TcpListener,
     settings: ListenerSettings,
     mut shutdown: watch::Receiver<bool>,
+    tls: Option<TlsAcceptor>,
     handler: F,
 ) where
     F: Fn(ConnInfo, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
@@ -163,18 +174,49 @@ pub(crate) async fn serve<F, Fut>(
                 };
                 let handler = handler.clone();
                 let service = service_fn(move |request| handler(conn.clone(), request));
-                let connection = settings
-                    .builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                    .into_owned();
-                let connection = graceful.watch(connection);
-                connections.spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!(listener = name, %peer, %error, "connection ended with an error");
+                match &tls {
+                    None => {
+                        let connection = settings
+                            .builder
+                            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                            .into_owned();
+                        let connection = graceful.watch(connection);
+                        connections.spawn(async move {
+                            if let Err(error) = connection.await {
+                                tracing::debug!(listener = name, %peer, %error, "connection ended with an error");
+                            }
+                            // A tunnel made from this connection holds its own clone.
+                            drop(permit);
+                        });
                     }
-                    // A tunnel made from this connection holds its own clone.
-                    drop(permit);
-                });
+                    Some(acceptor) => {
+                        // The handshake runs in the connection's task, bounded, so a slow
+                        // client never stalls the accept loop.
+                        let (acceptor, builder, watcher) =
+                            (acceptor.clone(), settings.builder.clone(), graceful.watcher());
+                        connections.spawn(async move {
+                            let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                            let stream = match handshake.await {
+                                Ok(Ok(stream)) => stream,
+                                Ok(Err(error)) => {
+                                    tracing::debug!(listener = name, %peer, %error, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!(listener = name, %peer, "TLS handshake timed out");
+                                    return;
+                                }
+                            };
+                            let connection = builder
+                                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                                .into_owned();
+                            if let Err(error) = watcher.watch(connection).await {
+                                tracing::debug!(listener = name, %peer, %error, "connection ended with an error");
+                            }
+                            drop(permit);
+                        });
+                    }
+                }
             }
         }
     }

@@ -30,6 +30,68 @@ pub struct BoundDomain {
     pub min_ssl_version: String,
     pub is_http_redirect_to_https: bool,
     pub create_time: String,
+    /// The certificate the HTTPS listener presents for this domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<DomainCertificate>,
+}
+
+/// A certificate bound to a domain (AssociateCertificateV2's CertForm, stored).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct DomainCertificate {
+    pub id: String,
+    pub name: String,
+    /// PEM chain, leaf first.
+    pub cert_pem: String,
+    /// PEM private key; never shown in answers.
+    pub key_pem: String,
+    pub create_time: String,
+}
+
+/// CertForm.
+#[derive(Deserialize, Default, Debug, Clone)]
+pub struct CertForm {
+    pub name: Option<String>,
+    pub cert_content: Option<String>,
+    pub private_key: Option<String>,
+}
+
+impl CertForm {
+    /// Shape checks; the control plane parses the PEM and matches the key to the certificate.
+    pub fn validate(&self) -> Result<(), ApiError> {
+        let mut p = Problems::new();
+        match crate::validate::required("name", &self.name) {
+            Ok(n) => p.check(crate::validate::max_chars("name", n, 64)),
+            Err(e) => p.push(e),
+        }
+        for (field, v, marker) in [
+            (
+                "cert_content",
+                &self.cert_content,
+                "-----BEGIN CERTIFICATE-----",
+            ),
+            ("private_key", &self.private_key, "PRIVATE KEY-----"),
+        ] {
+            match crate::validate::required(field, v) {
+                Ok(pem) if pem.len() > 64 * 1024 => {
+                    p.push(ApiError::invalid(field, "at most 64 KiB of PEM"))
+                }
+                Ok(pem) if !pem.contains(marker) => p.push(ApiError::invalid(field, "PEM text")),
+                Ok(_) => {}
+                Err(e) => p.push(e),
+            }
+        }
+        p.into_result()
+    }
+}
+
+impl DomainCertificate {
+    /// CertificateInfo (the private key left out).
+    pub fn to_json(&self, domain: &str) -> Value {
+        json!({
+            "id": self.id, "name": self.name, "url_domain": domain,
+            "cert_content": self.cert_pem, "create_time": self.create_time,
+        })
+    }
 }
 
 /// A bound domain name: a DNS name of 1–255 characters, labels of letters, digits and hyphens,
@@ -123,9 +185,12 @@ impl BoundDomain {
 
     /// UrlDomain (in a group's `url_domains`).
     pub fn to_group_json(&self) -> Value {
+        let cert = self.certificate.as_ref();
         json!({
-            "id": self.id, "domain": self.url_domain, "cname_status": 3, "ssl_id": "",
-            "ssl_name": "", "min_ssl_version": self.min_ssl_version,
+            "id": self.id, "domain": self.url_domain, "cname_status": 3,
+            "ssl_id": cert.map(|c| c.id.as_str()).unwrap_or_default(),
+            "ssl_name": cert.map(|c| c.name.as_str()).unwrap_or_default(),
+            "min_ssl_version": self.min_ssl_version,
             "verified_client_certificate_enabled": false, "is_has_trusted_root_ca": false,
             "ingress_http_port": -1, "ingress_https_port": -1, "ssl_infos": [],
         })

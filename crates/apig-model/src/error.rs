@@ -38,6 +38,7 @@ pub enum ErrorCode {
     /// 400 The domain name is not a valid domain.
     InvalidDomain,
     DomainExists,
+    CertificateDomainMismatch,
 
     AppAuthExists,
     /// 400 The API is not published in the environment (authorizing apps needs it).
@@ -82,6 +83,7 @@ pub enum ErrorCode {
     SignNotFound,
     OrchestrationNotFound,
     DomainNotFound,
+    CertificateBindingNotFound,
     SignBindingNotFound,
     /// 404 A member (or member group) of a channel.
     ChannelMemberNotFound,
@@ -133,6 +135,7 @@ impl ErrorCode {
             | OrchestrationNameExists
             | InvalidDomain
             | DomainExists
+            | CertificateDomainMismatch
             | AppAuthExists
             | ApiNotPublished => 400,
             AuthMissing | AuthInvalid => 401,
@@ -162,6 +165,7 @@ impl ErrorCode {
             | SignBindingNotFound
             | OrchestrationNotFound
             | DomainNotFound
+            | CertificateBindingNotFound
             | ChannelMemberNotFound
             | ResourceNotFound => 404,
             MethodNotAllowed => 405,
@@ -199,6 +203,8 @@ impl ErrorCode {
             DomainExists => "APIG.3305",
             DomainQuota => "APIG.3108",
             DomainNotFound => "APIG.3020",
+            CertificateDomainMismatch => "APIG.2103",
+            CertificateBindingNotFound => "APIG.3097",
             OrchestrationQuota => "APIG.3150",
             OrchestrationNotFound => "APIG.3095",
             OrchestrationInUse => "APIG.3716",

@@ -80,6 +80,7 @@ fn spawn(bin: &Path, args: &[String], envs: &[(&str, &str)], roles: &[&str]) -> 
                     if let Some((role, url)) = rest.split_once(' ') {
                         let addr = url
                             .trim_start_matches("http://")
+                            .trim_start_matches("https://")
                             .parse()
                             .expect("listening address");
                         addrs.insert(role.to_owned(), addr);
@@ -215,6 +216,8 @@ pub struct Gateway {
     child: Child,
     pub addr: SocketAddr,
     pub admin: SocketAddr,
+    /// Every listener the process reported, by role.
+    addrs: HashMap<String, SocketAddr>,
     args: Vec<String>,
     token: String,
     bin: PathBuf,
@@ -222,6 +225,11 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// The address of another listener the process reported (e.g. `gateway-tls`).
+    pub fn extra_addr(&self, role: &str) -> Option<SocketAddr> {
+        self.addrs.get(role).copied()
+    }
+
     pub fn start(
         bin: &Path,
         control_grpc: &str,
@@ -282,16 +290,16 @@ impl Gateway {
             cache_dir.display().to_string(),
         ];
         args.extend(extra.iter().map(|a| a.to_string()));
-        let s = spawn(
-            bin,
-            &args,
-            &[("APIG_CLUSTER_TOKEN", token)],
-            &["gateway", "gateway-admin"],
-        );
+        let mut roles = vec!["gateway", "gateway-admin"];
+        if extra.contains(&"--tls-listen") {
+            roles.push("gateway-tls");
+        }
+        let s = spawn(bin, &args, &[("APIG_CLUSTER_TOKEN", token)], &roles);
         Gateway {
             child: s.child,
             addr: s.addrs["gateway"],
             admin: s.addrs["gateway-admin"],
+            addrs: s.addrs.clone(),
             args,
             token: token.into(),
             bin: bin.to_owned(),
@@ -350,6 +358,7 @@ impl Gateway {
         self.child = s.child;
         self.addr = s.addrs["gateway"];
         self.admin = s.addrs["gateway-admin"];
+        self.addrs = s.addrs;
         self._output = s.output;
     }
 

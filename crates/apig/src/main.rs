@@ -103,6 +103,9 @@ struct TrafficArgs {
     /// Mozilla roots (backend certificates are always verified).
     #[arg(long, env = "APIG_BACKEND_CA_FILE")]
     backend_ca_file: Option<PathBuf>,
+    /// HTTPS listener: bound domains' certificates, chosen by SNI; off unless given.
+    #[arg(long, env = "APIG_TLS_LISTEN")]
+    tls_listen: Option<SocketAddr>,
     /// Access log: one JSON line per request to `stdout`, `stderr` or a file path; `off`.
     #[arg(long, env = "APIG_ACCESS_LOG", default_value = "off")]
     access_log: String,
@@ -217,6 +220,7 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         cluster_token: args.cluster_token,
         limits: args.traffic.limits(),
         access_log: apig_gateway::AccessLogSink::parse(&args.traffic.access_log),
+        tls_listen: args.traffic.tls_listen,
         backend_ca_file: args.traffic.backend_ca_file,
     };
     apig_gateway::run(config, shutdown_signal())
@@ -249,6 +253,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         cluster_token: control.cluster_token.clone(),
         limits: args.traffic.limits(),
         access_log: apig_gateway::AccessLogSink::parse(&args.traffic.access_log),
+        tls_listen: args.traffic.tls_listen,
         backend_ca_file: args.traffic.backend_ca_file.clone(),
     };
     let gateway = tokio::spawn(apig_gateway::run(gateway, stopped(stop_rx)));

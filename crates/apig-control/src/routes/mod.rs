@@ -291,6 +291,16 @@ pub fn router(state: Arc<ControlState>) -> Router {
             axum::routing::put(domains::update).delete(domains::unbind),
         )
         .route(
+            &format!("{i}/api-groups/{{group_id}}/domains/{{domain_id}}/certificate"),
+            post(domains::bind_certificate),
+        )
+        .route(
+            &format!(
+                "{i}/api-groups/{{group_id}}/domains/{{domain_id}}/certificate/{{certificate_id}}"
+            ),
+            get(domains::show_certificate).delete(domains::unbind_certificate),
+        )
+        .route(
             &format!("{i}/api-groups/{{group_id}}"),
             get(groups::show).put(groups::update).delete(groups::delete),
         )

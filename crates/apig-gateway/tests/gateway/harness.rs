@@ -345,6 +345,7 @@ pub fn config(control_plane: &str, cache_dir: &Path, token: &str) -> GatewayConf
     GatewayConfig {
         backend_ca_file: None,
         access_log: None,
+        tls_listen: None,
         control_plane: control_plane.to_owned(),
         instance_id: INSTANCE.to_owned(),
         node_id: Some("test-node".to_owned()),

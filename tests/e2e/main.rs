@@ -8,5 +8,6 @@ mod credentials;
 mod foundation;
 mod lifecycle;
 mod management;
+mod operations;
 mod protocols;
 mod traffic;

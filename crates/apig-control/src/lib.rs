@@ -6,6 +6,7 @@
 //! (refusing the change if it would not compile), commits durably, and wakes every replica
 //! stream of that instance through [`publisher::Publisher`].
 
+pub mod audit;
 pub mod auth;
 pub mod bootstrap;
 mod error;

@@ -28,6 +28,8 @@ pub struct ControlState {
     pub domain_suffix: String,
     /// Signs IAM tokens; its public key travels in every snapshot.
     pub token_signer: apig_sign::token::TokenSigner,
+    /// The audit log of management writes (`audit.rs`).
+    pub audit: crate::audit::AuditLog,
 }
 
 #[derive(Serialize, Deserialize, Default, Clone, Debug, PartialEq)]
@@ -50,6 +52,7 @@ impl ControlState {
             epoch,
             domain_suffix,
             token_signer,
+            audit: crate::audit::AuditLog::default(),
         }
     }
 

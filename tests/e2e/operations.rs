@@ -1,9 +1,13 @@
-//! Production operations through the real binary: the audit log of management writes.
+//! Production operations through the real binary: the audit log of management writes, and
+//! backup and restore of the control plane's store.
 
-use apig_testkit::MgmtClient;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use apig_testkit::{eventually, ControlPlane, EchoBackend, Gateway, MgmtClient};
 use serde_json::{json, Value};
 
-use crate::support::Stack;
+use crate::support::{bin, call, Stack, RELEASE, WAIT};
 
 const APP_SECRET: &str = "audit-app-secret-value-0001";
 
@@ -121,4 +125,148 @@ async fn audit_log_records_writes_masks_secrets_and_is_per_project() {
     let text = admin_all.body.to_string();
     assert!(!text.contains(p.body["secret_key"].as_str().unwrap()));
     assert!(!text.contains(APP_SECRET));
+}
+
+fn apig(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run apig")
+}
+
+fn restore(data: &Path, file: &Path) -> Output {
+    apig(&[
+        "restore",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--in",
+        file.to_str().unwrap(),
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backup_wipe_restore_and_a_replica_serves_the_restored_api() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("control");
+    let backend = EchoBackend::start().await;
+    let mut cp = ControlPlane::start(&bin(), &data);
+    let api = cp.client();
+    let instance = cp.seed.instance_id.clone();
+    let inst = move |p: &str| format!("/instances/{instance}{p}");
+    let g = api
+        .post(&inst("/api-groups"), &json!({"name": "kept"}))
+        .await;
+    assert_eq!(g.status, 201, "{:?}", g.body);
+    let host = g.body["sl_domain"].as_str().unwrap().to_owned();
+    let a = api
+        .post(
+            &inst("/apis"),
+            &json!({
+                "name": "kept", "type": 1, "req_protocol": "HTTP", "req_method": "GET",
+                "req_uri": "/kept", "auth_type": "NONE", "backend_type": "HTTP",
+                "group_id": g.body["id"],
+                "backend_api": {"url_domain": backend.authority(), "req_protocol": "HTTP",
+                                "req_method": "GET", "req_uri": "/kept", "timeout": 5000}
+            }),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{:?}", a.body);
+    let app = api.post(&inst("/apps"), &json!({"name": "kept_app"})).await;
+    assert_eq!(app.status, 201, "{:?}", app.body);
+    let published = api
+        .post(
+            &inst("/apis/action"),
+            &json!({"action": "online", "api_id": a.body["id"], "env_id": RELEASE}),
+        )
+        .await;
+    assert_eq!(published.status, 201, "{:?}", published.body);
+
+    // A live backup: administrator only, same format as `apig backup`.
+    let live = api.get("/backup").await;
+    assert_eq!(live.status, 200);
+    assert!(live.raw.starts_with(b"apig-backup/1 sha256="));
+    let p = api.post("/projects", &json!({})).await;
+    let tenant = MgmtClient::new(
+        cp.mgmt,
+        p.body["access_key"].as_str().unwrap(),
+        p.body["secret_key"].as_str().unwrap(),
+        p.body["project_id"].as_str().unwrap(),
+    );
+    assert_eq!(tenant.get("/backup").await.status, 403);
+    let live_file = tmp.path().join("live.backup");
+    std::fs::write(&live_file, &live.raw).unwrap();
+
+    // sled admits one process: the offline backup is for a stopped control plane.
+    cp.kill();
+    let file = tmp.path().join("apig.backup");
+    let out = apig(&[
+        "backup",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the backup holds secrets");
+    }
+
+    // A corrupted file is refused before anything is touched.
+    let mut bytes = std::fs::read(&file).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x20;
+    let bad = tmp.path().join("corrupt.backup");
+    std::fs::write(&bad, &bytes).unwrap();
+    let elsewhere = tmp.path().join("elsewhere");
+    let out = restore(&elsewhere, &bad);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("corrupt") && err.contains("SHA-256"), "{err}");
+    assert!(!elsewhere.exists(), "a refused restore creates nothing");
+    // The live backup restores too.
+    let out = restore(&elsewhere, &live_file);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Wipe, restore; a second restore into the now non-empty store is refused.
+    std::fs::remove_dir_all(&data).unwrap();
+    let out = restore(&data, &file);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = restore(&data, &file);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not empty"));
+
+    // The restored control plane serves the same state, and a new replica the published API.
+    let cp = ControlPlane::start(&bin(), &data);
+    let api = cp.client();
+    let apps = api.get(&inst("/apps")).await;
+    assert_eq!(apps.body["total"], 1, "{:?}", apps.body);
+    let gw = Gateway::start(
+        &bin(),
+        &cp.grpc_url(),
+        &cp.seed.instance_id.clone(),
+        &tmp.path().join("gw-cache"),
+        &cp.cluster_token,
+    );
+    let r = eventually(WAIT, "the restored API to answer", || async {
+        let r = call(&gw, "GET", &host, "/kept", &[]).await;
+        (r.status == 200).then_some(r)
+    })
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
 }

@@ -20,6 +20,8 @@ pub struct Answer {
     pub body: Value,
     /// The `X-Request-Id` the answer carried.
     pub request_id: Option<String>,
+    /// The body as received.
+    pub raw: Vec<u8>,
 }
 
 impl MgmtClient {
@@ -99,6 +101,7 @@ impl MgmtClient {
             status,
             body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
             request_id,
+            raw: bytes.to_vec(),
         }
     }
 

@@ -5,6 +5,7 @@ mod apis;
 mod app_auths;
 mod apps;
 mod audit;
+mod backup;
 mod bindings;
 mod channels;
 mod credentials;
@@ -54,6 +55,7 @@ pub fn router(state: Arc<ControlState>) -> Router {
         )
         .route(&format!("{p}/tokens"), post(credentials::token))
         .route(&format!("{p}/audit-logs"), get(audit::list))
+        .route(&format!("{p}/backup"), get(backup::download))
         .route(&format!("{i}/apps"), get(apps::list).post(apps::create))
         .route(
             &format!("{i}/apps/secret/{{app_id}}"),

@@ -9,5 +9,6 @@ mod foundation;
 mod lifecycle;
 mod management;
 mod observability;
+mod operations;
 mod protocols;
 mod traffic;

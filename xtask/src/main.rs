@@ -6,6 +6,8 @@
 //! - `bench propagation [N]`: time from a publish answer to the route answering on a gateway.
 
 mod bench;
+#[cfg(test)]
+mod manifests;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

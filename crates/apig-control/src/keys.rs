@@ -20,6 +20,16 @@ pub fn snapshot_meta(instance: &str) -> String {
     format!("v1/snapshot/{instance}")
 }
 
+/// The audit log of a project (`audit.rs`). Project-scoped, not per instance: the record of
+/// deleting an instance outlives it, so `audit` is deliberately not in [`INSTANCE_KINDS`].
+pub const AUDIT: &str = "v1/audit/";
+pub fn audits(project: &str) -> String {
+    format!("v1/audit/{project}/")
+}
+pub fn audit(project: &str, id: &str) -> String {
+    format!("v1/audit/{project}/{id}")
+}
+
 /// Every per-instance kind: deleting an instance removes these prefixes.
 pub const INSTANCE_KINDS: &[&str] = &[
     "group",
@@ -241,5 +251,10 @@ mod tests {
         let mut expected: Vec<String> = INSTANCE_KINDS.iter().map(|k| k.to_string()).collect();
         expected.sort();
         assert_eq!(kinds, expected);
+        assert!(
+            !INSTANCE_KINDS.contains(&"audit"),
+            "audit entries outlive the instances they record"
+        );
+        assert!(audit("p", "1").starts_with(&audits("p")) && audits("p").starts_with(AUDIT));
     }
 }

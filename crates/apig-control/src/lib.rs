@@ -6,7 +6,9 @@
 //! (refusing the change if it would not compile), commits durably, and wakes every replica
 //! stream of that instance through [`publisher::Publisher`].
 
+pub mod audit;
 pub mod auth;
+pub mod backup;
 pub mod bootstrap;
 mod error;
 pub mod grpc;

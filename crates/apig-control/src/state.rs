@@ -29,6 +29,8 @@ pub struct ControlState {
     /// Signs IAM tokens; its public key travels in every snapshot.
     pub token_signer: apig_sign::token::TokenSigner,
     pub metrics: crate::metrics::ControlMetrics,
+    /// The audit log of management writes (`audit.rs`).
+    pub audit: crate::audit::AuditLog,
 }
 
 #[derive(Serialize, Deserialize, Default, Clone, Debug, PartialEq)]
@@ -53,6 +55,7 @@ impl ControlState {
             domain_suffix,
             token_signer,
             metrics,
+            audit: crate::audit::AuditLog::default(),
         }
     }
 

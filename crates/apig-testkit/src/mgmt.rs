@@ -18,6 +18,10 @@ pub struct MgmtClient {
 pub struct Answer {
     pub status: u16,
     pub body: Value,
+    /// The `X-Request-Id` the answer carried.
+    pub request_id: Option<String>,
+    /// The body as received.
+    pub raw: Vec<u8>,
 }
 
 impl MgmtClient {
@@ -87,10 +91,17 @@ impl MgmtClient {
             .await
             .expect("management request");
         let status = resp.status().as_u16();
+        let request_id = resp
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let bytes = resp.bytes().await.unwrap_or_default();
         Answer {
             status,
             body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            request_id,
+            raw: bytes.to_vec(),
         }
     }
 

@@ -117,6 +117,11 @@ pub enum Command {
     Publish(PublishArgs),
     /// Gateway replicas of the instance and the snapshot versions they run
     Replicas,
+    /// The project's audit log of management writes, newest first
+    #[command(after_help = "Examples:\n  apigctl audit --limit 50\n  \
+                            apigctl audit --resource apps --method DELETE --since 2024-01-31T00:00:00Z\n  \
+                            apigctl audit --all-projects   (administrator credential only)")]
+    Audit(AuditArgs),
     /// Send a request to a published API, signed like the APIG SDKs
     #[command(
         after_help = "Prints the body to stdout; the status line goes to stderr, or with \
@@ -135,6 +140,59 @@ pub enum Command {
                             apigctl sign POST http://127.0.0.1:8080/x --iam --data @body.json --curl | sh"
     )]
     Sign(SignArgs),
+}
+
+#[derive(Args)]
+pub struct AuditArgs {
+    /// Entries at or after this RFC 3339 time
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Entries at or before this RFC 3339 time
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Only this HTTP method (POST, PUT, DELETE, PATCH)
+    #[arg(long)]
+    pub method: Option<String>,
+    /// Only this resource type (e.g. apps, api-groups) or resource id
+    #[arg(long)]
+    pub resource: Option<String>,
+    /// Only writes made with this access key
+    #[arg(long, value_name = "AK")]
+    pub access_key: Option<String>,
+    /// Every project's entries (administrator credential only)
+    #[arg(long)]
+    pub all_projects: bool,
+    #[arg(long, default_value_t = 0)]
+    pub offset: u64,
+    /// Entries per page, 1..=500
+    #[arg(long, default_value_t = 20)]
+    pub limit: u64,
+}
+
+impl AuditArgs {
+    /// The query of `GET /v2/{project}/apigw/audit-logs`, as `KEY=VALUE` items.
+    pub fn query(&self) -> Vec<String> {
+        let mut q = vec![
+            format!("offset={}", self.offset),
+            format!("limit={}", self.limit),
+        ];
+        let opts = [
+            ("since", &self.since),
+            ("until", &self.until),
+            ("method", &self.method),
+            ("resource", &self.resource),
+            ("access_key", &self.access_key),
+        ];
+        for (k, v) in opts {
+            if let Some(v) = v {
+                q.push(format!("{k}={v}"));
+            }
+        }
+        if self.all_projects {
+            q.push("all_projects=true".into());
+        }
+        q
+    }
 }
 
 #[derive(Args)]
@@ -321,5 +379,34 @@ mod tests {
         assert!(parse(&["--app-key", "k", "--iam"]).is_err());
         assert!(parse(&["--app-secret", "s"]).is_err());
         assert!(parse(&["--app-key", "k", "--app-secret", "s", "-H", "X: 1", "-i"]).is_ok());
+    }
+
+    #[test]
+    fn audit_query() {
+        let cli = Cli::try_parse_from([
+            "apigctl",
+            "audit",
+            "--resource",
+            "apps",
+            "--since",
+            "2024-01-31T00:00:00Z",
+            "--all-projects",
+            "--limit",
+            "5",
+        ])
+        .unwrap();
+        let Command::Audit(a) = cli.command else {
+            panic!("audit")
+        };
+        assert_eq!(
+            a.query(),
+            [
+                "offset=0",
+                "limit=5",
+                "since=2024-01-31T00:00:00Z",
+                "resource=apps",
+                "all_projects=true"
+            ]
+        );
     }
 }

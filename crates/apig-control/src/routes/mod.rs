@@ -4,6 +4,8 @@ mod acls;
 mod apis;
 mod app_auths;
 mod apps;
+mod audit;
+mod backup;
 mod bindings;
 mod channels;
 mod credentials;
@@ -53,6 +55,8 @@ pub fn router(state: Arc<ControlState>) -> Router {
             axum::routing::delete(credentials::delete),
         )
         .route(&format!("{p}/tokens"), post(credentials::token))
+        .route(&format!("{p}/audit-logs"), get(audit::list))
+        .route(&format!("{p}/backup"), get(backup::download))
         .route(&format!("{i}/apps"), get(apps::list).post(apps::create))
         .route(
             &format!("{i}/apps/secret/{{app_id}}"),
@@ -339,6 +343,11 @@ pub fn router(state: Arc<ControlState>) -> Router {
             get(apis::show).put(apis::update).delete(apis::delete),
         )
         .method_not_allowed_fallback(method_not_allowed)
+        // Inner to authentication: only authenticated writes are audited.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::audit::record,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             crate::auth::require_signature,
@@ -389,10 +398,12 @@ pub fn admin_router(state: Arc<ControlState>) -> Router {
 /// and is counted.
 async fn request_id(
     axum::extract::State(state): axum::extract::State<Arc<ControlState>>,
-    req: axum::extract::Request,
+    mut req: axum::extract::Request,
     next: middleware::Next,
 ) -> Response {
     let id = apig_model::ids::new_id();
+    req.extensions_mut()
+        .insert(crate::audit::RequestId(id.clone()));
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let mut resp = next.run(req).await;

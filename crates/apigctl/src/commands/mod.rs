@@ -48,6 +48,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Api(c) => resources::api(&ctx, c).await,
         Command::Publish(a) => resources::publish(&ctx, &a).await,
         Command::Replicas => resources::replicas(&ctx).await,
+        Command::Audit(a) => mgmt::send(&ctx, "GET", "/audit-logs", &a.query(), None).await,
         Command::Call(a) => call::call(&ctx, &a).await,
         Command::Sign(a) => call::sign(&ctx, &a),
     }

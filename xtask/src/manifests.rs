@@ -1,0 +1,200 @@
+//! Checks of the Kubernetes manifests in `deploy/kubernetes/` (run by `cargo test`): every
+//! document is well-formed and every workload has what production needs (image, resources,
+//! probes, non-root, read-only root filesystem); the control plane keeps its data on a volume
+//! claim; the autoscaler and the disruption budget point at the gateway.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::root;
+
+/// Every YAML document of every `*.yaml` file under `deploy/kubernetes/`, as (file, document).
+pub fn load() -> Vec<(String, Value)> {
+    let dir = root().join("deploy").join("kubernetes");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    let mut docs = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        for d in yaml_serde::Deserializer::from_str(&text) {
+            let v = Value::deserialize(d).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+            if !v.is_null() {
+                docs.push((f.display().to_string(), v));
+            }
+        }
+    }
+    docs
+}
+
+fn s<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    path.iter()
+        .try_fold(v, |v, k| v.get(k))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+fn name(v: &Value) -> String {
+    format!(
+        "{} {}",
+        s(v, &["kind"]).unwrap_or("?"),
+        s(v, &["metadata", "name"]).unwrap_or("?")
+    )
+}
+
+/// Every problem found; empty when the manifests are fit to apply.
+pub fn problems(docs: &[(String, Value)]) -> Vec<String> {
+    let mut out = Vec::new();
+    let workloads = ["Deployment", "StatefulSet", "DaemonSet"];
+    for (file, d) in docs {
+        for field in [&["apiVersion"][..], &["kind"], &["metadata", "name"]] {
+            if s(d, field).is_none() {
+                out.push(format!("{file}: a document lacks {}", field.join(".")));
+            }
+        }
+        let kind = s(d, &["kind"]).unwrap_or_default();
+        if !workloads.contains(&kind) {
+            continue;
+        }
+        let pod = &d["spec"]["template"]["spec"];
+        let pod_non_root = pod["securityContext"]["runAsNonRoot"] == true;
+        let containers = pod["containers"].as_array().cloned().unwrap_or_default();
+        if containers.is_empty() {
+            out.push(format!("{}: no containers", name(d)));
+        }
+        for c in &containers {
+            let who = format!("{} container {}", name(d), s(c, &["name"]).unwrap_or("?"));
+            if s(c, &["image"]).is_none() {
+                out.push(format!("{who}: no image"));
+            }
+            for part in ["requests", "limits"] {
+                for res in ["cpu", "memory"] {
+                    if c["resources"][part][res].is_null() {
+                        out.push(format!("{who}: no resources.{part}.{res}"));
+                    }
+                }
+            }
+            for probe in ["livenessProbe", "readinessProbe"] {
+                let p = &c[probe];
+                if !["httpGet", "tcpSocket", "grpc", "exec"]
+                    .iter()
+                    .any(|h| p.get(h).is_some())
+                {
+                    out.push(format!("{who}: no {probe}"));
+                }
+            }
+            let sc = &c["securityContext"];
+            if !(sc["runAsNonRoot"] == true || (pod_non_root && sc["runAsNonRoot"] != false)) {
+                out.push(format!("{who}: not runAsNonRoot"));
+            }
+            if sc["readOnlyRootFilesystem"] != true {
+                out.push(format!("{who}: root filesystem not read-only"));
+            }
+            if sc["allowPrivilegeEscalation"] != false {
+                out.push(format!("{who}: allowPrivilegeEscalation not false"));
+            }
+        }
+        if kind == "StatefulSet"
+            && d["spec"]["volumeClaimTemplates"]
+                .as_array()
+                .is_none_or(Vec::is_empty)
+        {
+            out.push(format!("{}: no volumeClaimTemplates", name(d)));
+        }
+    }
+
+    let find = |kind: &str| -> Vec<&Value> {
+        docs.iter()
+            .map(|(_, d)| d)
+            .filter(|d| s(d, &["kind"]) == Some(kind))
+            .collect()
+    };
+    if find("StatefulSet").is_empty() {
+        out.push("no StatefulSet (the control plane)".into());
+    }
+    let gateway = find("Deployment")
+        .into_iter()
+        .find(|d| s(d, &["metadata", "name"]) == Some("apig-gateway"));
+    let Some(gateway) = gateway else {
+        out.push("no Deployment apig-gateway".into());
+        return out;
+    };
+    let hpas = find("HorizontalPodAutoscaler");
+    if !hpas.iter().any(|h| {
+        s(h, &["spec", "scaleTargetRef", "kind"]) == Some("Deployment")
+            && s(h, &["spec", "scaleTargetRef", "name"]) == Some("apig-gateway")
+    }) {
+        out.push("no HorizontalPodAutoscaler targets Deployment apig-gateway".into());
+    }
+    let labels = gateway["spec"]["template"]["metadata"]["labels"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let pdb_selects_gateway = find("PodDisruptionBudget").iter().any(|p| {
+        p["spec"]["selector"]["matchLabels"]
+            .as_object()
+            .is_some_and(|m| !m.is_empty() && m.iter().all(|(k, v)| labels.get(k) == Some(v)))
+    });
+    if !pdb_selects_gateway {
+        out.push("no PodDisruptionBudget selects the gateway pods".into());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deploy_manifests_are_complete() {
+        let docs = load();
+        assert!(docs.len() >= 6, "{} documents", docs.len());
+        assert_eq!(problems(&docs), Vec::<String>::new());
+    }
+
+    fn gateway_container(docs: &mut [(String, Value)]) -> &mut Value {
+        let (_, d) = docs
+            .iter_mut()
+            .find(|(_, d)| d["kind"] == "Deployment")
+            .expect("the gateway Deployment");
+        &mut d["spec"]["template"]["spec"]["containers"][0]
+    }
+
+    #[test]
+    fn a_missing_probe_or_a_wrong_target_is_caught() {
+        let mut docs = load();
+        let c = gateway_container(&mut docs);
+        c.as_object_mut().unwrap().remove("readinessProbe");
+        let p = problems(&docs);
+        assert!(p.iter().any(|x| x.contains("no readinessProbe")), "{p:?}");
+
+        let mut docs = load();
+        gateway_container(&mut docs)["securityContext"]["readOnlyRootFilesystem"] = false.into();
+        for (_, d) in docs.iter_mut() {
+            if d["kind"] == "HorizontalPodAutoscaler" {
+                d["spec"]["scaleTargetRef"]["name"] = "other".into();
+            }
+            if d["kind"] == "StatefulSet" {
+                d["spec"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("volumeClaimTemplates");
+            }
+            if d["kind"] == "PodDisruptionBudget" {
+                d["spec"]["selector"]["matchLabels"] = serde_json::json!({"app": "x"});
+            }
+        }
+        let p = problems(&docs).join("\n");
+        for want in [
+            "root filesystem not read-only",
+            "no HorizontalPodAutoscaler",
+            "no volumeClaimTemplates",
+            "no PodDisruptionBudget",
+        ] {
+            assert!(p.contains(want), "{want} missing from:\n{p}");
+        }
+    }
+}

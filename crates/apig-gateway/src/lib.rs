@@ -14,8 +14,11 @@
 //! tunnel opened after the backend's 101 (`tunnel`). Every gateway-made answer is an APIG error body
 //! (`respond`). An admin listener answers `/health` and `/ready` (`admin`).
 //!
-//! Not here (yet): TLS (listeners and HTTPS backends; AppCode is therefore accepted over plain
-//! HTTP for now), custom authorizers (AUTHORIZER APIs fail closed with 401), CORS, backend policies, load balancing channels, retries, metrics and access logs. This crate
+//! Channels (`channel`), backend policies (`backend_policy`), signing (`backend_sign`),
+//! functions (`function`), orchestration (`orchestration`), the HTTPS listener's certificates
+//! (`tls`), metrics (`metrics`) and the access log (`access_log`) have their own modules.
+//!
+//! Not here (yet): custom authorizers (AUTHORIZER APIs fail closed with 401), CORS. This crate
 //! never imports a control-plane crate.
 //!
 //! # Module map

@@ -288,7 +288,7 @@ async fn bound_domains_route_to_their_group() {
     );
     let r = bind(
         &group,
-        json!({"url_domain": "x.example.com", "is_http_redirect_to_https": true}),
+        json!({"url_domain": "x.example.com", "verified_client_certificate_enabled": true}),
     )
     .await;
     assert_eq!(r.status, 412, "{:?}", r.body);
@@ -444,6 +444,8 @@ async fn https_listener_picks_certificates_by_sni() {
     .await;
     // ALPN: HTTP/2 over TLS.
     assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    let echoed: Value = r.json().await.unwrap();
+    assert_eq!(echoed["headers"]["x-forwarded-proto"], "https");
     let r = client
         .get(format!("https://eu.shop.example.com:{port}/s"))
         .send()
@@ -456,4 +458,61 @@ async fn https_listener_picks_certificates_by_sni() {
         .send()
         .await
         .is_err());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bound_domains_can_redirect_plain_get_and_head_to_https() {
+    let s = Stack::start().await;
+    let (group, _) = s.group("redirecting").await;
+    let api = s
+        .create_api(&s.http_api(&group, "redirect_api", "ANY", "/r", json!({})))
+        .await;
+    s.publish(&api, RELEASE).await;
+    let r = s
+        .api
+        .post(
+            &s.inst(&format!("/api-groups/{group}/domains")),
+            &json!({"url_domain": "secure.example.com", "is_http_redirect_to_https": true}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(r.body["is_http_redirect_to_https"], true);
+    let domain = r.body["id"].as_str().unwrap().to_owned();
+    let get = |method: &'static str| {
+        let gw = &s.gw;
+        async move {
+            crate::support::raw(
+                gw,
+                &format!("{method} /r?x=1 HTTP/1.1\r\nHost: Secure.Example.com:8080\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+            )
+            .await
+        }
+    };
+    let answer = eventually(WAIT, "the redirect", || async {
+        let a = get("GET").await;
+        a.starts_with("HTTP/1.1 301").then_some(a)
+    })
+    .await;
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("location: https://secure.example.com/r?x=1\r\n"),
+        "{answer}"
+    );
+    assert!(get("HEAD").await.starts_with("HTTP/1.1 301"));
+    // A POST would lose its body in a redirect: it is served.
+    assert!(get("POST").await.starts_with("HTTP/1.1 200"));
+    // Switched off without rebinding.
+    let r = s
+        .api
+        .put(
+            &s.inst(&format!("/api-groups/{group}/domains/{domain}")),
+            &json!({"is_http_redirect_to_https": false}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    eventually(WAIT, "the redirect to stop", || async {
+        get("GET").await.starts_with("HTTP/1.1 200").then_some(())
+    })
+    .await;
 }

@@ -201,6 +201,11 @@ pub fn compile(
         token_keys: token_keys.to_vec(),
         project_name,
         channels,
+        https_redirect_domains: bound_domains
+            .iter()
+            .filter(|d| d.is_http_redirect_to_https)
+            .map(|d| d.url_domain.clone())
+            .collect(),
         certificates: bound_domains
             .iter()
             .filter_map(|d| {

@@ -43,6 +43,8 @@ pub(crate) struct RequestContext {
     pub app_quota: Option<Decision>,
     /// For latencies.
     pub started: Instant,
+    /// The request came over TLS (`X-Forwarded-Proto: https`).
+    pub tls: bool,
     /// The matched API's metric handles (and its id and environment, for the access log).
     pub api_metrics: Option<Arc<ApiMetrics>>,
     /// The backend call that answered: its address, and how long it took to the response head.
@@ -109,6 +111,7 @@ impl RequestContext {
             rate_limits: None,
             app_quota: None,
             started: Instant::now(),
+            tls: false,
             api_metrics: None,
             upstream: None,
         }

@@ -822,7 +822,10 @@ pub(crate) fn map_request<'a>(
     if let Some(v) = forwarded_for(ctx) {
         headers.insert("x-forwarded-for", v);
     }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    headers.insert(
+        "x-forwarded-proto",
+        HeaderValue::from_static(if ctx.tls { "https" } else { "http" }),
+    );
     if let Some(host) = client.forwarded_host {
         headers.insert("x-forwarded-host", host.clone());
     }

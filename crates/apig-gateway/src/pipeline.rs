@@ -90,6 +90,8 @@ pub(crate) struct ConnInfo {
     pub peer: SocketAddr,
     pub local: SocketAddr,
     pub permit: ConnPermit,
+    /// The connection came through the HTTPS listener.
+    pub tls: bool,
 }
 
 /// Serves one request. Never fails: errors become APIG error responses.
@@ -99,6 +101,7 @@ pub(crate) async fn handle(
     request: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let mut ctx = RequestContext::new(conn.peer, conn.local);
+    ctx.tls = conn.tls;
     let grpc = respond::is_grpc(request.headers());
     let method = request.method().clone();
     // Only the access log needs the raw path after the request is consumed.
@@ -312,6 +315,14 @@ async fn serve(
 
     let serving = shared.serving().ok_or(GatewayErrorKind::NotReady)?;
     let runtime = &serving.runtime;
+    // Bound domains that ask for it send plain-HTTP GET and HEAD to HTTPS (APIG does the same;
+    // other methods are served, since a redirect would lose their bodies).
+    if !ctx.tls
+        && matches!(*request.method(), Method::GET | Method::HEAD)
+        && runtime.tls.redirects(&host)
+    {
+        return Ok(https_redirect(&host, request.uri()));
+    }
     let route = runtime
         .table
         .lookup(&host, stage, request.method().as_str(), &path)
@@ -651,6 +662,20 @@ async fn call_function(
         &shared.function_calls,
     )
     .await
+}
+
+/// `301` to the same host and target over HTTPS (its default port: the public HTTPS listener).
+/// `host` is the normalised request host (no port).
+fn https_redirect(host: &str, uri: &http::Uri) -> Response<ResponseBody> {
+    let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let mut response = Response::new(ResponseBody::full(Bytes::new()));
+    *response.status_mut() = http::StatusCode::MOVED_PERMANENTLY;
+    if let Ok(location) = HeaderValue::from_str(&format!("https://{host}{target}")) {
+        response
+            .headers_mut()
+            .insert(http::header::LOCATION, location);
+    }
+    response
 }
 
 /// Retries a backend call may make after connection failures: `retry_count` -1 (APIG's

@@ -133,7 +133,9 @@ impl Runtime {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let channel_index = |id: &str| channels.iter().position(|c| c.id == id);
-        let tls = TlsCertificates::prepare(&snapshot.certificates).map_err(PrepareError::Tls)?;
+        let tls =
+            TlsCertificates::prepare(&snapshot.certificates, &snapshot.https_redirect_domains)
+                .map_err(PrepareError::Tls)?;
         let apis = snapshot
             .apis
             .iter()

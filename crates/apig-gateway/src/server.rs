@@ -171,6 +171,7 @@ pub(crate) async fn serve<F, Fut>(
                     peer,
                     local: stream.local_addr().unwrap_or(listen_addr),
                     permit: permit.clone(),
+                    tls: tls.is_some(),
                 };
                 let handler = handler.clone();
                 let service = service_fn(move |request| handler(conn.clone(), request));

@@ -3,7 +3,7 @@
 //! without a restart. ALPN offers `h2` and `http/1.1`. rustls never negotiates TLS below 1.2,
 //! whatever a domain's `min_ssl_version` says.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -21,6 +21,9 @@ pub(crate) struct TlsCertificates {
     exact: HashMap<String, Arc<CertifiedKey>>,
     /// Key: the wildcard's suffix with its leading dot (`.example.com`); covers one label.
     wildcard: HashMap<String, Arc<CertifiedKey>>,
+    /// Bound domains whose plain-HTTP GET/HEAD requests are redirected to HTTPS.
+    redirect_exact: HashSet<String>,
+    redirect_wildcard: HashSet<String>,
 }
 
 impl fmt::Debug for TlsCertificates {
@@ -34,7 +37,10 @@ impl fmt::Debug for TlsCertificates {
 
 impl TlsCertificates {
     /// Parses every certificate; any unusable one refuses the snapshot.
-    pub(crate) fn prepare(certificates: &[DomainCertificate]) -> Result<Self, String> {
+    pub(crate) fn prepare(
+        certificates: &[DomainCertificate],
+        redirects: &[String],
+    ) -> Result<Self, String> {
         let provider = rustls::crypto::ring::default_provider();
         let mut out = Self::default();
         for c in certificates {
@@ -64,7 +70,26 @@ impl TlsCertificates {
                 None => out.exact.insert(domain, Arc::new(certified)),
             };
         }
+        for d in redirects {
+            let d = d.to_ascii_lowercase();
+            match d.strip_prefix('*') {
+                Some(suffix) => out.redirect_wildcard.insert(suffix.to_owned()),
+                None => out.redirect_exact.insert(d),
+            };
+        }
         Ok(out)
+    }
+
+    /// Whether plain-HTTP GET/HEAD for `host` (normalised: lower case, no port) go to HTTPS.
+    pub(crate) fn redirects(&self, host: &str) -> bool {
+        if self.redirect_exact.is_empty() && self.redirect_wildcard.is_empty() {
+            return false;
+        }
+        self.redirect_exact.contains(host)
+            || host
+                .find('.')
+                .and_then(|dot| host.get(dot..))
+                .is_some_and(|suffix| self.redirect_wildcard.contains(suffix))
     }
 
     /// The certificate for a server name: the exact domain, else a wildcard one label up.

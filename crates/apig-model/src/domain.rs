@@ -145,14 +145,9 @@ impl DomainSpec {
                 &["TLSv1.1", "TLSv1.2"],
             ));
         }
-        if self.is_http_redirect_to_https == Some(true) {
-            p.push(ApiError::not_supported(
-                "is_http_redirect_to_https (the gateway has no HTTPS listener yet)",
-            ));
-        }
         if self.verified_client_certificate_enabled == Some(true) {
             p.push(ApiError::not_supported(
-                "verified_client_certificate_enabled (the gateway has no HTTPS listener yet)",
+                "verified_client_certificate_enabled (client certificates on domains)",
             ));
         }
         for (field, v) in [

@@ -72,7 +72,7 @@ pub async fn bind(
         group_id: group,
         url_domain: name,
         min_ssl_version: spec.min_ssl_version.unwrap_or_else(|| "TLSv1.1".into()),
-        is_http_redirect_to_https: false,
+        is_http_redirect_to_https: spec.is_http_redirect_to_https.unwrap_or(false),
         create_time: time::now_rfc3339(),
         certificate: None,
     };
@@ -91,6 +91,9 @@ pub async fn update(
     let mut d = load(s.reader(), &inst, &group, &id)?;
     if let Some(v) = spec.min_ssl_version {
         d.min_ssl_version = v;
+    }
+    if let Some(v) = spec.is_http_redirect_to_https {
+        d.is_http_redirect_to_https = v;
     }
     s.save(&inst, keys::domain(&inst, &id), &d).await?;
     Ok(ok(d.to_json()))

@@ -73,6 +73,7 @@ fn ctx() -> RequestContext {
         rate_limits: None,
         app_quota: None,
         started: std::time::Instant::now(),
+        tls: false,
         api_metrics: None,
         upstream: None,
     }

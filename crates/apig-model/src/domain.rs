@@ -235,9 +235,14 @@ mod tests {
                 .validate(true)
                 .is_err()
         );
-        assert_eq!(
+        assert!(
             spec(json!({"url_domain": "a.example.com", "is_http_redirect_to_https": true}))
                 .validate(true)
+                .is_ok()
+        );
+        assert_eq!(
+            spec(json!({"verified_client_certificate_enabled": true}))
+                .validate(false)
                 .unwrap_err()
                 .status(),
             412

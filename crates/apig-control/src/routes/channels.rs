@@ -38,16 +38,13 @@ fn all(r: &(impl Reader + ?Sized), inst: &str) -> Res<Vec<Channel>> {
 }
 
 fn check_name(all: &[Channel], name: &str, except: Option<&str>) -> Res<()> {
-    if all
-        .iter()
-        .any(|c| c.name == name && Some(c.id.as_str()) != except)
-    {
-        return Err(ApiError::new(
-            ErrorCode::ChannelNameExists,
-            format!("The VPC channel name already exists: {name}"),
-        ));
-    }
-    Ok(())
+    super::unique_name(
+        all.iter().map(|x| (x.id.as_str(), x.name.as_str())),
+        name,
+        except,
+        ErrorCode::ChannelNameExists,
+        "VPC channel",
+    )
 }
 
 /// Ids of the APIs (in their current definition) that use the channel.

@@ -433,6 +433,24 @@ async fn method_not_allowed() -> Response {
     .into_response()
 }
 
+/// Refuses `name` when another resource (any id but `except`) already has it, with `code` and
+/// APIG's "The <what> name already exists" message. `taken` yields (id, name) pairs.
+pub fn unique_name<'a>(
+    mut taken: impl Iterator<Item = (&'a str, &'a str)>,
+    name: &str,
+    except: Option<&str>,
+    code: ErrorCode,
+    what: &str,
+) -> std::result::Result<(), ApiError> {
+    if taken.any(|(id, n)| n == name && Some(id) != except) {
+        return Err(ApiError::new(
+            code,
+            format!("The {what} name already exists: {name}"),
+        ));
+    }
+    Ok(())
+}
+
 /// `{"total": n, "size": page, "<key>": [...]}` as every APIG list answers.
 pub fn paged(items: Vec<Value>, page: Page, key: &str) -> Value {
     let total = items.len();

@@ -35,16 +35,13 @@ fn all(r: &(impl Reader + ?Sized), inst: &str) -> Res<Vec<Rule>> {
 }
 
 fn check_name(rules: &[Rule], name: &str, except: Option<&str>) -> Res<()> {
-    if rules
-        .iter()
-        .any(|r| r.name == name && Some(r.id.as_str()) != except)
-    {
-        return Err(ApiError::new(
-            ErrorCode::OrchestrationNameExists,
-            format!("The orchestration rule name already exists: {name}"),
-        ));
-    }
-    Ok(())
+    super::unique_name(
+        rules.iter().map(|x| (x.id.as_str(), x.name.as_str())),
+        name,
+        except,
+        ErrorCode::OrchestrationNameExists,
+        "orchestration rule",
+    )
 }
 
 /// APIs (current definitions) whose request parameters list the rule.

@@ -31,16 +31,13 @@ pub fn load(r: &(impl Reader + ?Sized), inst: &str, id: &str) -> Res<Sign> {
 }
 
 fn check_name(all: &[Sign], name: &str, except: Option<&str>) -> Res<()> {
-    if all
-        .iter()
-        .any(|x| x.name == name && Some(x.id.as_str()) != except)
-    {
-        return Err(ApiError::new(
-            ErrorCode::SignNameExists,
-            format!("The signature key name already exists: {name}"),
-        ));
-    }
-    Ok(())
+    super::unique_name(
+        all.iter().map(|x| (x.id.as_str(), x.name.as_str())),
+        name,
+        except,
+        ErrorCode::SignNameExists,
+        "signature key",
+    )
 }
 
 pub async fn list(

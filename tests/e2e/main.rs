@@ -4,6 +4,7 @@
 mod support;
 
 mod backends;
+mod cluster_tls;
 mod credentials;
 mod foundation;
 mod lifecycle;

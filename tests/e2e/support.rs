@@ -25,15 +25,22 @@ pub struct Stack {
 
 impl Stack {
     pub async fn start() -> Stack {
+        Self::start_with_args(&[], &[]).await
+    }
+
+    /// Like [`Stack::start`], with extra flags for the control plane and the gateway.
+    pub async fn start_with_args(control: &[&str], gateway: &[&str]) -> Stack {
         let dirs = tempfile::tempdir().expect("tempdir");
-        let cp = ControlPlane::start(&bin(), &dirs.path().join("control"));
+        let cp = ControlPlane::start_with_args(&bin(), &dirs.path().join("control"), control);
         let instance = cp.seed.instance_id.clone();
-        let gw = Gateway::start(
+        let gw = Gateway::start_with_args(
             &bin(),
             &cp.grpc_url(),
             &instance,
             &dirs.path().join("gw-cache"),
             &cp.cluster_token,
+            "127.0.0.1:0".parse().unwrap(),
+            gateway,
         );
         let backend = EchoBackend::start().await;
         let api = cp.client();

@@ -45,6 +45,38 @@ fn name(v: &Value) -> String {
     )
 }
 
+/// The replica link of `apig control` and `apig gateway` containers must run mutual TLS.
+fn cluster_link_problems(who: &str, c: &Value) -> Vec<String> {
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let plane = args.first().copied().unwrap_or_default();
+    if plane != "control" && plane != "gateway" {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for flag in ["--cluster-ca=", "--cluster-cert=", "--cluster-key="] {
+        if !args.iter().any(|a| a.starts_with(flag)) {
+            out.push(format!("{who}: no {}", flag.trim_end_matches('=')));
+        }
+    }
+    if args
+        .iter()
+        .any(|a| a.starts_with("--allow-plaintext-cluster"))
+    {
+        out.push(format!("{who}: plaintext replica link allowed"));
+    }
+    if plane == "gateway"
+        && !args
+            .iter()
+            .any(|a| a.starts_with("--control-plane=https://"))
+    {
+        out.push(format!("{who}: the control plane URL is not https"));
+    }
+    out
+}
+
 /// Every problem found; empty when the manifests are fit to apply.
 pub fn problems(docs: &[(String, Value)]) -> Vec<String> {
     let mut out = Vec::new();
@@ -96,6 +128,7 @@ pub fn problems(docs: &[(String, Value)]) -> Vec<String> {
             if sc["allowPrivilegeEscalation"] != false {
                 out.push(format!("{who}: allowPrivilegeEscalation not false"));
             }
+            out.extend(cluster_link_problems(&who, c));
         }
         if kind == "StatefulSet"
             && d["spec"]["volumeClaimTemplates"]
@@ -170,6 +203,21 @@ mod tests {
         c.as_object_mut().unwrap().remove("readinessProbe");
         let p = problems(&docs);
         assert!(p.iter().any(|x| x.contains("no readinessProbe")), "{p:?}");
+
+        let mut docs = load();
+        let args = gateway_container(&mut docs)["args"].as_array_mut().unwrap();
+        for a in args.iter_mut() {
+            if let Some(rest) = a
+                .as_str()
+                .and_then(|x| x.strip_prefix("--control-plane=https"))
+            {
+                *a = format!("--control-plane=http{rest}").into();
+            }
+        }
+        args.retain(|a| a.as_str().is_some_and(|x| !x.starts_with("--cluster-key=")));
+        let p = problems(&docs).join("\n");
+        assert!(p.contains("the control plane URL is not https"), "{p}");
+        assert!(p.contains("no --cluster-key"), "{p}");
 
         let mut docs = load();
         gateway_container(&mut docs)["securityContext"]["readOnlyRootFilesystem"] = false.into();

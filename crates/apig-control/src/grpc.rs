@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use apig_proto::cluster::ReplicaIdentity;
 use apig_proto::discovery_server::{Discovery, DiscoveryServer};
 use apig_proto::{control_message, replica_message, ControlMessage, ReplicaMessage, ReplicaShare};
 use futures_util::Stream;
@@ -24,12 +25,17 @@ const MAX_ID_LEN: usize = 128;
 
 pub struct DiscoveryService {
     state: Arc<ControlState>,
+    /// The link runs mutual TLS: every replica presents a certificate whose identity names the
+    /// instance it may join.
+    require_identity: bool,
 }
 
-/// Wraps the service with the cluster-token check.
+/// Wraps the service with the cluster-token check. With `require_identity` (mutual TLS on the
+/// listener), a replica's certificate must also name the instance it says hello for.
 pub fn server(
     state: Arc<ControlState>,
     cluster_token: String,
+    require_identity: bool,
 ) -> tonic::service::interceptor::InterceptedService<
     DiscoveryServer<DiscoveryService>,
     impl tonic::service::Interceptor + Clone,
@@ -49,7 +55,11 @@ pub fn server(
         }
     };
     tonic::service::interceptor::InterceptedService::new(
-        DiscoveryServer::new(DiscoveryService { state }).max_decoding_message_size(64 * 1024),
+        DiscoveryServer::new(DiscoveryService {
+            state,
+            require_identity,
+        })
+        .max_decoding_message_size(64 * 1024),
         check,
     )
 }
@@ -65,6 +75,34 @@ fn bounded(s: &str) -> Result<&str, Status> {
     Ok(s)
 }
 
+/// The identity in the verified client certificate (the TLS layer already checked it chains to
+/// the cluster CA).
+fn replica_identity<T>(req: &Request<T>) -> Result<ReplicaIdentity, Status> {
+    let certs = req
+        .peer_certs()
+        .ok_or_else(|| Status::unauthenticated("a replica certificate is required"))?;
+    let leaf = certs
+        .first()
+        .ok_or_else(|| Status::unauthenticated("a replica certificate is required"))?;
+    ReplicaIdentity::from_certificate(leaf).map_err(|e| Status::permission_denied(e.to_string()))
+}
+
+/// Whether a replica with this certificate identity may join `instance` as `node`.
+fn admit(identity: &ReplicaIdentity, instance: &str, node: &str) -> Result<(), Status> {
+    if identity.instance_id != instance {
+        return Err(Status::permission_denied(format!(
+            "this replica's certificate is for instance {}, not {instance}",
+            identity.instance_id
+        )));
+    }
+    match &identity.node_id {
+        Some(named) if named != node => Err(Status::permission_denied(format!(
+            "this replica's certificate is for node {named}, not {node}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 #[tonic::async_trait]
 impl Discovery for DiscoveryService {
     type StreamStream = OutStream;
@@ -74,6 +112,11 @@ impl Discovery for DiscoveryService {
         req: Request<Streaming<ReplicaMessage>>,
     ) -> Result<Response<OutStream>, Status> {
         let peer = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        let identity = if self.require_identity {
+            Some(replica_identity(&req)?)
+        } else {
+            None
+        };
         let mut inbound = req.into_inner();
         let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
             Ok(Ok(Some(ReplicaMessage {
@@ -85,6 +128,11 @@ impl Discovery for DiscoveryService {
         };
         let instance = bounded(&hello.instance_id)?.to_owned();
         let node = bounded(&hello.node_id)?.to_owned();
+        if let Some(identity) = &identity {
+            admit(identity, &instance, &node).inspect_err(|e| {
+                tracing::warn!(%peer, %instance, %node, reason = e.message(), "replica refused");
+            })?;
+        }
         let exists = Reader::exists(self.state.reader(), &keys::instance(&instance))
             .map_err(|e| Status::unavailable(e.message))?;
         if !exists {
@@ -203,5 +251,30 @@ impl Discovery for DiscoveryService {
                 .replica_disconnected(&instance, &node, connection);
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_admits_its_instance_and_named_node_only() {
+        let any_node = ReplicaIdentity::new("inst-a", None).unwrap();
+        assert!(admit(&any_node, "inst-a", "n1").is_ok());
+        let refused = admit(&any_node, "inst-b", "n1").unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+        assert!(
+            refused.message().contains("inst-a"),
+            "{}",
+            refused.message()
+        );
+
+        let one_node = ReplicaIdentity::new("inst-a", Some("n1")).unwrap();
+        assert!(admit(&one_node, "inst-a", "n1").is_ok());
+        assert_eq!(
+            admit(&one_node, "inst-a", "n2").unwrap_err().code(),
+            tonic::Code::PermissionDenied
+        );
     }
 }

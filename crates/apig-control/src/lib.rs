@@ -56,6 +56,12 @@ pub struct ControlConfig {
     /// Admin listener (`/health`, `/ready`, `/metrics`); none when `None`.
     pub admin_listen: Option<SocketAddr>,
     pub seed: Seed,
+    /// Mutual TLS on the gRPC listener: this plane's certificate, and the cluster CA replicas'
+    /// certificates must chain to (see [`apig_proto::cluster`]).
+    pub cluster_tls: Option<apig_proto::cluster::TlsMaterial>,
+    /// Serve the gRPC link in plaintext on a non-loopback address (the cluster token alone then
+    /// authenticates replicas, and nothing hides the snapshots on the wire).
+    pub allow_plaintext_grpc: bool,
 }
 
 /// A started control plane.
@@ -131,6 +137,23 @@ pub async fn start(
     config: ControlConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<RunningControl, ControlError> {
+    // Refuse an exposed plaintext link before anything is created or bound.
+    let grpc_scheme = match (&config.cluster_tls, config.grpc_listen.ip().is_loopback()) {
+        (Some(_), _) => "https",
+        (None, true) => "http",
+        (None, false) if config.allow_plaintext_grpc => {
+            tracing::warn!(grpc_addr = %config.grpc_listen, "plaintext gRPC on a non-loopback address, as allowed: only the cluster token protects it");
+            "http"
+        }
+        (None, false) => {
+            return Err(ControlError::Config(format!(
+                "the gRPC listener {} is not on loopback: give it mutual TLS \
+                 (--cluster-ca, --cluster-cert, --cluster-key; `apig certs` makes them) or allow \
+                 plaintext explicitly (--allow-plaintext-cluster)",
+                config.grpc_listen
+            )))
+        }
+    };
     private_dir(&config.data_dir)?;
     let store_dir = config.data_dir.join("store");
     let store: Arc<dyn Store> = Arc::new(
@@ -165,9 +188,6 @@ pub async fn start(
     let grpc_addr = grpc
         .local_addr()
         .map_err(|e| ControlError::Io(e.to_string()))?;
-    if !grpc_addr.ip().is_loopback() {
-        tracing::warn!(%grpc_addr, "the gRPC listener is not on loopback and has no TLS yet: only the cluster token protects it");
-    }
     let admin = match config.admin_listen {
         Some(addr) => Some(
             TcpListener::bind(addr)
@@ -177,7 +197,7 @@ pub async fn start(
         None => None,
     };
     println!("apig: listening management http://{mgmt_addr}");
-    println!("apig: listening grpc http://{grpc_addr}");
+    println!("apig: listening grpc {grpc_scheme}://{grpc_addr}");
 
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     if let Some(admin) = admin {
@@ -212,9 +232,25 @@ pub async fn start(
         .map_err(|e| ControlError::Server(format!("management server: {e}")))
     });
     let mut stop_grpc = stop_tx.subscribe();
-    let svc = grpc::server(state.clone(), cluster_token.clone());
+    let svc = grpc::server(
+        state.clone(),
+        cluster_token.clone(),
+        config.cluster_tls.is_some(),
+    );
+    let mut grpc_server = tonic::transport::Server::builder();
+    if let Some(tls) = &config.cluster_tls {
+        let tls = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(
+                &tls.cert_pem,
+                &tls.key_pem,
+            ))
+            .client_ca_root(tonic::transport::Certificate::from_pem(&tls.ca_pem));
+        grpc_server = grpc_server
+            .tls_config(tls)
+            .map_err(|e| ControlError::Config(format!("cluster TLS: {e}")))?;
+    }
     let grpc_task = tokio::spawn(async move {
-        tonic::transport::Server::builder()
+        grpc_server
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(20)))
             .add_service(svc)
             .serve_with_incoming_shutdown(

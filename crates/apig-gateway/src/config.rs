@@ -26,6 +26,11 @@ pub struct GatewayConfig {
     pub cache_dir: PathBuf,
     /// Shared secret sent as `authorization: Bearer <token>` on the discovery stream.
     pub cluster_token: String,
+    /// Mutual TLS to the control plane (`https://` URL): the cluster CA and this replica's
+    /// certificate, whose identity names the instance (see [`apig_proto::cluster`]).
+    pub cluster_tls: Option<apig_proto::cluster::TlsMaterial>,
+    /// Connect in plaintext to a control plane that is not on loopback.
+    pub allow_plaintext_cluster: bool,
     /// PEM CA certificates trusted for HTTPS backends besides the Mozilla roots.
     pub backend_ca_file: Option<PathBuf>,
     /// Where the access log goes; `None`: no access log.

@@ -152,9 +152,14 @@ impl Gateway {
             return Err(GatewayError::Config("the instance id is empty".into()));
         }
         let cache = SnapshotCache::new(&config.cache_dir, &config.instance_id);
-        let sync_settings =
-            SyncSettings::new(&config.control_plane, &config.cluster_token, cache.clone())
-                .map_err(GatewayError::Config)?;
+        let sync_settings = SyncSettings::new(
+            &config.control_plane,
+            &config.cluster_token,
+            config.cluster_tls.as_ref(),
+            config.allow_plaintext_cluster,
+            cache.clone(),
+        )
+        .map_err(GatewayError::Config)?;
         let node_id = config.node_id.clone().unwrap_or_else(default_node_id);
         let trusted_proxies = trusted_proxies(&config.limits.trusted_proxies)?;
         let backend_tls = backend_tls::client_config(config.backend_ca_file.as_deref())

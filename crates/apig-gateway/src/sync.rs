@@ -30,6 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use apig_policy::Share;
+use apig_proto::cluster::TlsMaterial;
 use apig_proto::discovery_client::DiscoveryClient;
 use apig_proto::{
     control_message, replica_message, Ack, Hello, Nack, ReplicaMessage, ReplicaShare, Snapshot,
@@ -38,7 +39,7 @@ use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::AsciiMetadataValue;
-use tonic::transport::Endpoint;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Status};
 
 use crate::cache::{self, SnapshotCache};
@@ -77,8 +78,8 @@ pub(crate) enum Decision {
 enum SessionError {
     #[error("cannot connect: {0}")]
     Connect(String),
-    #[error("control plane rejected the cluster token ({0})")]
-    Unauthenticated(String),
+    #[error("control plane refused this replica ({0})")]
+    Refused(String),
     #[error("stream failed: {0}")]
     Stream(Status),
     #[error("outbound stream closed")]
@@ -88,18 +89,58 @@ enum SessionError {
 // === impl SyncSettings ===
 
 impl SyncSettings {
+    /// `tls` makes the link mutual TLS (the URL must then be `https://`); a plaintext link to a
+    /// non-loopback host needs `allow_plaintext`.
     pub(crate) fn new(
         control_plane: &str,
         cluster_token: &str,
+        tls: Option<&TlsMaterial>,
+        allow_plaintext: bool,
         cache: SnapshotCache,
     ) -> Result<Self, String> {
-        let endpoint = Endpoint::from_shared(control_plane.to_owned())
+        let mut endpoint = Endpoint::from_shared(control_plane.to_owned())
             .map_err(|e| format!("control plane URL {control_plane:?}: {e}"))?
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(15))
             .keep_alive_timeout(Duration::from_secs(10))
             .keep_alive_while_idle(true);
+        let uri = endpoint.uri().clone();
+        match (uri.scheme_str(), tls) {
+            (Some("https"), Some(tls)) => {
+                let config = ClientTlsConfig::new()
+                    .ca_certificate(Certificate::from_pem(&tls.ca_pem))
+                    .identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem));
+                endpoint = endpoint
+                    .tls_config(config)
+                    .map_err(|e| format!("cluster TLS: {}", DisplayChain(&e)))?;
+            }
+            (Some("https"), None) => {
+                return Err(format!(
+                    "control plane URL {control_plane:?} is https: give the cluster CA and this \
+                     replica's certificate and key (--cluster-ca, --cluster-cert, --cluster-key)"
+                ))
+            }
+            (Some("http"), Some(_)) => {
+                return Err(format!(
+                    "cluster TLS is configured but the control plane URL {control_plane:?} is \
+                     http: use https://"
+                ))
+            }
+            (Some("http"), None) if !allow_plaintext && !is_loopback_host(uri.host()) => {
+                return Err(format!(
+                    "control plane URL {control_plane:?} is plaintext to a non-loopback host: \
+                     use https:// with mutual TLS (--cluster-ca, --cluster-cert, --cluster-key), \
+                     or allow plaintext explicitly (--allow-plaintext-cluster)"
+                ))
+            }
+            (Some("http"), None) => {}
+            _ => {
+                return Err(format!(
+                    "control plane URL {control_plane:?}: the scheme must be http or https"
+                ))
+            }
+        }
         if cluster_token.is_empty() {
             return Err("the cluster token is empty".into());
         }
@@ -111,6 +152,17 @@ impl SyncSettings {
             cache,
         })
     }
+}
+
+/// `localhost` or a loopback IP address (IPv6 in brackets, as URIs write it).
+fn is_loopback_host(host: Option<&str>) -> bool {
+    let Some(host) = host else { return false };
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Decides what to do with `snapshot` given what is applied. Pure apart from CPU work
@@ -258,11 +310,11 @@ pub(crate) async fn run(shared: Arc<Shared>, settings: SyncSettings) {
         }
         match &result {
             Ok(()) => tracing::warn!("control plane closed the discovery stream; reconnecting"),
-            Err(SessionError::Unauthenticated(message)) => tracing::error!(
+            Err(SessionError::Refused(message)) => tracing::error!(
                 %message,
                 attempts = failures,
-                "control plane rejected this replica's cluster token (Unauthenticated); \
-                 check APIG_CLUSTER_TOKEN; retrying"
+                "control plane refused this replica; check APIG_CLUSTER_TOKEN and, with mutual \
+                 TLS, the instance named by the replica certificate; retrying"
             ),
             Err(error) if loud => {
                 tracing::warn!(%error, attempts = failures, "discovery stream failed; retrying")
@@ -360,7 +412,7 @@ fn apply_share(shared: &Shared, share: &ReplicaShare) {
 fn stream_error(status: Status) -> SessionError {
     match status.code() {
         Code::Unauthenticated | Code::PermissionDenied => {
-            SessionError::Unauthenticated(status.message().to_owned())
+            SessionError::Refused(status.message().to_owned())
         }
         _ => SessionError::Stream(status),
     }

@@ -1,8 +1,10 @@
 //! The gRPC contract between the control plane and gateway replicas, generated from
-//! `proto/apig/v1/discovery.proto`. See that file for the protocol.
+//! `proto/apig/v1/discovery.proto` (see that file for the protocol), and the conventions of its
+//! mutual TLS ([`cluster`]).
 
-#![allow(clippy::all, clippy::pedantic)]
+pub mod cluster;
 
+#[allow(clippy::all, clippy::pedantic)]
 pub mod v1 {
     tonic::include_proto!("apig.v1");
 }

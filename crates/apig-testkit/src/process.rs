@@ -115,6 +115,8 @@ pub struct ControlPlane {
     pub seed: Seed,
     pub cluster_token: String,
     bin: PathBuf,
+    /// Flags given besides the defaults, kept for [`ControlPlane::restart`].
+    extra: Vec<String>,
     _output: mpsc::Receiver<String>,
 }
 
@@ -137,8 +139,26 @@ impl ControlPlane {
         mgmt: SocketAddr,
         grpc: SocketAddr,
     ) -> ControlPlane {
+        Self::launch(bin, data_dir, seed, mgmt, grpc, Vec::new())
+    }
+
+    /// Like [`ControlPlane::start`], with extra flags (e.g. `--cluster-ca FILE`).
+    pub fn start_with_args(bin: &Path, data_dir: &Path, extra: &[&str]) -> ControlPlane {
+        let any = "127.0.0.1:0".parse().unwrap();
+        let extra = extra.iter().map(|a| a.to_string()).collect();
+        Self::launch(bin, data_dir, Seed::default(), any, any, extra)
+    }
+
+    fn launch(
+        bin: &Path,
+        data_dir: &Path,
+        seed: Seed,
+        mgmt: SocketAddr,
+        grpc: SocketAddr,
+        extra: Vec<String>,
+    ) -> ControlPlane {
         let token = "test-cluster-token-0123456789";
-        let args = vec![
+        let mut args = vec![
             "control".into(),
             "--data-dir".into(),
             data_dir.display().to_string(),
@@ -149,6 +169,7 @@ impl ControlPlane {
             "--control-admin-listen".into(),
             "127.0.0.1:0".into(),
         ];
+        args.extend(extra.iter().cloned());
         let envs = [
             ("APIG_ADMIN_AK", seed.ak.as_str()),
             ("APIG_ADMIN_SK", seed.sk.as_str()),
@@ -167,12 +188,19 @@ impl ControlPlane {
             seed,
             cluster_token: token.into(),
             bin: bin.to_owned(),
+            extra,
             _output: s.output,
         }
     }
 
+    /// The discovery URL replicas connect to (`https://` when the link runs mutual TLS).
     pub fn grpc_url(&self) -> String {
-        format!("http://{}", self.grpc)
+        let scheme = if self.extra.iter().any(|a| a == "--cluster-ca") {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.grpc)
     }
 
     /// A management client signed with the bootstrap credential.
@@ -194,12 +222,13 @@ impl ControlPlane {
     /// Kills and starts again on the same data dir and ports.
     pub fn restart(&mut self) {
         self.kill();
-        let next = Self::start_at(
+        let next = Self::launch(
             &self.bin.clone(),
             &self.data_dir.clone(),
             self.seed.clone(),
             self.mgmt,
             self.grpc,
+            self.extra.clone(),
         );
         *self = next;
     }

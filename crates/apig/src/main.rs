@@ -5,6 +5,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+mod certs;
+
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
@@ -35,6 +37,52 @@ enum Command {
     Backup(BackupArgs),
     /// Load a backup into a new or empty data dir, after verifying the whole file.
     Restore(RestoreArgs),
+    /// Create the cluster CA and the certificates of the control plane ↔ replica mutual TLS.
+    #[command(subcommand)]
+    Certs(certs::CertsCommand),
+}
+
+/// Mutual TLS on the replica link. The control plane presents `--cluster-cert` and requires
+/// replica certificates signed by `--cluster-ca`; a replica presents its own `--cluster-cert` and
+/// requires the control plane's to be signed by the same CA (`apig certs` makes all of them).
+#[derive(Args)]
+struct ClusterTlsArgs {
+    /// PEM file of the cluster CA certificate.
+    #[arg(long, env = "APIG_CLUSTER_CA", requires_all = ["cluster_cert", "cluster_key"])]
+    cluster_ca: Option<PathBuf>,
+    /// PEM file of this process's certificate (chain) on the replica link.
+    #[arg(long, env = "APIG_CLUSTER_CERT", requires_all = ["cluster_ca", "cluster_key"])]
+    cluster_cert: Option<PathBuf>,
+    /// PEM file of the private key of `--cluster-cert`.
+    #[arg(long, env = "APIG_CLUSTER_KEY", requires_all = ["cluster_ca", "cluster_cert"])]
+    cluster_key: Option<PathBuf>,
+    /// Allow the replica link in plaintext off loopback (only the cluster token protects it).
+    #[arg(
+        long,
+        env = "APIG_ALLOW_PLAINTEXT_CLUSTER",
+        conflicts_with = "cluster_ca"
+    )]
+    allow_plaintext_cluster: bool,
+}
+
+impl ClusterTlsArgs {
+    /// Reads and checks the three files, naming every problem.
+    fn load(&self) -> anyhow::Result<Option<apig_proto::cluster::TlsMaterial>> {
+        let (Some(ca), Some(cert), Some(key)) =
+            (&self.cluster_ca, &self.cluster_cert, &self.cluster_key)
+        else {
+            return Ok(None);
+        };
+        let files = apig_proto::cluster::TlsFiles {
+            ca: ca.clone(),
+            cert: cert.clone(),
+            key: key.clone(),
+        };
+        files.load().map(Some).map_err(|errors| {
+            let listed: Vec<String> = errors.iter().map(|e| format!("  - {e}")).collect();
+            anyhow::anyhow!("cluster TLS files:\n{}", listed.join("\n"))
+        })
+    }
 }
 
 #[derive(Args)]
@@ -70,6 +118,8 @@ struct ControlArgs {
     grpc_listen: SocketAddr,
     #[command(flatten)]
     common: CommonControl,
+    #[command(flatten)]
+    cluster_tls: ClusterTlsArgs,
 }
 
 #[derive(Args)]
@@ -89,7 +139,8 @@ struct CommonControl {
 
 #[derive(Args)]
 struct GatewayArgs {
-    /// gRPC URL of the control plane.
+    /// gRPC URL of the control plane: `https://` with mutual TLS (`--cluster-*`), `http://` on
+    /// loopback (or with `--allow-plaintext-cluster`).
     #[arg(long, default_value = "http://127.0.0.1:9090")]
     control_plane: String,
     /// The instance whose published APIs this replica serves.
@@ -110,6 +161,8 @@ struct GatewayArgs {
     /// Name of this replica in the control plane's replica list (default: host name + random).
     #[arg(long)]
     node_id: Option<String>,
+    #[command(flatten)]
+    cluster_tls: ClusterTlsArgs,
     #[command(flatten)]
     traffic: TrafficArgs,
 }
@@ -208,6 +261,8 @@ fn control_config(
     mgmt: SocketAddr,
     grpc: SocketAddr,
     common: CommonControl,
+    cluster_tls: Option<apig_proto::cluster::TlsMaterial>,
+    allow_plaintext_grpc: bool,
 ) -> apig_control::ControlConfig {
     apig_control::ControlConfig {
         data_dir,
@@ -217,6 +272,8 @@ fn control_config(
         domain_suffix: common.domain_suffix,
         admin_listen: common.control_admin_listen,
         seed: apig_control::Seed::from_env(),
+        cluster_tls,
+        allow_plaintext_grpc,
     }
 }
 
@@ -226,6 +283,8 @@ async fn control(args: ControlArgs) -> anyhow::Result<()> {
         args.mgmt_listen,
         args.grpc_listen,
         args.common,
+        args.cluster_tls.load()?,
+        args.cluster_tls.allow_plaintext_cluster,
     );
     let running = apig_control::start(config, shutdown_signal())
         .await
@@ -243,6 +302,8 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         admin_listen: Some(args.admin_listen),
         cache_dir: args.cache_dir,
         cluster_token: args.cluster_token,
+        cluster_tls: args.cluster_tls.load()?,
+        allow_plaintext_cluster: args.cluster_tls.allow_plaintext_cluster,
         limits: args.traffic.limits(),
         access_log: apig_gateway::AccessLogSink::parse(&args.traffic.access_log),
         tls_listen: args.traffic.tls_listen,
@@ -264,6 +325,8 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         args.mgmt_listen,
         args.grpc_listen,
         args.common,
+        None,
+        false,
     );
     let control = apig_control::start(config, stopped(stop_rx.clone()))
         .await
@@ -276,6 +339,8 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         admin_listen: Some(args.admin_listen),
         cache_dir: args.data_dir.join("gateway-cache"),
         cluster_token: control.cluster_token.clone(),
+        cluster_tls: None,
+        allow_plaintext_cluster: false,
         limits: args.traffic.limits(),
         access_log: apig_gateway::AccessLogSink::parse(&args.traffic.access_log),
         tls_listen: args.traffic.tls_listen,
@@ -321,6 +386,7 @@ fn main() -> anyhow::Result<()> {
     let command = match cli.command {
         Command::Backup(a) => return backup(a),
         Command::Restore(a) => return restore(a),
+        Command::Certs(c) => return certs::run(c),
         other => other,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -331,7 +397,9 @@ fn main() -> anyhow::Result<()> {
             Command::Control(a) => control(a).await,
             Command::Gateway(a) => gateway(a).await,
             Command::Up(a) => up(a).await,
-            Command::Backup(_) | Command::Restore(_) => unreachable!("handled above"),
+            Command::Backup(_) | Command::Restore(_) | Command::Certs(_) => {
+                unreachable!("handled above")
+            }
         }
     })
 }

@@ -273,8 +273,24 @@ fn backoff_doubles_to_the_cap_with_bounded_jitter() {
 fn settings_validate_url_and_token() {
     let dir = std::env::temp_dir();
     let cache = SnapshotCache::new(&dir, "inst");
-    assert!(SyncSettings::new("http://127.0.0.1:9090", "tok", cache.clone()).is_ok());
-    assert!(SyncSettings::new("http://127.0.0.1:9090", "", cache.clone()).is_err());
-    assert!(SyncSettings::new("http://127.0.0.1:9090", "bad\ntoken", cache.clone()).is_err());
-    assert!(SyncSettings::new("not a url", "tok", cache).is_err());
+    let plain = |url: &str, token: &str| SyncSettings::new(url, token, None, false, cache.clone());
+    assert!(plain("http://127.0.0.1:9090", "tok").is_ok());
+    assert!(plain("http://[::1]:9090", "tok").is_ok());
+    assert!(plain("http://localhost:9090", "tok").is_ok());
+    assert!(plain("http://127.0.0.1:9090", "").is_err());
+    assert!(plain("http://127.0.0.1:9090", "bad\ntoken").is_err());
+    assert!(plain("not a url", "tok").is_err());
+}
+
+#[test]
+fn plaintext_leaves_loopback_only_when_allowed_and_https_needs_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = SnapshotCache::new(dir.path(), "inst");
+    let remote = "http://10.0.0.7:9090";
+    let err = SyncSettings::new(remote, "tok", None, false, cache.clone()).unwrap_err();
+    assert!(err.contains("--allow-plaintext-cluster"), "{err}");
+    assert!(SyncSettings::new(remote, "tok", None, true, cache.clone()).is_ok());
+    let err = SyncSettings::new("https://cp:9090", "tok", None, false, cache.clone()).unwrap_err();
+    assert!(err.contains("--cluster-ca"), "{err}");
+    assert!(SyncSettings::new("ftp://cp:9090", "tok", None, true, cache).is_err());
 }

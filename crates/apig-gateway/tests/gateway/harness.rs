@@ -353,6 +353,8 @@ pub fn config(control_plane: &str, cache_dir: &Path, token: &str) -> GatewayConf
         admin_listen: Some("127.0.0.1:0".parse().unwrap()),
         cache_dir: cache_dir.to_path_buf(),
         cluster_token: token.to_owned(),
+        cluster_tls: None,
+        allow_plaintext_cluster: false,
         limits: Limits {
             shutdown_grace: Duration::from_secs(5),
             ..Limits::default()

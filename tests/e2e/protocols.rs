@@ -156,6 +156,7 @@ async fn grpc_api_streams_messages_and_trailers() {
             count: 4,
             fail_code: Code::Aborted as i32,
             fail_message: "stopped after four".into(),
+            interval_ms: 0,
         })
         .await
         .expect("streaming call")
@@ -166,4 +167,107 @@ async fn grpc_api_streams_messages_and_trailers() {
     let status = stream.message().await.unwrap_err();
     assert_eq!(status.code(), Code::Aborted);
     assert_eq!(status.message(), "stopped after four");
+}
+
+/// A snapshot swap must not cut connections on routes it leaves unchanged: a WebSocket tunnel and
+/// an HTTP/2 (gRPC) stream opened before three publishes carry on after every replica applied
+/// them, on the same connections.
+#[tokio::test(flavor = "multi_thread")]
+async fn snapshot_swaps_keep_live_websockets_and_http2_streams() {
+    let s = Stack::start().await;
+    let ws = WsBackend::start().await;
+    let rpc = GrpcBackend::start().await;
+    let (group, host) = s.group("live").await;
+    let chat = s.http_api(
+        &group,
+        "live_chat",
+        "GET",
+        "/chat",
+        json!({"backend_api": {"url_domain": ws.authority(), "req_uri": "/room"}}),
+    );
+    let chat = s.create_api(&chat).await;
+    s.publish(&chat, RELEASE).await;
+    let stream_api = json!({
+        "name": "live_rpc", "type": 1, "req_protocol": "GRPCS", "req_method": "POST",
+        "req_uri": grpc::SERVICE_PATH, "match_mode": "SWA", "auth_type": "NONE",
+        "backend_type": "GRPC", "group_id": group,
+        "backend_api": {"url_domain": rpc.authority(), "req_protocol": "GRPC", "timeout": 60000}
+    });
+    let stream_api = s.create_api(&stream_api).await;
+    s.publish(&stream_api, RELEASE).await;
+    s.settled().await;
+
+    let mut request =
+        s.gw.url("/chat")
+            .replacen("http://", "ws://", 1)
+            .into_client_request()
+            .unwrap();
+    request.headers_mut().insert("host", host.parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("the gateway upgrades");
+    next(&mut socket).await; // the backend's greeting
+    socket.send(Message::text("before")).await.unwrap();
+    assert_eq!(next(&mut socket).await, "before");
+
+    // 50 replies, one every 200 ms: the stream stays open for 10 s.
+    const REPLIES: u32 = 50;
+    let mut client = grpc::client(s.gw.addr, &host).await;
+    let opened = std::time::Instant::now();
+    let mut stream = client
+        .count(CountRequest {
+            count: REPLIES,
+            fail_code: 0,
+            fail_message: String::new(),
+            interval_ms: 200,
+        })
+        .await
+        .expect("streaming call")
+        .into_inner();
+    assert_eq!(stream.message().await.unwrap().expect("a reply").index, 0);
+
+    // Three swaps, each applied by the replica: new routes in the same group and environment.
+    let before = s.api.get(&s.inst("/replicas")).await.body["snapshot_version"].clone();
+    for i in 0..3 {
+        let other = s.http_api(
+            &group,
+            &format!("added_{i}"),
+            "GET",
+            &format!("/added/{i}"),
+            json!({}),
+        );
+        let other = s.create_api(&other).await;
+        s.publish(&other, RELEASE).await;
+        s.settled().await;
+    }
+    let after = s.api.get(&s.inst("/replicas")).await.body["snapshot_version"].clone();
+    assert_ne!(before, after, "the snapshot changed");
+    let swapped_at = opened.elapsed();
+    assert!(
+        swapped_at < Duration::from_secs(8),
+        "the swaps must land while the stream is open (took {swapped_at:?})"
+    );
+    assert_eq!(s.call("GET", &host, "/added/2", &[]).await.status, 200);
+
+    // Both connections carry on.
+    socket.send(Message::text("after")).await.unwrap();
+    assert_eq!(next(&mut socket).await, "after");
+    for i in 1..REPLIES {
+        let reply = tokio::time::timeout(Duration::from_secs(5), stream.message())
+            .await
+            .expect("the stream keeps flowing")
+            .expect("no error")
+            .expect("a reply");
+        assert_eq!(reply.index, i);
+    }
+    assert!(stream.message().await.unwrap().is_none(), "clean end");
+    let reply = client
+        .say(SayRequest {
+            message: "same connection".into(),
+            fail_code: 0,
+        })
+        .await
+        .expect("unary call after the swaps")
+        .into_inner();
+    assert_eq!(reply.message, "same connection");
 }

@@ -77,7 +77,15 @@ impl Echo for EchoService {
                 body.fail_message,
             )));
         }
-        Ok(Response::new(Box::pin(futures_util::stream::iter(items))))
+        let interval = std::time::Duration::from_millis(u64::from(body.interval_ms));
+        let paced = futures_util::StreamExt::then(
+            futures_util::stream::iter(items),
+            move |item| async move {
+                tokio::time::sleep(interval).await;
+                item
+            },
+        );
+        Ok(Response::new(Box::pin(paced)))
     }
 }
 

@@ -239,6 +239,7 @@ async fn grpc_calls_work(gateway: SocketAddr) {
             count: 3,
             fail_code: 0,
             fail_message: String::new(),
+            interval_ms: 0,
         })
         .await
         .unwrap()
@@ -263,6 +264,7 @@ async fn grpc_calls_work(gateway: SocketAddr) {
             count: 2,
             fail_code: Code::ResourceExhausted as i32,
             fail_message: "enough".into(),
+            interval_ms: 0,
         })
         .await
         .unwrap()

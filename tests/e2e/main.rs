@@ -7,6 +7,7 @@ mod backends;
 mod cluster_tls;
 mod credentials;
 mod foundation;
+mod hostile;
 mod lifecycle;
 mod management;
 mod observability;

@@ -64,7 +64,13 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.get_mut() {
-            Self::Streaming(body) => Pin::new(body).poll_frame(cx),
+            Self::Streaming(body) => Pin::new(body).poll_frame(cx).map_err(|error| {
+                if error.is::<LengthLimitError>() {
+                    error
+                } else {
+                    Box::new(ClientBodyError(error))
+                }
+            }),
             Self::Buffered(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
         }
     }
@@ -84,6 +90,12 @@ impl Body for UpstreamBody {
         }
     }
 }
+
+/// The client's request body was malformed (a bad chunk, say) or broke off while it streamed to
+/// the backend: the client's fault, not the backend's.
+#[derive(Debug, thiserror::Error)]
+#[error("client request body: {0}")]
+pub(crate) struct ClientBodyError(#[source] Box<dyn StdError + Send + Sync>);
 
 /// A backend call that failed.
 #[derive(Debug)]
@@ -239,18 +251,13 @@ impl Upstream {
         });
         // The connection is already to the backend: the request line takes the origin form.
         *request.uri_mut() = origin_form(request.uri());
-        sender.send_request(request).await.map_err(|error| {
-            let kind = if caused_by::<LengthLimitError>(&error) {
-                GatewayErrorKind::BodyTooLarge
-            } else {
-                tracing::debug!(error = %DisplayChain(&error), "backend exchange failed");
-                GatewayErrorKind::BackendUnavailable
-            };
-            SendError {
-                kind,
+        sender
+            .send_request(request)
+            .await
+            .map_err(|error| SendError {
+                kind: classify_exchange(&error),
                 not_sent: false,
-            }
-        })
+            })
     }
 }
 
@@ -269,17 +276,26 @@ impl std::fmt::Debug for Upstream {
     }
 }
 
-/// Maps a client error to the answer: the body limit tripping is the client's fault (413);
-/// everything else means the backend could not be reached or broke the exchange (502).
+/// Maps a client error to the answer: the body limit tripping (413) and a malformed or broken
+/// client body (400) are the client's fault; everything else means the backend could not be
+/// reached or broke the exchange (502).
 fn classify(error: &hyper_util::client::legacy::Error) -> GatewayErrorKind {
+    if error.is_connect() {
+        tracing::debug!(error = %DisplayChain(error), "backend connect failed");
+        return GatewayErrorKind::BackendUnavailable;
+    }
+    classify_exchange(error)
+}
+
+fn classify_exchange(error: &(dyn StdError + 'static)) -> GatewayErrorKind {
     if caused_by::<LengthLimitError>(error) {
         return GatewayErrorKind::BodyTooLarge;
     }
-    if error.is_connect() {
-        tracing::debug!(error = %DisplayChain(error), "backend connect failed");
-    } else {
-        tracing::debug!(error = %DisplayChain(error), "backend exchange failed");
+    if caused_by::<ClientBodyError>(error) {
+        tracing::debug!(error = %DisplayChain(error), "client request body failed");
+        return GatewayErrorKind::BadRequest("malformed or incomplete request body".into());
     }
+    tracing::debug!(error = %DisplayChain(error), "backend exchange failed");
     GatewayErrorKind::BackendUnavailable
 }
 
@@ -337,5 +353,24 @@ mod tests {
             DisplayChain(&outer).to_string(),
             "outer: length limit exceeded"
         );
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("send failed")]
+    struct Exchange(#[source] Box<dyn StdError + Send + Sync>);
+
+    #[test]
+    fn a_broken_client_body_is_the_clients_fault() {
+        let broken = std::io::Error::new(std::io::ErrorKind::InvalidData, "invalid chunk size");
+        let error = Exchange(Box::new(ClientBodyError(Box::new(broken))));
+        assert!(matches!(
+            classify_exchange(&error),
+            GatewayErrorKind::BadRequest(_)
+        ));
+        let backend = Exchange(Box::new(std::io::Error::other("connection reset")));
+        assert!(matches!(
+            classify_exchange(&backend),
+            GatewayErrorKind::BackendUnavailable
+        ));
     }
 }

@@ -6,7 +6,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -18,15 +18,45 @@ use tokio::net::TcpListener;
 pub struct EchoBackend {
     pub addr: SocketAddr,
     hits: Arc<AtomicUsize>,
+    seen: Arc<Mutex<Vec<SeenRequest>>>,
     task: tokio::task::JoinHandle<()>,
 }
+
+/// A request as the backend received it (the first [`MAX_RECORDED`] are kept).
+#[derive(Clone, Debug)]
+pub struct SeenRequest {
+    pub method: String,
+    /// Path and query exactly as they arrived.
+    pub target: String,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+const MAX_RECORDED: usize = 10_000;
 
 async fn echo(
     req: Request<Incoming>,
     hits: Arc<AtomicUsize>,
+    seen: Arc<Mutex<Vec<SeenRequest>>>,
     server: SocketAddr,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     hits.fetch_add(1, Ordering::SeqCst);
+    if let Ok(mut seen) = seen.lock() {
+        if seen.len() < MAX_RECORDED {
+            seen.push(SeenRequest {
+                method: req.method().to_string(),
+                target: req
+                    .uri()
+                    .path_and_query()
+                    .map(|p| p.as_str().to_owned())
+                    .unwrap_or_default(),
+                headers: req
+                    .headers()
+                    .iter()
+                    .map(|(k, v)| (k.as_str().to_owned(), v.as_bytes().to_vec()))
+                    .collect(),
+            });
+        }
+    }
     let (parts, body) = req.into_parts();
     let body = body
         .collect()
@@ -90,7 +120,9 @@ impl EchoBackend {
         let listener = TcpListener::bind(addr).await.expect("bind echo backend");
         let addr = listener.local_addr().expect("addr");
         let hits = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(Mutex::new(Vec::new()));
         let counter = hits.clone();
+        let recorder = seen.clone();
         let task = tokio::spawn(async move {
             // Connection tasks live in the set: aborting the accept task drops them all.
             let mut connections = tokio::task::JoinSet::new();
@@ -99,10 +131,11 @@ impl EchoBackend {
                     accepted = listener.accept() => {
                         let Ok((stream, _)) = accepted else { continue };
                         let counter = counter.clone();
+                        let recorder = recorder.clone();
                         let tls = tls.clone();
                         connections.spawn(async move {
                             let svc = hyper::service::service_fn(move |req| {
-                                echo(req, counter.clone(), addr)
+                                echo(req, counter.clone(), recorder.clone(), addr)
                             });
                             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                             match tls {
@@ -121,7 +154,17 @@ impl EchoBackend {
                 }
             }
         });
-        EchoBackend { addr, hits, task }
+        EchoBackend {
+            addr,
+            hits,
+            seen,
+            task,
+        }
+    }
+
+    /// The requests that reached the backend, oldest first.
+    pub fn seen(&self) -> Vec<SeenRequest> {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
     /// How many requests reached the backend.

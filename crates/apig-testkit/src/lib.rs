@@ -10,7 +10,7 @@ mod mgmt;
 mod process;
 mod websocket;
 
-pub use backend::{EchoBackend, FunctionServer};
+pub use backend::{EchoBackend, FunctionServer, SeenRequest};
 pub use grpc::GrpcBackend;
 pub use mgmt::MgmtClient;
 pub use process::{ControlPlane, Gateway, Seed};

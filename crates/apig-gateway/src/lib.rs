@@ -103,6 +103,17 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use access_log::AccessLog;
+/// What a replica does with snapshot bytes before it swaps them in: decode, then compile the
+/// runtime (routes, credentials, policies, channels). `Err` carries the reason it would NACK.
+/// CPU only, no I/O; public for the fuzz targets (`apig-fuzz`) and for tools.
+pub fn check_snapshot(encoded: &[u8]) -> std::result::Result<(), String> {
+    use prost::Message;
+    let snapshot = apig_proto::Snapshot::decode(encoded).map_err(|e| format!("decode: {e}"))?;
+    runtime::Runtime::prepare(snapshot, cache::digest(encoded))
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
 pub use access_log::AccessLogSink;
 pub use config::{GatewayConfig, Limits};
 pub use error::{GatewayError, Result};

@@ -13,4 +13,5 @@ mod management;
 mod observability;
 mod operations;
 mod protocols;
+mod resilience;
 mod traffic;

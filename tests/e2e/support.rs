@@ -59,6 +59,11 @@ impl Stack {
         }
     }
 
+    /// The gateway's snapshot cache directory.
+    pub fn gw_cache(&self) -> PathBuf {
+        self._dirs.path().join("gw-cache")
+    }
+
     pub fn inst(&self, path: &str) -> String {
         format!("/instances/{}{path}", self.instance)
     }

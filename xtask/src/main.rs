@@ -85,14 +85,36 @@ fn ci() -> Result<()> {
     test()
 }
 
+/// The resilience scenarios at the hardening issue's scale (10-minute outage and soak, 100
+/// republishes with 20 control-plane restarts, 200 `kill -9` cycles): the `#[ignore]`d
+/// `*_at_scale` tests of `tests/e2e/resilience.rs`, release build, one at a time, figures printed.
+/// `cargo xtask resilience <filter>` runs only the scenarios whose name contains the filter.
+fn resilience(filter: Option<&str>) -> Result<()> {
+    let filter = format!("resilience::{}", filter.unwrap_or(""));
+    run(cargo().args([
+        "test",
+        "--release",
+        "-p",
+        "apig",
+        "--test",
+        "e2e",
+        &filter,
+        "--",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]))
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("test") => test(),
         Some("ci") => ci(),
         Some("bench") => bench::run(&args[1..]),
+        Some("resilience") => resilience(args.get(1).map(String::as_str)),
         _ => {
-            eprintln!("usage: cargo xtask <test|ci|bench propagation [N]>");
+            eprintln!("usage: cargo xtask <test|ci|bench ...|resilience [filter]>");
             std::process::exit(2)
         }
     }

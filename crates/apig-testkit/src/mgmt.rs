@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use serde_json::Value;
 
+#[derive(Clone)]
 pub struct MgmtClient {
     base: SocketAddr,
     ak: String,
@@ -48,6 +49,20 @@ impl MgmtClient {
         query: Option<&str>,
         body: Option<&[u8]>,
     ) -> Answer {
+        self.try_send_raw(method, path, query, body)
+            .await
+            .expect("management request")
+    }
+
+    /// Like [`MgmtClient::send_raw`]; `None` when no answer came (the server is down or went
+    /// away mid-request).
+    pub async fn try_send_raw(
+        &self,
+        method: &str,
+        path: &str,
+        query: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> Option<Answer> {
         let host = self.base.to_string();
         let body = body.unwrap_or_default();
         let date = apig_sign::format_sdk_date(chrono::Utc::now().timestamp());
@@ -85,24 +100,28 @@ impl MgmtClient {
                 req = req.header(k, v);
             }
         }
-        let resp = req
-            .body(body.to_vec())
-            .send()
-            .await
-            .expect("management request");
+        let resp = req.body(body.to_vec()).send().await.ok()?;
         let status = resp.status().as_u16();
         let request_id = resp
             .headers()
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let bytes = resp.bytes().await.unwrap_or_default();
-        Answer {
+        let bytes = resp.bytes().await.ok()?;
+        Some(Answer {
             status,
             body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
             request_id,
             raw: bytes.to_vec(),
-        }
+        })
+    }
+
+    /// `POST` that tolerates the server going away: `None` when no (whole) answer came.
+    pub async fn post_checked(&self, path: &str, body: &Value) -> Option<Answer> {
+        let (p, q) = split(path);
+        let body = serde_json::to_vec(body).ok()?;
+        self.try_send_raw("POST", &self.path(p), q, Some(&body))
+            .await
     }
 
     pub async fn get(&self, path: &str) -> Answer {

@@ -213,6 +213,11 @@ impl ControlPlane {
         )
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the process (SIGKILL: nothing gets a chance to flush).
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -389,6 +394,11 @@ impl Gateway {
         self.admin = s.addrs["gateway-admin"];
         self.addrs = s.addrs;
         self._output = s.output;
+    }
+
+    /// The process id (to read `/proc/<pid>` in soak tests).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// `GET /ready` on the admin listener answers 200.

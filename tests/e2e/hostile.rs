@@ -6,7 +6,7 @@
 //! Setup: `/api` (prefix match, to the recording echo backend), `/admin` (prefix match, an IP ACL
 //! that denies everyone) and `/signed` (APP authentication), all in one group.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use apig_testkit::EchoBackend;
 use serde_json::json;
@@ -712,4 +712,205 @@ async fn management_routes_without_valid_credentials_are_401() {
     }
     // Nothing was written: the audit log (which records every authenticated write) is as it was.
     assert_eq!(s.api.get("/audit-logs").await.body["total"], before);
+}
+
+/// Raw HTTP/2 (h2c with prior knowledge) frames, for the resource-exhaustion rows.
+mod h2 {
+    pub const HEADERS: u8 = 0x1;
+    pub const RST_STREAM: u8 = 0x3;
+    pub const SETTINGS: u8 = 0x4;
+    pub const GOAWAY: u8 = 0x7;
+    pub const CONTINUATION: u8 = 0x9;
+    pub const END_STREAM: u8 = 0x1;
+    pub const END_HEADERS: u8 = 0x4;
+
+    pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len() as u32;
+        let mut out = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+        out.extend_from_slice(&(stream & 0x7fff_ffff).to_be_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    /// The connection preface and an empty SETTINGS frame.
+    pub fn preface() -> Vec<u8> {
+        let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        out.extend(frame(SETTINGS, 0, 0, &[]));
+        out
+    }
+
+    /// An HPACK block for `GET http://{authority}{path}` (static-table indices, no Huffman).
+    pub fn get(authority: &str, path: &str) -> Vec<u8> {
+        let mut block = vec![0x82, 0x86]; // :method GET, :scheme http
+        block.push(0x04); // :path, literal without indexing
+        block.push(path.len() as u8);
+        block.extend_from_slice(path.as_bytes());
+        block.push(0x01); // :authority, literal without indexing
+        block.push(authority.len() as u8);
+        block.extend_from_slice(authority.as_bytes());
+        block
+    }
+
+    /// Frames read until the peer closes or goes quiet: (type, flags, stream, payload).
+    pub async fn read_frames(
+        stream: &mut tokio::net::TcpStream,
+        quiet: std::time::Duration,
+    ) -> Vec<(u8, u8, u32, Vec<u8>)> {
+        use tokio::io::AsyncReadExt;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 64 * 1024];
+        while let Ok(Ok(n)) = tokio::time::timeout(quiet, stream.read(&mut chunk)).await {
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let mut frames = Vec::new();
+        let mut at = 0;
+        while buf.len() >= at + 9 {
+            let len = (usize::from(buf[at]) << 16)
+                | (usize::from(buf[at + 1]) << 8)
+                | usize::from(buf[at + 2]);
+            if buf.len() < at + 9 + len {
+                break;
+            }
+            let id = u32::from_be_bytes([buf[at + 5], buf[at + 6], buf[at + 7], buf[at + 8]])
+                & 0x7fff_ffff;
+            frames.push((
+                buf[at + 3],
+                buf[at + 4],
+                id,
+                buf[at + 9..at + 9 + len].to_vec(),
+            ));
+            at += 9 + len;
+        }
+        frames
+    }
+
+    pub fn error_code(payload: &[u8], offset: usize) -> u32 {
+        payload
+            .get(offset..offset + 4)
+            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+}
+
+/// R6, R7, R8: HTTP/2 rapid reset, a CONTINUATION flood and too many concurrent streams. Each is
+/// cut off by the gateway (GOAWAY, REFUSED_STREAM or a closed connection), and a well-behaved
+/// client is served right after.
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_floods_are_cut_off() {
+    let t = Setup::start().await;
+    let host = t.host.clone();
+
+    // R6: streams opened and cancelled at once, as fast as the socket takes them.
+    let mut c = TcpStream::connect(t.s.gw.addr).await.unwrap();
+    let mut burst = h2::preface();
+    for n in 0..5_000u32 {
+        let id = 2 * n + 1;
+        burst.extend(h2::frame(
+            h2::HEADERS,
+            h2::END_HEADERS | h2::END_STREAM,
+            id,
+            &h2::get(&host, "/api/reset"),
+        ));
+        burst.extend(h2::frame(h2::RST_STREAM, 0, id, &8u32.to_be_bytes()));
+    }
+    let _ = c.write_all(&burst).await;
+    let frames = h2::read_frames(&mut c, Duration::from_secs(3)).await;
+    let goaway = frames.iter().find(|f| f.0 == h2::GOAWAY);
+    println!(
+        "R6: {} frames back, GOAWAY {:?}, backend saw {} reset streams",
+        frames.len(),
+        goaway.map(|g| h2::error_code(&g.3, 4)),
+        t.backend()
+            .seen()
+            .iter()
+            .filter(|r| r.target == "/api/reset")
+            .count()
+    );
+    assert!(goaway.is_some(), "rapid reset: no GOAWAY");
+    assert!(
+        t.backend()
+            .seen()
+            .iter()
+            .filter(|r| r.target == "/api/reset")
+            .count()
+            < 5_000,
+        "every cancelled stream reached the backend"
+    );
+
+    // R7: one header block that never ends.
+    let mut c = TcpStream::connect(t.s.gw.addr).await.unwrap();
+    let _ = c.write_all(&h2::preface()).await;
+    let _ = c
+        .write_all(&h2::frame(
+            h2::HEADERS,
+            0,
+            1,
+            &h2::get(&host, "/api/continuation"),
+        ))
+        .await;
+    let junk = {
+        // Literal header field with a new name, repeated: grows the header list without end.
+        let mut field = vec![0x00, 0x05];
+        field.extend_from_slice(b"x-pad");
+        field.push(0x7f);
+        field.push(0x81);
+        field.push(0x7f); // value length 127 + 129 + 127 = 383 (prefix-int continuation)
+        field.extend(std::iter::repeat_n(b'v', 383));
+        field.repeat(40)
+    };
+    let mut sent = 0usize;
+    let started = Instant::now();
+    while sent < 64 * 1024 * 1024 && started.elapsed() < Duration::from_secs(10) {
+        if c.write_all(&h2::frame(h2::CONTINUATION, 0, 1, &junk))
+            .await
+            .is_err()
+        {
+            break;
+        }
+        sent += junk.len();
+    }
+    println!("R7: the gateway stopped reading after {sent} bytes of CONTINUATION");
+    assert!(
+        sent < 64 * 1024 * 1024,
+        "R7: 64 MiB of header block accepted"
+    );
+    assert_eq!(
+        t.backend()
+            .seen()
+            .iter()
+            .filter(|r| r.target == "/api/continuation")
+            .count(),
+        0
+    );
+
+    // R8: more concurrent streams than allowed (100): the excess is refused.
+    let mut c = TcpStream::connect(t.s.gw.addr).await.unwrap();
+    let mut open = h2::preface();
+    for n in 0..150u32 {
+        // No END_STREAM: each stream stays open waiting for a body.
+        open.extend(h2::frame(
+            h2::HEADERS,
+            h2::END_HEADERS,
+            2 * n + 1,
+            &h2::get(&host, "/api/open"),
+        ));
+    }
+    let _ = c.write_all(&open).await;
+    let frames = h2::read_frames(&mut c, Duration::from_secs(2)).await;
+    let refused = frames
+        .iter()
+        .filter(|f| f.0 == h2::RST_STREAM && h2::error_code(&f.3, 0) == 0x7)
+        .count();
+    let goaway = frames.iter().any(|f| f.0 == h2::GOAWAY);
+    println!("R8: {refused} streams refused (REFUSED_STREAM), GOAWAY {goaway}");
+    assert!(
+        refused >= 50 || goaway,
+        "R8: streams beyond the limit were not refused"
+    );
+
+    // Everyone else is still served.
+    let ok = t.once(&t.get("/api/after")).await;
+    assert_eq!(ok.map(|r| r.status), Some(200));
 }

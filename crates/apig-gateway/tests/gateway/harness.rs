@@ -188,7 +188,7 @@ impl FakeControlPlane {
             .find(|m| match m {
                 replica_message::Msg::Ack(a) => a.version == version,
                 replica_message::Msg::Nack(n) => n.version == version,
-                replica_message::Msg::Hello(_) => false,
+                replica_message::Msg::Hello(_) | replica_message::Msg::Usage(_) => false,
             })
             .cloned()
     }

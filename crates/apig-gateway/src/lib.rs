@@ -45,6 +45,7 @@
 //! | `respond` | error kind → status, `APIG.xxxx` code, message, JSON body |
 //! | `body` | the response body type |
 //! | `context` | request id, peer and local address, arrival time |
+//! | `usage` | per-API usage counters (lock-free on the request path) and the acknowledged usage reports the sync stream ships |
 //! | `admin` | `/health` and `/ready` |
 
 #![forbid(unsafe_code)]
@@ -92,6 +93,7 @@ mod state;
 mod sync;
 mod tls;
 mod tunnel;
+mod usage;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -254,6 +256,11 @@ impl Gateway {
             Arc::clone(&shared),
             config.limits.limiter_cleanup_interval,
         ));
+        let usage_task = tokio::spawn(usage::run_sampler(
+            Arc::clone(&shared.usage),
+            Arc::clone(&shared.metrics),
+            config.limits.usage_report_interval,
+        ));
         let quota_task = tokio::spawn(save_quotas_periodically(
             Arc::clone(&shared),
             Arc::clone(&quota_saver),
@@ -300,6 +307,7 @@ impl Gateway {
         }
 
         sync_task.abort();
+        usage_task.abort();
         cleanup_task.abort();
         quota_task.abort();
         // After the drain, so every admitted call is in; serialised with a periodic save that

@@ -11,4 +11,5 @@ mod management;
 mod observability;
 mod operations;
 mod protocols;
+mod statistics;
 mod traffic;

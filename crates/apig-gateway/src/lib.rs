@@ -115,6 +115,9 @@ use server::ListenerSettings;
 use state::Shared;
 use sync::SyncSettings;
 
+/// How long a stopping replica waits for the control plane to acknowledge its last usage.
+const USAGE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Runs one gateway replica until `shutdown` completes, then drains in-flight requests (at most
 /// `limits.shutdown_grace`) and returns.
 ///
@@ -306,8 +309,11 @@ impl Gateway {
             let _ = task.await;
         }
 
-        sync_task.abort();
         usage_task.abort();
+        // After the drain: the last calls' usage goes to the control plane while the stream is
+        // still up.
+        usage::flush(&shared.usage, shared.is_connected(), USAGE_FLUSH_TIMEOUT).await;
+        sync_task.abort();
         cleanup_task.abort();
         quota_task.abort();
         // After the drain, so every admitted call is in; serialised with a periodic save that

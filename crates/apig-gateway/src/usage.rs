@@ -14,8 +14,9 @@
 //! stream breaks first (the control plane ignores a `seq` it already applied). What accumulates
 //! while the control plane is away waits in the outbox, bounded by [`MAX_PENDING_ENTRIES`]
 //! (oldest minutes dropped first) and by age (minutes older than the control plane keeps are
-//! dropped). A replica that stops loses what it had not yet shipped (at most one interval on
-//! a graceful stop, since the last reading happens before).
+//! dropped). A replica that stops gracefully reads the counters once more after draining and
+//! waits briefly ([`flush`]) for the control plane to acknowledge them; one that is killed
+//! loses what it had not shipped (at most one interval).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -418,6 +419,26 @@ pub(crate) async fn run_sampler(usage: Arc<UsageRecorder>, metrics: Metrics, eve
             .set(i64::try_from(waiting).unwrap_or(i64::MAX));
         metrics.usage_dropped.inc_by(dropped - dropped_before);
         dropped_before = dropped;
+    }
+}
+
+/// At shutdown, after the drain: reads the counters a last time and, when the stream is up,
+/// waits (at most `within`) until the control plane has acknowledged everything.
+pub(crate) async fn flush(usage: &UsageRecorder, connected: bool, within: Duration) {
+    if !usage.sample(unix_millis(SystemTime::now())) || !connected {
+        return;
+    }
+    usage.ready.notify_one();
+    let deadline = tokio::time::Instant::now() + within;
+    while usage.backlog().0 > 0 {
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                entries = usage.backlog().0,
+                "stopping before the control plane acknowledged the last usage statistics"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

@@ -105,3 +105,30 @@ async fn usage_reports_are_resent_until_acknowledged() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_stopping_replica_delivers_its_last_usage() {
+    bounded(async {
+        let cp = FakeControlPlane::start(TOKEN).await;
+        let backend = EchoBackend::start().await;
+        let cache = tempfile::tempdir().unwrap();
+        let mut cfg = config(&cp.url(), cache.path(), TOKEN);
+        // No periodic reading during the test (only minute boundaries).
+        cfg.limits.usage_report_interval = Duration::from_secs(3600);
+        let gw = RunningGateway::start(cfg).await;
+        cp.push(snapshot(
+            "epoch-1",
+            1,
+            vec![with_http(api("a", "GET", "/a"), backend.addr, "/a", 5_000)],
+        ));
+        assert_eq!(cp.answer(1).await, Ok(()));
+        gw.wait_ready().await;
+        for _ in 0..4 {
+            assert_eq!(call(gw.addr, "/a").await.status, 200);
+        }
+        gw.stop().await.unwrap();
+        let total: u64 = cp.usage_reports().iter().map(|r| calls(r, "a")).sum();
+        assert_eq!(total, 4, "{:?}", cp.usage_reports());
+    })
+    .await;
+}

@@ -62,8 +62,8 @@ async fn statistics_count_every_call_of_every_replica_once() {
             &fast,
         )
     };
-    let gw1 = replica("gw1");
-    let gw2 = replica("gw2");
+    let mut gw1 = replica("gw1");
+    let mut gw2 = replica("gw2");
 
     let (group, host) = s.group("stats").await;
     let (other_group, other_host) = s.group("stats_other").await;
@@ -318,6 +318,33 @@ async fn statistics_count_every_call_of_every_replica_once() {
         total(&list(&again.body), "req_count"),
         expected["ok"].requests
     );
+
+    // Restarted replicas (stopped gracefully, or killed once their reports were in) report
+    // under a new epoch: their new calls count, the old ones are not counted again.
+    let ok_total = || async {
+        total(
+            &list(&latest(apis["ok"].clone(), "1h").await.body),
+            "req_count",
+        )
+    };
+    let until_total = |want: u64| async move {
+        eventually(WAIT, &format!("{want} calls of ok"), || async {
+            (ok_total().await == want).then_some(())
+        })
+        .await
+    };
+    gw1.restart_graceful();
+    gw2.restart();
+    for gw in [&gw1, &gw2] {
+        eventually(WAIT, "the restarted replica", || async {
+            gw.is_ready().await.then_some(())
+        })
+        .await;
+        assert_eq!(hit(gw, &host, "GET", "/ok", None).await.0, 200);
+    }
+    until_total(expected["ok"].requests + 2).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(ok_total().await, expected["ok"].requests + 2);
 
     // Bad queries answer APIG's codes.
     for (query, status, code) in [

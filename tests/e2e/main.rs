@@ -14,4 +14,5 @@ mod observability;
 mod operations;
 mod protocols;
 mod resilience;
+mod statistics;
 mod traffic;

@@ -98,7 +98,9 @@ def stack():
         gateway, gaddrs = _spawn(
             ["gateway", "--control-plane", caddrs["grpc"], "--instance-id", INSTANCE,
              "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
-             "--cache-dir", os.path.join(tmp, "gw")],
+             "--cache-dir", os.path.join(tmp, "gw"),
+             # Statistics reach the control plane quickly (test_statistics.py).
+             "--usage-report-interval-ms", "300"],
             {"APIG_CLUSTER_TOKEN": TOKEN},
             ["gateway", "gateway-admin"],
         )

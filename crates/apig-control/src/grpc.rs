@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use apig_proto::cluster::ReplicaIdentity;
 use apig_proto::discovery_server::{Discovery, DiscoveryServer};
-use apig_proto::{control_message, replica_message, ControlMessage, ReplicaMessage, ReplicaShare};
+use apig_proto::{
+    control_message, replica_message, ControlMessage, ReplicaMessage, ReplicaShare, UsageAck,
+    UsageReport,
+};
 use futures_util::Stream;
 use subtle::ConstantTimeEq;
 use tokio::sync::mpsc;
@@ -100,6 +103,33 @@ fn admit(identity: &ReplicaIdentity, instance: &str, node: &str) -> Result<(), S
             "this replica's certificate is for node {named}, not {node}"
         ))),
         _ => Ok(()),
+    }
+}
+
+/// Counts a replica's usage report for the instance of its stream (and only that instance),
+/// against the APIs of the instance's current snapshot.
+fn ingest_usage(state: &ControlState, instance: &str, node: &str, report: &UsageReport) {
+    let snapshot = state.publisher.current(instance);
+    let groups: std::collections::HashMap<&str, &str> = snapshot
+        .iter()
+        .flat_map(|s| s.apis.iter())
+        .map(|a| (a.id.as_str(), a.group_id.as_str()))
+        .collect();
+    let now = apig_model::time::now_unix_ms();
+    match state.usage.ingest(instance, report, &groups, now) {
+        Ok(crate::usage::Ingested::Applied { entries, ignored }) => {
+            if ignored > 0 {
+                tracing::warn!(%instance, %node, seq = report.seq, entries, ignored, "usage report entries ignored (unknown API, out of the retention, or over a bound)");
+            } else {
+                tracing::debug!(%instance, %node, seq = report.seq, entries, "usage report applied");
+            }
+        }
+        Ok(crate::usage::Ingested::Duplicate) => {
+            tracing::debug!(%instance, %node, seq = report.seq, "usage report already applied");
+        }
+        Err(error) => {
+            tracing::warn!(%instance, %node, seq = report.seq, %error, "usage report refused");
+        }
     }
 }
 
@@ -239,6 +269,18 @@ impl Discovery for DiscoveryService {
                                 r.last_error = Some(format!("version {}: {reason}", nack.version));
                                 r.last_seen = apig_model::time::now_rfc3339();
                             });
+                        }
+                        Ok(Some(ReplicaMessage { msg: Some(replica_message::Msg::Usage(report)) })) => {
+                            let seq = report.seq;
+                            ingest_usage(&state, &instance, &node, &report);
+                            // Acknowledged even when refused: a report that cannot be counted
+                            // must not hold back the replica's next ones.
+                            let ack = ControlMessage {
+                                msg: Some(control_message::Msg::UsageAck(UsageAck { seq })),
+                            };
+                            if tx.send(Ok(ack)).await.is_err() {
+                                break;
+                            }
                         }
                         Ok(Some(_)) => {}
                         Ok(None) | Err(_) => break,

@@ -19,6 +19,7 @@ mod routes;
 pub mod snapshot;
 mod state;
 pub mod tx;
+pub mod usage;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -31,6 +31,8 @@ pub struct ControlState {
     pub metrics: crate::metrics::ControlMetrics,
     /// The audit log of management writes (`audit.rs`).
     pub audit: crate::audit::AuditLog,
+    /// Traffic statistics reported by the replicas (`usage.rs`), in memory.
+    pub usage: crate::usage::UsageStore,
 }
 
 #[derive(Serialize, Deserialize, Default, Clone, Debug, PartialEq)]
@@ -56,6 +58,7 @@ impl ControlState {
             token_signer,
             metrics,
             audit: crate::audit::AuditLog::default(),
+            usage: crate::usage::UsageStore::default(),
         }
     }
 
@@ -126,6 +129,7 @@ impl ControlState {
         }
         for i in removed {
             self.publisher.remove(&i);
+            self.usage.forget_instance(&i);
         }
         Ok(())
     }

@@ -91,6 +91,9 @@ pub struct Limits {
     /// changed (they are also saved at graceful shutdown). A crash loses at most this much
     /// counting.
     pub quota_save_interval: Duration,
+    /// How often the usage counters are read and reported to the control plane (its
+    /// statistics APIs); also at every minute boundary, so at least once a minute.
+    pub usage_report_interval: Duration,
 }
 
 // === impl Limits ===
@@ -115,6 +118,7 @@ impl Default for Limits {
             max_limiter_keys_total: 1_000_000,
             limiter_cleanup_interval: Duration::from_secs(10),
             quota_save_interval: Duration::from_secs(5),
+            usage_report_interval: Duration::from_secs(5),
         }
     }
 }

@@ -45,6 +45,7 @@
 //! | `respond` | error kind → status, `APIG.xxxx` code, message, JSON body |
 //! | `body` | the response body type |
 //! | `context` | request id, peer and local address, arrival time |
+//! | `usage` | per-API usage counters (lock-free on the request path) and the acknowledged usage reports the sync stream ships |
 //! | `admin` | `/health` and `/ready` |
 
 #![forbid(unsafe_code)]
@@ -92,6 +93,7 @@ mod state;
 mod sync;
 mod tls;
 mod tunnel;
+mod usage;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -123,6 +125,9 @@ use quota_file::{QuotaFile, QuotaSaver};
 use server::ListenerSettings;
 use state::Shared;
 use sync::SyncSettings;
+
+/// How long a stopping replica waits for the control plane to acknowledge its last usage.
+const USAGE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs one gateway replica until `shutdown` completes, then drains in-flight requests (at most
 /// `limits.shutdown_grace`) and returns.
@@ -270,6 +275,11 @@ impl Gateway {
             Arc::clone(&shared),
             config.limits.limiter_cleanup_interval,
         ));
+        let usage_task = tokio::spawn(usage::run_sampler(
+            Arc::clone(&shared.usage),
+            Arc::clone(&shared.metrics),
+            config.limits.usage_report_interval,
+        ));
         let quota_task = tokio::spawn(save_quotas_periodically(
             Arc::clone(&shared),
             Arc::clone(&quota_saver),
@@ -315,6 +325,10 @@ impl Gateway {
             let _ = task.await;
         }
 
+        usage_task.abort();
+        // After the drain: the last calls' usage goes to the control plane while the stream is
+        // still up.
+        usage::flush(&shared.usage, shared.is_connected(), USAGE_FLUSH_TIMEOUT).await;
         sync_task.abort();
         cleanup_task.abort();
         quota_task.abort();

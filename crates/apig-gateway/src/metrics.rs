@@ -15,6 +15,8 @@
 //! | `apig_gateway_snapshot_applied_timestamp_seconds` | | when the current snapshot was applied |
 //! | `apig_gateway_control_plane_connected` | | 1 while the discovery stream is up |
 //! | `apig_gateway_access_log_dropped_total` | | access log lines dropped (sink too slow) |
+//! | `apig_gateway_usage_report_backlog` | | (minute, API) usage entries not yet acknowledged by the control plane |
+//! | `apig_gateway_usage_report_dropped_total` | | usage entries dropped undelivered (outbox bounds) |
 //!
 //! `api` is the API id (`-` for requests that matched no API), `env` the environment name.
 //!
@@ -26,6 +28,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::channel::health::Transitions;
+use crate::usage::{ApiUsage, Call};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
     Registry, TextEncoder,
@@ -59,6 +62,8 @@ pub(crate) struct GatewayMetrics {
     pub snapshot_applied_at: IntGauge,
     pub connected: IntGauge,
     pub access_log_dropped: IntCounter,
+    pub usage_backlog: IntGauge,
+    pub usage_dropped: IntCounter,
 }
 
 /// Where an answer came from.
@@ -79,6 +84,9 @@ impl Origin {
 
 /// One API's handles, resolved when a snapshot is applied.
 pub(crate) struct ApiMetrics {
+    /// The API's usage counters for the control plane's statistics (shared by its
+    /// environments, carried over across snapshots).
+    usage: Arc<ApiUsage>,
     api: String,
     env: String,
     duration: Histogram,
@@ -175,13 +183,22 @@ impl GatewayMetrics {
                 "apig_gateway_access_log_dropped_total",
                 "Access log lines dropped because the sink could not keep up.",
             )?,
+            usage_backlog: gauge(
+                "apig_gateway_usage_report_backlog",
+                "Usage entries (minute, API) not yet acknowledged by the control plane.",
+            )?,
+            usage_dropped: counter(
+                "apig_gateway_usage_report_dropped_total",
+                "Usage entries dropped before the control plane acknowledged them.",
+            )?,
             registry,
         })
     }
 
     /// Handles for one API in one environment.
-    pub(crate) fn api(&self, api: &str, env: &str) -> ApiMetrics {
+    pub(crate) fn api(&self, api: &str, env: &str, usage: Arc<ApiUsage>) -> ApiMetrics {
         ApiMetrics {
+            usage,
             duration: self.duration.with_label_values(&[api, env]),
             upstream: self.upstream.with_label_values(&[api, env]),
             api: api.to_owned(),
@@ -190,7 +207,7 @@ impl GatewayMetrics {
         }
     }
 
-    /// Counts one answer.
+    /// Counts one answer (`bytes`: body bytes from and to the client, as far as known).
     pub(crate) fn record(
         &self,
         api: &ApiMetrics,
@@ -198,7 +215,15 @@ impl GatewayMetrics {
         origin: Origin,
         total: Duration,
         upstream: Option<Duration>,
+        bytes: (u64, u64),
     ) {
+        api.usage.record(&Call {
+            status,
+            latency: total,
+            backend: upstream,
+            bytes_in: bytes.0,
+            bytes_out: bytes.1,
+        });
         api.duration.observe(total.as_secs_f64());
         if let Some(u) = upstream {
             api.upstream.observe(u.as_secs_f64());
@@ -291,16 +316,31 @@ mod tests {
     #[test]
     fn records_render_as_prometheus_text() {
         let m = GatewayMetrics::new().unwrap();
-        let api = m.api("api-1", "RELEASE");
+        let api = m.api("api-1", "RELEASE", Arc::default());
         m.record(
             &api,
             200,
             Origin::Backend,
             Duration::from_millis(3),
             Some(Duration::from_millis(2)),
+            (0, 0),
         );
-        m.record(&api, 200, Origin::Backend, Duration::from_millis(3), None);
-        m.record(&api, 418, Origin::Gateway, Duration::from_millis(1), None);
+        m.record(
+            &api,
+            200,
+            Origin::Backend,
+            Duration::from_millis(3),
+            None,
+            (0, 0),
+        );
+        m.record(
+            &api,
+            418,
+            Origin::Gateway,
+            Duration::from_millis(1),
+            None,
+            (0, 0),
+        );
         m.error("APIG.0308", "THROTTLED", None);
         m.error("APIG.0303", "AUTH_FAILURE", Some("app_signature"));
         m.transitions("c1", "10.0.0.1:80").to_unhealthy.inc();

@@ -104,6 +104,7 @@ pub(crate) async fn handle(
     ctx.tls = conn.tls;
     let grpc = respond::is_grpc(request.headers());
     let method = request.method().clone();
+    let bytes_in = known_length(request.headers());
     // Only the access log needs the raw path after the request is consumed.
     let raw_path = if shared.access_log.enabled() {
         request.uri().path().to_owned()
@@ -163,6 +164,20 @@ pub(crate) async fn handle(
                 .insert(X_APIG_RATELIMIT_APP_QUOTA, value);
         }
     }
+    // A refused body was never read.
+    let bytes_in = if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        0
+    } else {
+        bytes_in
+    };
+    let bytes_out = {
+        use http_body::Body;
+        response
+            .body()
+            .size_hint()
+            .exact()
+            .unwrap_or_else(|| known_length(response.headers()))
+    };
     observe(
         &shared,
         &ctx,
@@ -170,8 +185,15 @@ pub(crate) async fn handle(
         &raw_path,
         response.status().as_u16(),
         error,
+        (bytes_in, bytes_out),
     );
     Ok(response)
+}
+
+/// The declared body length for the usage statistics: 0 when absent or invalid (a streamed body
+/// of unknown length is not counted).
+fn known_length(headers: &HeaderMap) -> u64 {
+    content_length(headers).ok().flatten().unwrap_or(0)
 }
 
 /// Metrics and the access log for one answered request.
@@ -182,6 +204,7 @@ fn observe(
     path: &str,
     status: u16,
     error: Option<(&'static str, &'static str, Option<&'static str>)>,
+    bytes: (u64, u64),
 ) {
     let metrics = &shared.metrics;
     let elapsed = ctx.started.elapsed();
@@ -205,6 +228,7 @@ fn observe(
             origin,
             elapsed,
             ctx.upstream.as_ref().map(|u| u.1),
+            bytes,
         );
     }
     if let Some((code, response_type, reason)) = error {

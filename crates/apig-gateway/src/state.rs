@@ -31,6 +31,7 @@ use crate::context::unix_millis;
 use crate::metrics::{ApiMetrics, Metrics};
 use crate::proxy::Upstream;
 use crate::runtime::Runtime;
+use crate::usage::UsageRecorder;
 
 /// Asynchronous function calls in flight at most; beyond, new ones are refused (502).
 const MAX_ASYNC_FUNCTION_CALLS: usize = 1024;
@@ -63,6 +64,8 @@ pub(crate) struct Shared {
     /// Permits for asynchronous function calls in flight (`function`).
     pub function_calls: Arc<tokio::sync::Semaphore>,
     pub metrics: Metrics,
+    /// Per-API usage counters and the outbox of usage reports (`usage`).
+    pub usage: Arc<UsageRecorder>,
     pub access_log: AccessLog,
     pub instance_id: String,
     pub node_id: String,
@@ -103,6 +106,7 @@ impl Shared {
             backend_tls,
             function_calls: Arc::new(tokio::sync::Semaphore::new(MAX_ASYNC_FUNCTION_CALLS)),
             metrics,
+            usage: Arc::new(UsageRecorder::new()),
             access_log,
             instance_id,
             node_id,
@@ -180,7 +184,7 @@ impl Shared {
         let api_metrics = runtime
             .apis
             .iter()
-            .map(|a| Arc::new(self.metrics.api(&a.id, &a.stage)))
+            .map(|a| Arc::new(self.metrics.api(&a.id, &a.stage, self.usage.counter(&a.id))))
             .collect();
         self.metrics
             .snapshot_version
@@ -194,7 +198,7 @@ impl Shared {
             quotas,
             channels,
             api_metrics,
-            unmatched_metrics: Arc::new(self.metrics.api("-", "-")),
+            unmatched_metrics: Arc::new(self.metrics.api("-", "-", self.usage.counter(""))),
         })));
     }
 

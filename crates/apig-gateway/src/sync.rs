@@ -16,6 +16,9 @@
 //! - a snapshot that does not compile or prepare → NACK with the reason;
 //! - otherwise: swap it in, write the cache, ACK.
 //!
+//! Usage reports (`usage`) ride the same stream: on connect the report the previous stream left
+//! unacknowledged is sent again, then each `UsageAck` or new reading lets the next one go.
+//!
 //! A `ReplicaShare` (this replica's index among the instance's `count` connected replicas) sets
 //! the part of every cluster-wide throttle limit this replica enforces (`state::Shared::set_share`);
 //! until one arrives the replica assumes it is alone, and it keeps the last one across
@@ -374,18 +377,58 @@ async fn session(
         "connected to the control plane"
     );
 
-    while let Some(message) = inbound.message().await.map_err(stream_error)? {
-        match message.msg {
-            Some(control_message::Msg::Snapshot(snapshot)) => {
-                progress.snapshots += 1;
-                let reply = apply(shared, &settings.cache, snapshot).await;
-                tx.send(reply).await.map_err(|_| SessionError::Closed)?;
+    // The report the previous stream left unacknowledged goes first, unchanged.
+    if let Some(report) = shared.usage.on_connect() {
+        send_usage(&tx, report).await?;
+    }
+    loop {
+        tokio::select! {
+            message = inbound.message() => {
+                let Some(message) = message.map_err(stream_error)? else {
+                    return Ok(());
+                };
+                match message.msg {
+                    Some(control_message::Msg::Snapshot(snapshot)) => {
+                        progress.snapshots += 1;
+                        let reply = apply(shared, &settings.cache, snapshot).await;
+                        tx.send(reply).await.map_err(|_| SessionError::Closed)?;
+                    }
+                    Some(control_message::Msg::Share(share)) => apply_share(shared, &share),
+                    // The report in flight is through: the next may go.
+                    Some(control_message::Msg::UsageAck(ack))
+                        if shared.usage.acknowledged(ack.seq) =>
+                    {
+                        if let Some(report) = shared.usage.next_report() {
+                            send_usage(&tx, report).await?;
+                        }
+                    }
+                    Some(control_message::Msg::UsageAck(_)) => {}
+                    None => {}
+                }
             }
-            Some(control_message::Msg::Share(share)) => apply_share(shared, &share),
-            None => {}
+            () = shared.usage.ready.notified() => {
+                if let Some(report) = shared.usage.next_report() {
+                    send_usage(&tx, report).await?;
+                }
+            }
         }
     }
-    Ok(())
+}
+
+async fn send_usage(
+    tx: &mpsc::Sender<ReplicaMessage>,
+    report: apig_proto::UsageReport,
+) -> Result<(), SessionError> {
+    tracing::debug!(
+        seq = report.seq,
+        entries = report.entries.len(),
+        "sending usage report"
+    );
+    tx.send(ReplicaMessage {
+        msg: Some(replica_message::Msg::Usage(report)),
+    })
+    .await
+    .map_err(|_| SessionError::Closed)
 }
 
 /// Takes this replica's new share of cluster-wide limits. An impossible one (`index >= count`)

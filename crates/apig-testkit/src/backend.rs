@@ -1,6 +1,7 @@
 //! A real HTTP backend on loopback that answers with what it received, as JSON:
 //! `{"method","path","query","headers":{name: value},"body","server"}` (`server`: its own
-//! `host:port`, to tell members of a channel apart). `/sleep/<ms>` waits before answering.
+//! `host:port`, to tell members of a channel apart). `/sleep/<ms>` waits before answering;
+//! `/status/<code>` answers with that status (the same JSON body).
 //! Dropping it closes the listener and every open connection, like a crashed server.
 
 use std::convert::Infallible;
@@ -87,6 +88,15 @@ async fn echo(
         "server": server.to_string(),
     });
     let mut resp = Response::new(Full::new(Bytes::from(json.to_string())));
+    if let Some(status) = parts
+        .uri
+        .path()
+        .strip_prefix("/status/")
+        .and_then(|c| c.parse::<u16>().ok())
+        .and_then(|c| hyper::StatusCode::from_u16(c).ok())
+    {
+        *resp.status_mut() = status;
+    }
     resp.headers_mut().insert(
         "content-type",
         hyper::header::HeaderValue::from_static("application/json"),

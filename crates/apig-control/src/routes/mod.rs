@@ -18,6 +18,7 @@ mod publish;
 mod quotas;
 mod replicas;
 mod signs;
+mod statistics;
 mod throttles;
 mod variables;
 
@@ -282,6 +283,15 @@ pub fn router(state: Arc<ControlState>) -> Router {
                 .delete(instances::delete),
         )
         .route(&format!("{i}/replicas"), get(replicas::list))
+        .route(
+            &format!("{i}/statistics/api/latest"),
+            get(statistics::api_latest),
+        )
+        .route(
+            &format!("{i}/statistics/group/latest"),
+            get(statistics::group_latest),
+        )
+        .route(&format!("{i}/metric-data"), get(statistics::metric_data))
         .route(
             &format!("{i}/api-groups"),
             get(groups::list).post(groups::create),

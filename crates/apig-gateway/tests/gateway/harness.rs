@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ use apig_proto::discovery_server::{Discovery, DiscoveryServer};
 use apig_proto::{
     api, control_message, replica_message, Api, AuthType, BackendParam, BackendParamOrigin,
     ControlMessage, Environment, Group, Hello, HttpBackend, MatchMode, MockBackend, ParamLocation,
-    ReplicaMessage, ReplicaShare, RequestParam, Snapshot,
+    ReplicaMessage, ReplicaShare, RequestParam, Snapshot, UsageAck, UsageReport,
 };
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
@@ -71,7 +71,10 @@ struct CpState {
     hellos: Mutex<Vec<Hello>>,
     replies: Mutex<Vec<replica_message::Msg>>,
     latest: Mutex<Option<Snapshot>>,
-    streams: Mutex<Vec<mpsc::Sender<Result<ControlMessage, Status>>>>,
+    streams: Mutex<BTreeMap<u64, mpsc::Sender<Result<ControlMessage, Status>>>>,
+    next_stream: AtomicU64,
+    /// Whether usage reports are acknowledged (they are unless a test says otherwise).
+    withhold_usage_acks: AtomicBool,
 }
 
 #[derive(Clone)]
@@ -101,12 +104,29 @@ impl Discovery for CpService {
         if let Some(s) = state.latest.lock().unwrap().clone() {
             let _ = tx.try_send(Ok(snapshot_message(s)));
         }
-        state.streams.lock().unwrap().push(tx);
+        let id = state.next_stream.fetch_add(1, Ordering::SeqCst);
+        state.streams.lock().unwrap().insert(id, tx);
         let recorder = Arc::clone(state);
         tokio::spawn(async move {
             while let Ok(Some(message)) = inbound.message().await {
                 match message.msg {
                     Some(replica_message::Msg::Hello(h)) => recorder.hellos.lock().unwrap().push(h),
+                    Some(replica_message::Msg::Usage(report)) => {
+                        let seq = report.seq;
+                        recorder
+                            .replies
+                            .lock()
+                            .unwrap()
+                            .push(replica_message::Msg::Usage(report));
+                        if !recorder.withhold_usage_acks.load(Ordering::SeqCst) {
+                            let ack = ControlMessage {
+                                msg: Some(control_message::Msg::UsageAck(UsageAck { seq })),
+                            };
+                            if let Some(tx) = recorder.streams.lock().unwrap().get(&id) {
+                                let _ = tx.try_send(Ok(ack));
+                            }
+                        }
+                    }
                     Some(other) => recorder.replies.lock().unwrap().push(other),
                     None => {}
                 }
@@ -155,7 +175,7 @@ impl FakeControlPlane {
     pub fn push(&self, snapshot: Snapshot) {
         *self.state.latest.lock().unwrap() = Some(snapshot.clone());
         let mut streams = self.state.streams.lock().unwrap();
-        streams.retain(|tx| tx.try_send(Ok(snapshot_message(snapshot.clone()))).is_ok());
+        streams.retain(|_, tx| tx.try_send(Ok(snapshot_message(snapshot.clone()))).is_ok());
     }
 
     /// Sends a `ReplicaShare` to every connected replica.
@@ -164,7 +184,33 @@ impl FakeControlPlane {
             msg: Some(control_message::Msg::Share(ReplicaShare { index, count })),
         };
         let mut streams = self.state.streams.lock().unwrap();
-        streams.retain(|tx| tx.try_send(Ok(message.clone())).is_ok());
+        streams.retain(|_, tx| tx.try_send(Ok(message.clone())).is_ok());
+    }
+
+    /// Closes every open stream (the replicas reconnect).
+    pub fn drop_streams(&self) {
+        self.state.streams.lock().unwrap().clear();
+    }
+
+    /// Stops (or resumes) acknowledging usage reports.
+    pub fn withhold_usage_acks(&self, withhold: bool) {
+        self.state
+            .withhold_usage_acks
+            .store(withhold, Ordering::SeqCst);
+    }
+
+    /// Every usage report received, in order (re-sent ones again).
+    pub fn usage_reports(&self) -> Vec<UsageReport> {
+        self.state
+            .replies
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|m| match m {
+                replica_message::Msg::Usage(r) => Some(r.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     pub fn attempts(&self) -> usize {
@@ -188,7 +234,7 @@ impl FakeControlPlane {
             .find(|m| match m {
                 replica_message::Msg::Ack(a) => a.version == version,
                 replica_message::Msg::Nack(n) => n.version == version,
-                replica_message::Msg::Hello(_) => false,
+                replica_message::Msg::Hello(_) | replica_message::Msg::Usage(_) => false,
             })
             .cloned()
     }

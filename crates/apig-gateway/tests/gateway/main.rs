@@ -14,3 +14,4 @@ mod proxying;
 mod server;
 mod snapshot_sync;
 mod traffic_control;
+mod usage_reports;

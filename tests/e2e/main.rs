@@ -4,6 +4,7 @@
 mod support;
 
 mod backends;
+mod config;
 mod credentials;
 mod foundation;
 mod lifecycle;

@@ -1,7 +1,8 @@
 //! Checks of the Kubernetes manifests in `deploy/kubernetes/` (run by `cargo test`): every
 //! document is well-formed and every workload has what production needs (image, resources,
 //! probes, non-root, read-only root filesystem); the control plane keeps its data on a volume
-//! claim; the autoscaler and the disruption budget point at the gateway.
+//! claim; the autoscaler and the disruption budget point at the gateway; a container that names
+//! a configuration file (`APIG_CONFIG`) mounts it from a ConfigMap that has it.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -106,6 +107,8 @@ pub fn problems(docs: &[(String, Value)]) -> Vec<String> {
         }
     }
 
+    out.extend(config_file_problems(docs));
+
     let find = |kind: &str| -> Vec<&Value> {
         docs.iter()
             .map(|(_, d)| d)
@@ -144,6 +147,59 @@ pub fn problems(docs: &[(String, Value)]) -> Vec<String> {
     out
 }
 
+/// A container that names a configuration file (`APIG_CONFIG`) must mount it: a volume at the
+/// file's directory from a ConfigMap that has the file's name as a key.
+fn config_file_problems(docs: &[(String, Value)]) -> Vec<String> {
+    let mut out = Vec::new();
+    let config_maps: Vec<&Value> = docs
+        .iter()
+        .map(|(_, d)| d)
+        .filter(|d| s(d, &["kind"]) == Some("ConfigMap"))
+        .collect();
+    for (_, d) in docs {
+        let pod = &d["spec"]["template"]["spec"];
+        let volumes = pod["volumes"].as_array().cloned().unwrap_or_default();
+        for c in pod["containers"].as_array().into_iter().flatten() {
+            let who = format!("{} container {}", name(d), s(c, &["name"]).unwrap_or("?"));
+            let Some(path) = c["env"].as_array().into_iter().flatten().find_map(|e| {
+                (s(e, &["name"]) == Some("APIG_CONFIG")).then(|| s(e, &["value"]))?
+            }) else {
+                continue;
+            };
+            let Some((dir, file)) = path.rsplit_once('/') else {
+                out.push(format!("{who}: APIG_CONFIG {path} is not an absolute path"));
+                continue;
+            };
+            let mount = c["volumeMounts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|m| s(m, &["mountPath"]) == Some(dir));
+            let Some(volume) = mount.and_then(|m| s(m, &["name"])) else {
+                out.push(format!(
+                    "{who}: nothing is mounted at {dir} for APIG_CONFIG"
+                ));
+                continue;
+            };
+            let map = volumes
+                .iter()
+                .find(|v| s(v, &["name"]) == Some(volume))
+                .and_then(|v| s(v, &["configMap", "name"]));
+            let has_file = map.is_some_and(|m| {
+                config_maps.iter().any(|cm| {
+                    s(cm, &["metadata", "name"]) == Some(m) && s(cm, &["data", file]).is_some()
+                })
+            });
+            if !has_file {
+                out.push(format!(
+                    "{who}: no ConfigMap with a key {file} is mounted at {dir} (APIG_CONFIG)"
+                ));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,7 +207,7 @@ mod tests {
     #[test]
     fn deploy_manifests_are_complete() {
         let docs = load();
-        assert!(docs.len() >= 6, "{} documents", docs.len());
+        assert!(docs.len() >= 7, "{} documents", docs.len());
         assert_eq!(problems(&docs), Vec::<String>::new());
     }
 
@@ -187,8 +243,14 @@ mod tests {
                 d["spec"]["selector"]["matchLabels"] = serde_json::json!({"app": "x"});
             }
         }
+        for (_, d) in docs.iter_mut() {
+            if d["kind"] == "ConfigMap" {
+                d["data"] = serde_json::json!({"other.toml": ""});
+            }
+        }
         let p = problems(&docs).join("\n");
         for want in [
+            "no ConfigMap with a key apig.toml is mounted at /etc/apig",
             "root filesystem not read-only",
             "no HorizontalPodAutoscaler",
             "no volumeClaimTemplates",

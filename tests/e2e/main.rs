@@ -12,4 +12,5 @@ mod management;
 mod observability;
 mod operations;
 mod protocols;
+mod tracing;
 mod traffic;

@@ -46,6 +46,7 @@
 //! | `body` | the response body type |
 //! | `context` | request id, peer and local address, arrival time |
 //! | `admin` | `/health` and `/ready` |
+//! | `otel` | the request span for OpenTelemetry and the backend's `traceparent` (off unless the binary exports) |
 
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
@@ -80,6 +81,7 @@ mod mapping;
 mod metrics;
 mod mock;
 mod orchestration;
+pub mod otel;
 mod params;
 mod pipeline;
 mod proxy;

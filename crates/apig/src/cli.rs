@@ -26,8 +26,34 @@ pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, env = "APIG_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+    /// Export request spans (gateway: one per request with API id, environment, status and
+    /// latency; control plane: one per management request) over OTLP/gRPC to this collector,
+    /// e.g. `http://127.0.0.1:4317`, and propagate W3C `traceparent` to backends. Off unless
+    /// given.
+    #[arg(long, global = true, env = "APIG_OTLP_ENDPOINT", value_name = "URL", value_parser = otlp_endpoint)]
+    pub otlp_endpoint: Option<String>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// An OTLP/gRPC endpoint: `http://host:port` (plain gRPC; run a collector agent nearby for TLS).
+fn otlp_endpoint(value: &str) -> Result<String, String> {
+    let uri: http::Uri = value.parse().map_err(|e| format!("not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(
+                "TLS to the collector is not supported yet: use http:// to a \
+                        collector (agent) on a trusted network"
+                    .into(),
+            )
+        }
+        _ => return Err("expected http://host:port".into()),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err("expected http://host:port".into());
+    }
+    Ok(value.to_owned())
 }
 
 #[derive(Subcommand, Debug)]
@@ -382,6 +408,21 @@ fn directory(key: &str, path: &std::path::Path, out: &mut Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn otlp_endpoints() {
+        assert!(otlp_endpoint("http://127.0.0.1:4317").is_ok());
+        assert!(otlp_endpoint("http://collector.observability:4317/").is_ok());
+        for bad in [
+            "127.0.0.1:4317",
+            "https://c:4317",
+            "ftp://c",
+            "http://",
+            "not a url",
+        ] {
+            assert!(otlp_endpoint(bad).is_err(), "{bad}");
+        }
+    }
 
     fn addr(s: &str) -> SocketAddr {
         s.parse().unwrap()

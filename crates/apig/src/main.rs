@@ -5,6 +5,7 @@
 
 mod cli;
 mod config;
+mod telemetry;
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -18,19 +19,6 @@ use cli::{
     BackupArgs, Cli, Command, CommonControl, ConfigCommand, ControlArgs, GatewayArgs, RestoreArgs,
     UpArgs,
 };
-
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
 
 /// Resolves on Ctrl-C or SIGTERM.
 async fn shutdown_signal() {
@@ -268,22 +256,42 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    init_logging(&cli.log_format);
+    let otlp = cli.otlp_endpoint.as_deref();
+    let format = cli.log_format.as_str();
     match cli.command {
-        // Offline store tools: no runtime, no listeners.
-        Command::Backup(a) => backup(a),
-        Command::Restore(a) => restore(a),
-        Command::Control(a) => block_on(control(a)),
-        Command::Gateway(a) => block_on(gateway(a)),
-        Command::Up(a) => block_on(up(a)),
+        // Offline store tools: no runtime, no listeners, no spans.
+        Command::Backup(a) => {
+            telemetry::init(format, None, "apig")?;
+            backup(a)
+        }
+        Command::Restore(a) => {
+            telemetry::init(format, None, "apig")?;
+            restore(a)
+        }
+        Command::Control(a) => serve(format, otlp, "apig-control", control(a)),
+        Command::Gateway(a) => serve(format, otlp, "apig-gateway", gateway(a)),
+        Command::Up(a) => serve(format, otlp, "apig", up(a)),
         // Answered by `main` before anything runs.
         Command::Config(_) => Ok(()),
     }
 }
 
-fn block_on(f: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_multi_thread()
+/// Runs a server future on a multi-threaded runtime, with logs and (with `otlp`) span export
+/// set up inside it, and the spans still queued sent before the runtime goes.
+fn serve(
+    log_format: &str,
+    otlp: Option<&str>,
+    service: &'static str,
+    f: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?
-        .block_on(f)
+        .build()?;
+    let telemetry = {
+        let _inside = runtime.enter();
+        telemetry::init(log_format, otlp, service)?
+    };
+    let result = runtime.block_on(f);
+    telemetry.shutdown();
+    result
 }

@@ -5,6 +5,7 @@ mod support;
 
 mod backends;
 mod cluster_tls;
+mod config;
 mod credentials;
 mod foundation;
 mod hostile;
@@ -15,4 +16,5 @@ mod operations;
 mod protocols;
 mod resilience;
 mod statistics;
+mod tracing;
 mod traffic;

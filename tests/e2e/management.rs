@@ -303,6 +303,8 @@ async fn bound_domains_route_to_their_group() {
     domains.sort_unstable();
     assert_eq!(domains, vec!["*.shop.example.com", "orders.example.com"]);
 
+    // Each binding is its own snapshot: wait for the last one, not just the first domain's.
+    s.settled().await;
     eventually(WAIT, "the bound domain", || async {
         (call(&s.gw, "GET", "orders.example.com", "/d", &[])
             .await

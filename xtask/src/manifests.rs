@@ -1,9 +1,12 @@
 //! Checks of the Kubernetes manifests in `deploy/kubernetes/` (run by `cargo test`): every
 //! document is well-formed and every workload has what production needs (image, resources,
 //! probes, non-root, read-only root filesystem); the control plane keeps its data on a volume
-//! claim; the autoscaler and the disruption budget point at the gateway.
+//! claim; the autoscaler and the disruption budget point at the gateway; a container that names
+//! a configuration file (`APIG_CONFIG`) mounts it from a ConfigMap that has it.
 
 use serde::Deserialize;
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 
 use super::root;
@@ -45,8 +48,42 @@ fn name(v: &Value) -> String {
     )
 }
 
-/// The replica link of `apig control` and `apig gateway` containers must run mutual TLS.
-fn cluster_link_problems(who: &str, c: &Value) -> Vec<String> {
+/// `[table] key = value` settings of the `apig.toml` entries of the ConfigMaps (a small reader
+/// for our own file: one `key = value` per line, string quotes dropped).
+fn config_file_settings(docs: &[(String, Value)]) -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut tables: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for (_, d) in docs {
+        if s(d, &["kind"]) != Some("ConfigMap") {
+            continue;
+        }
+        let Some(text) = s(d, &["data", "apig.toml"]) else {
+            continue;
+        };
+        let mut table = String::new();
+        for line in text.lines().map(str::trim) {
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                table = name.trim().to_owned();
+            } else if let Some((k, v)) = line.split_once('=') {
+                if !k.trim_start().starts_with('#') {
+                    let v = v.trim().trim_matches('"').to_owned();
+                    tables
+                        .entry(table.clone())
+                        .or_default()
+                        .insert(k.trim().to_owned(), v);
+                }
+            }
+        }
+    }
+    tables
+}
+
+/// The replica link of `apig control` and `apig gateway` containers must run mutual TLS, set by
+/// flags or by the plane's table of the configuration file the container reads.
+fn cluster_link_problems(
+    who: &str,
+    c: &Value,
+    file: &BTreeMap<String, BTreeMap<String, String>>,
+) -> Vec<String> {
     let args: Vec<&str> = c["args"]
         .as_array()
         .map(|a| a.iter().filter_map(Value::as_str).collect())
@@ -55,23 +92,38 @@ fn cluster_link_problems(who: &str, c: &Value) -> Vec<String> {
     if plane != "control" && plane != "gateway" {
         return Vec::new();
     }
+    let reads_file = c["env"]
+        .as_array()
+        .is_some_and(|e| e.iter().any(|v| s(v, &["name"]) == Some("APIG_CONFIG")));
+    let empty = BTreeMap::new();
+    let table = if reads_file {
+        file.get(plane).unwrap_or(&empty)
+    } else {
+        &empty
+    };
+    // A flag wins over the file, as in apig itself.
+    let setting = |key: &str| -> Option<String> {
+        let flag = format!("--{}=", key.replace('_', "-"));
+        args.iter()
+            .find_map(|a| a.strip_prefix(flag.as_str()).map(str::to_owned))
+            .or_else(|| table.get(key).cloned())
+    };
     let mut out = Vec::new();
-    for flag in ["--cluster-ca=", "--cluster-cert=", "--cluster-key="] {
-        if !args.iter().any(|a| a.starts_with(flag)) {
-            out.push(format!("{who}: no {}", flag.trim_end_matches('=')));
+    for key in ["cluster_ca", "cluster_cert", "cluster_key"] {
+        if setting(key).is_none() {
+            out.push(format!("{who}: no {key}"));
         }
     }
-    if args
+    let plaintext = args
         .iter()
         .any(|a| a.starts_with("--allow-plaintext-cluster"))
-    {
+        || table
+            .get("allow_plaintext_cluster")
+            .is_some_and(|v| v == "true");
+    if plaintext {
         out.push(format!("{who}: plaintext replica link allowed"));
     }
-    if plane == "gateway"
-        && !args
-            .iter()
-            .any(|a| a.starts_with("--control-plane=https://"))
-    {
+    if plane == "gateway" && !setting("control_plane").is_some_and(|u| u.starts_with("https://")) {
         out.push(format!("{who}: the control plane URL is not https"));
     }
     out
@@ -81,6 +133,7 @@ fn cluster_link_problems(who: &str, c: &Value) -> Vec<String> {
 pub fn problems(docs: &[(String, Value)]) -> Vec<String> {
     let mut out = Vec::new();
     let workloads = ["Deployment", "StatefulSet", "DaemonSet"];
+    let settings = config_file_settings(docs);
     for (file, d) in docs {
         for field in [&["apiVersion"][..], &["kind"], &["metadata", "name"]] {
             if s(d, field).is_none() {
@@ -128,7 +181,7 @@ pub fn problems(docs: &[(String, Value)]) -> Vec<String> {
             if sc["allowPrivilegeEscalation"] != false {
                 out.push(format!("{who}: allowPrivilegeEscalation not false"));
             }
-            out.extend(cluster_link_problems(&who, c));
+            out.extend(cluster_link_problems(&who, c, &settings));
         }
         if kind == "StatefulSet"
             && d["spec"]["volumeClaimTemplates"]
@@ -138,6 +191,8 @@ pub fn problems(docs: &[(String, Value)]) -> Vec<String> {
             out.push(format!("{}: no volumeClaimTemplates", name(d)));
         }
     }
+
+    out.extend(config_file_problems(docs));
 
     let find = |kind: &str| -> Vec<&Value> {
         docs.iter()
@@ -177,6 +232,59 @@ pub fn problems(docs: &[(String, Value)]) -> Vec<String> {
     out
 }
 
+/// A container that names a configuration file (`APIG_CONFIG`) must mount it: a volume at the
+/// file's directory from a ConfigMap that has the file's name as a key.
+fn config_file_problems(docs: &[(String, Value)]) -> Vec<String> {
+    let mut out = Vec::new();
+    let config_maps: Vec<&Value> = docs
+        .iter()
+        .map(|(_, d)| d)
+        .filter(|d| s(d, &["kind"]) == Some("ConfigMap"))
+        .collect();
+    for (_, d) in docs {
+        let pod = &d["spec"]["template"]["spec"];
+        let volumes = pod["volumes"].as_array().cloned().unwrap_or_default();
+        for c in pod["containers"].as_array().into_iter().flatten() {
+            let who = format!("{} container {}", name(d), s(c, &["name"]).unwrap_or("?"));
+            let Some(path) = c["env"].as_array().into_iter().flatten().find_map(|e| {
+                (s(e, &["name"]) == Some("APIG_CONFIG")).then(|| s(e, &["value"]))?
+            }) else {
+                continue;
+            };
+            let Some((dir, file)) = path.rsplit_once('/') else {
+                out.push(format!("{who}: APIG_CONFIG {path} is not an absolute path"));
+                continue;
+            };
+            let mount = c["volumeMounts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|m| s(m, &["mountPath"]) == Some(dir));
+            let Some(volume) = mount.and_then(|m| s(m, &["name"])) else {
+                out.push(format!(
+                    "{who}: nothing is mounted at {dir} for APIG_CONFIG"
+                ));
+                continue;
+            };
+            let map = volumes
+                .iter()
+                .find(|v| s(v, &["name"]) == Some(volume))
+                .and_then(|v| s(v, &["configMap", "name"]));
+            let has_file = map.is_some_and(|m| {
+                config_maps.iter().any(|cm| {
+                    s(cm, &["metadata", "name"]) == Some(m) && s(cm, &["data", file]).is_some()
+                })
+            });
+            if !has_file {
+                out.push(format!(
+                    "{who}: no ConfigMap with a key {file} is mounted at {dir} (APIG_CONFIG)"
+                ));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,7 +292,7 @@ mod tests {
     #[test]
     fn deploy_manifests_are_complete() {
         let docs = load();
-        assert!(docs.len() >= 6, "{} documents", docs.len());
+        assert!(docs.len() >= 7, "{} documents", docs.len());
         assert_eq!(problems(&docs), Vec::<String>::new());
     }
 
@@ -204,20 +312,26 @@ mod tests {
         let p = problems(&docs);
         assert!(p.iter().any(|x| x.contains("no readinessProbe")), "{p:?}");
 
+        // The replica link's settings, in the ConfigMap's file: plaintext URL, a key missing.
         let mut docs = load();
-        let args = gateway_container(&mut docs)["args"].as_array_mut().unwrap();
-        for a in args.iter_mut() {
-            if let Some(rest) = a
-                .as_str()
-                .and_then(|x| x.strip_prefix("--control-plane=https"))
-            {
-                *a = format!("--control-plane=http{rest}").into();
+        for (_, d) in docs.iter_mut() {
+            if let Some(text) = d["data"]["apig.toml"].as_str() {
+                let text = text
+                    .replace("control_plane = \"https://", "control_plane = \"http://")
+                    .lines()
+                    .filter(|l| !l.contains("replica-key.pem"))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                d["data"]["apig.toml"] = text.into();
             }
         }
-        args.retain(|a| a.as_str().is_some_and(|x| !x.starts_with("--cluster-key=")));
         let p = problems(&docs).join("\n");
         assert!(p.contains("the control plane URL is not https"), "{p}");
-        assert!(p.contains("no --cluster-key"), "{p}");
+        assert!(p.contains("no cluster_key"), "{p}");
+        assert!(
+            !p.contains("StatefulSet apig-control container control: no"),
+            "{p}"
+        );
 
         let mut docs = load();
         gateway_container(&mut docs)["securityContext"]["readOnlyRootFilesystem"] = false.into();
@@ -235,8 +349,14 @@ mod tests {
                 d["spec"]["selector"]["matchLabels"] = serde_json::json!({"app": "x"});
             }
         }
+        for (_, d) in docs.iter_mut() {
+            if d["kind"] == "ConfigMap" {
+                d["data"] = serde_json::json!({"other.toml": ""});
+            }
+        }
         let p = problems(&docs).join("\n");
         for want in [
+            "no ConfigMap with a key apig.toml is mounted at /etc/apig",
             "root filesystem not read-only",
             "no HorizontalPodAutoscaler",
             "no volumeClaimTemplates",

@@ -14,6 +14,7 @@ mod error;
 pub mod grpc;
 mod keys;
 pub mod metrics;
+pub mod otel;
 pub mod publisher;
 mod routes;
 pub mod snapshot;

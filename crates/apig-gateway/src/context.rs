@@ -49,6 +49,9 @@ pub(crate) struct RequestContext {
     pub api_metrics: Option<Arc<ApiMetrics>>,
     /// The backend call that answered: its address, and how long it took to the response head.
     pub upstream: Option<(String, Duration)>,
+    /// With OpenTelemetry export on: the W3C `traceparent` naming this request's span, sent to
+    /// the backend instead of the client's (`otel`).
+    pub traceparent: Option<HeaderValue>,
 }
 
 // === impl RequestId ===
@@ -114,6 +117,7 @@ impl RequestContext {
             tls: false,
             api_metrics: None,
             upstream: None,
+            traceparent: None,
         }
     }
 }

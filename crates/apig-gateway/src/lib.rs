@@ -47,6 +47,7 @@
 //! | `context` | request id, peer and local address, arrival time |
 //! | `usage` | per-API usage counters (lock-free on the request path) and the acknowledged usage reports the sync stream ships |
 //! | `admin` | `/health` and `/ready` |
+//! | `otel` | the request span for OpenTelemetry and the backend's `traceparent` (off unless the binary exports) |
 
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
@@ -81,6 +82,7 @@ mod mapping;
 mod metrics;
 mod mock;
 mod orchestration;
+pub mod otel;
 mod params;
 mod pipeline;
 mod proxy;

@@ -830,6 +830,9 @@ pub(crate) fn map_request<'a>(
         headers.insert("x-forwarded-host", host.clone());
     }
     headers.insert(X_REQUEST_ID, ctx.request_id.header_value());
+    if let Some(traceparent) = &ctx.traceparent {
+        headers.insert(crate::otel::TRACEPARENT, traceparent.clone());
+    }
     if target.kind == TargetKind::Grpc {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }

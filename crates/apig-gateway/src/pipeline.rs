@@ -1,6 +1,8 @@
 //! The request path, in order:
 //!
-//! 1. request id (random, 32 hex digits), on every response as `X-Request-Id`;
+//! 1. request id (random, 32 hex digits), on every response as `X-Request-Id`; with
+//!    OpenTelemetry export on, the request's span (`otel`: continues the client's
+//!    `traceparent`, names itself in the backend's);
 //! 2. request target over `max_uri_bytes` → 414; headers over their bounds → 494;
 //! 3. path canonicalisation (`apig_router::path::canonicalize`); refused → 400;
 //! 4. host (`Host`, or `:authority` on HTTP/2; port stripped, lower case; missing, repeated,
@@ -52,6 +54,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use futures_util::FutureExt;
+use tracing::Instrument;
 
 use apig_policy::throttle::debug_header_value;
 use apig_policy::CallerKeys;
@@ -75,6 +78,7 @@ use crate::mapping::{
     map_request, strip_hop_by_hop, ApiMapping, ClientRequest, Dest, Destination, TargetKind,
 };
 use crate::metrics::Origin;
+use crate::otel;
 use crate::params::{resolve, RequestView, Resolved};
 use crate::proxy::{UpstreamBody, UpstreamProtocol};
 use crate::query::Query;
@@ -111,10 +115,15 @@ pub(crate) async fn handle(
     } else {
         String::new()
     };
+    // Disabled, and free, unless OpenTelemetry export is on.
+    let (span, traceparent) =
+        otel::request_span(&ctx, &method, request.uri().path(), request.headers());
+    ctx.traceparent = traceparent;
     // Nothing here should panic (the crate denies unwrap, expect, indexing); if a dependency
     // does anyway, the client gets a 500 APIG body instead of a dropped connection.
     let outcome = AssertUnwindSafe(serve(&shared, &mut ctx, &conn.permit, request))
         .catch_unwind()
+        .instrument(span.clone())
         .await
         .unwrap_or_else(|_| {
             tracing::error!(request_id = %ctx.request_id, "request handling panicked");
@@ -178,12 +187,20 @@ pub(crate) async fn handle(
             .exact()
             .unwrap_or_else(|| known_length(response.headers()))
     };
+    let status = response.status().as_u16();
+    otel::record_outcome(
+        &span,
+        &ctx,
+        ctx.api_metrics.as_ref().map(|a| (a.api_id(), a.env())),
+        status,
+        error.map(|e| e.0),
+    );
     observe(
         &shared,
         &ctx,
         &method,
         &raw_path,
-        response.status().as_u16(),
+        status,
         error,
         (bytes_in, bytes_out),
     );

@@ -13,7 +13,7 @@ mod websocket;
 pub use backend::{EchoBackend, FunctionServer, SeenRequest};
 pub use grpc::GrpcBackend;
 pub use mgmt::MgmtClient;
-pub use process::{ControlPlane, Gateway, Seed};
+pub use process::{apig_command, ApigProcess, ControlPlane, Gateway, Seed};
 pub use websocket::WsBackend;
 
 use std::time::{Duration, Instant};

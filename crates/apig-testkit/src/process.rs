@@ -38,19 +38,25 @@ struct Spawned {
     output: mpsc::Receiver<String>,
 }
 
-fn spawn(bin: &Path, args: &[String], envs: &[(&str, &str)], roles: &[&str]) -> Spawned {
+/// A command running the `apig` binary without any `APIG_*` variable of the caller's
+/// environment (they would configure it), logging at `APIG_TEST_LOG` (default `warn`).
+pub fn apig_command(bin: &Path) -> Command {
     let mut cmd = Command::new(bin);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("APIG_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env(
+        "RUST_LOG",
+        std::env::var("APIG_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+    );
+    cmd
+}
+
+fn spawn(bin: &Path, args: &[String], envs: &[(&str, &str)], roles: &[&str]) -> Spawned {
+    let mut cmd = apig_command(bin);
     cmd.args(args)
-        .env_remove("APIG_ADMIN_AK")
-        .env_remove("APIG_ADMIN_SK")
-        .env_remove("APIG_PROJECT_ID")
-        .env_remove("APIG_PROJECT_NAME")
-        .env_remove("APIG_INSTANCE_ID")
-        .env_remove("APIG_CLUSTER_TOKEN")
-        .env(
-            "RUST_LOG",
-            std::env::var("APIG_TEST_LOG").unwrap_or_else(|_| "warn".into()),
-        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
@@ -411,5 +417,39 @@ impl Gateway {
 impl Drop for Gateway {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Any `apig` process (e.g. one configured by a file), once it has reported its listeners.
+pub struct ApigProcess {
+    child: Child,
+    /// Every listener the process reported, by role (`gateway`, `gateway-admin`, ...).
+    pub addrs: HashMap<String, SocketAddr>,
+    _output: mpsc::Receiver<String>,
+}
+
+impl ApigProcess {
+    /// Starts `apig args...` with `envs` added to a clean environment (see [`apig_command`]) and
+    /// waits until it has reported a listener for each of `roles`.
+    pub fn start(bin: &Path, args: &[&str], envs: &[(&str, &str)], roles: &[&str]) -> ApigProcess {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let s = spawn(bin, &args, envs, roles);
+        ApigProcess {
+            child: s.child,
+            addrs: s.addrs,
+            _output: s.output,
+        }
+    }
+
+    /// The address of the listener reported for `role`.
+    pub fn addr(&self, role: &str) -> SocketAddr {
+        self.addrs[role]
+    }
+}
+
+impl Drop for ApigProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

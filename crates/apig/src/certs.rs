@@ -15,7 +15,7 @@ use rcgen::{
     KeyPair, KeyUsagePurpose, SanType,
 };
 
-#[derive(Subcommand)]
+#[derive(Subcommand, Debug)]
 pub enum CertsCommand {
     /// Create the cluster CA (`ca.pem`, `ca-key.pem`). Keep `ca-key.pem` offline if you can:
     /// only issuing certificates needs it.
@@ -27,7 +27,7 @@ pub enum CertsCommand {
     Replica(ReplicaCertArgs),
 }
 
-#[derive(Args)]
+#[derive(Args, Debug)]
 pub struct CaArgs {
     /// Directory of the cluster's certificates (created owner-only when missing).
     #[arg(long)]
@@ -37,7 +37,7 @@ pub struct CaArgs {
     days: u32,
 }
 
-#[derive(Args)]
+#[derive(Args, Debug)]
 pub struct ControlCertArgs {
     #[arg(long)]
     dir: PathBuf,
@@ -49,7 +49,7 @@ pub struct ControlCertArgs {
     days: u32,
 }
 
-#[derive(Args)]
+#[derive(Args, Debug)]
 pub struct ReplicaCertArgs {
     #[arg(long)]
     dir: PathBuf,

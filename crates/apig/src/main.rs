@@ -1,244 +1,25 @@
 //! `apig`: the control plane, a gateway replica, or both in one process.
 //!
-//! Only flag parsing lives here; the planes are libraries (`apig-control`, `apig-gateway`).
-
-use std::net::SocketAddr;
-use std::path::PathBuf;
+//! Only configuration (flags, environment, the config file) lives here; the planes are libraries
+//! (`apig-control`, `apig-gateway`).
 
 mod certs;
+mod cli;
+mod config;
+mod telemetry;
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches};
 
-#[derive(Parser)]
-#[command(
-    name = "apig",
-    version,
-    about = "A self-hosted API gateway that speaks Huawei Cloud APIG"
-)]
-struct Cli {
-    /// Log format on stderr.
-    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
-    log_format: String,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the control plane: the management API (APIG V2) and the gRPC discovery service.
-    Control(ControlArgs),
-    /// Run a gateway replica that serves the published APIs of one instance.
-    Gateway(GatewayArgs),
-    /// Run a control plane and one gateway in one process, with embedded defaults.
-    Up(UpArgs),
-    /// Write a verified, checksummed backup of a stopped control plane's store (a running one
-    /// answers the same file at `GET /v2/{project_id}/apigw/backup`, administrator only).
-    Backup(BackupArgs),
-    /// Load a backup into a new or empty data dir, after verifying the whole file.
-    Restore(RestoreArgs),
-    /// Create the cluster CA and the certificates of the control plane ↔ replica mutual TLS.
-    #[command(subcommand)]
-    Certs(certs::CertsCommand),
-}
-
-/// Mutual TLS on the replica link. The control plane presents `--cluster-cert` and requires
-/// replica certificates signed by `--cluster-ca`; a replica presents its own `--cluster-cert` and
-/// requires the control plane's to be signed by the same CA (`apig certs` makes all of them).
-#[derive(Args)]
-struct ClusterTlsArgs {
-    /// PEM file of the cluster CA certificate.
-    #[arg(long, env = "APIG_CLUSTER_CA", requires_all = ["cluster_cert", "cluster_key"])]
-    cluster_ca: Option<PathBuf>,
-    /// PEM file of this process's certificate (chain) on the replica link.
-    #[arg(long, env = "APIG_CLUSTER_CERT", requires_all = ["cluster_ca", "cluster_key"])]
-    cluster_cert: Option<PathBuf>,
-    /// PEM file of the private key of `--cluster-cert`.
-    #[arg(long, env = "APIG_CLUSTER_KEY", requires_all = ["cluster_ca", "cluster_cert"])]
-    cluster_key: Option<PathBuf>,
-    /// Allow the replica link in plaintext off loopback (only the cluster token protects it).
-    #[arg(
-        long,
-        env = "APIG_ALLOW_PLAINTEXT_CLUSTER",
-        conflicts_with = "cluster_ca"
-    )]
-    allow_plaintext_cluster: bool,
-}
-
-impl ClusterTlsArgs {
-    /// Reads and checks the three files, naming every problem.
-    fn load(&self) -> anyhow::Result<Option<apig_proto::cluster::TlsMaterial>> {
-        let (Some(ca), Some(cert), Some(key)) =
-            (&self.cluster_ca, &self.cluster_cert, &self.cluster_key)
-        else {
-            return Ok(None);
-        };
-        let files = apig_proto::cluster::TlsFiles {
-            ca: ca.clone(),
-            cert: cert.clone(),
-            key: key.clone(),
-        };
-        files.load().map(Some).map_err(|errors| {
-            let listed: Vec<String> = errors.iter().map(|e| format!("  - {e}")).collect();
-            anyhow::anyhow!("cluster TLS files:\n{}", listed.join("\n"))
-        })
-    }
-}
-
-#[derive(Args)]
-struct BackupArgs {
-    /// The data dir of the (stopped) control plane.
-    #[arg(long, env = "APIG_DATA_DIR")]
-    data_dir: PathBuf,
-    /// The backup file to write (owner-only, replaced atomically).
-    #[arg(long)]
-    out: PathBuf,
-}
-
-#[derive(Args)]
-struct RestoreArgs {
-    /// The data dir to restore into; its store must be absent or empty.
-    #[arg(long, env = "APIG_DATA_DIR")]
-    data_dir: PathBuf,
-    /// The backup file (from `apig backup` or `GET .../backup`).
-    #[arg(long = "in", value_name = "FILE")]
-    input: PathBuf,
-}
-
-#[derive(Args)]
-struct ControlArgs {
-    /// Where the store, the generated credentials and the cluster token live.
-    #[arg(long, env = "APIG_DATA_DIR")]
-    data_dir: PathBuf,
-    /// Management API (APIG V2 REST) listener.
-    #[arg(long, default_value = "127.0.0.1:9080")]
-    mgmt_listen: SocketAddr,
-    /// gRPC listener that gateway replicas connect to.
-    #[arg(long, default_value = "127.0.0.1:9090")]
-    grpc_listen: SocketAddr,
-    #[command(flatten)]
-    common: CommonControl,
-    #[command(flatten)]
-    cluster_tls: ClusterTlsArgs,
-}
-
-#[derive(Args)]
-struct CommonControl {
-    /// Shared secret replicas must present; generated and stored under the data dir if unset.
-    #[arg(long, env = "APIG_CLUSTER_TOKEN", hide_env_values = true)]
-    cluster_token: Option<String>,
-    /// Groups get `<group id>.<suffix>` as generated sub-domain (`*.localhost` resolves to
-    /// loopback in curl and browsers, so the default works without DNS).
-    #[arg(long, default_value = "apig.localhost")]
-    domain_suffix: String,
-    /// The control plane's admin listener (`/health`, `/ready`, Prometheus `/metrics`); off
-    /// unless given, e.g. `127.0.0.1:9091`.
-    #[arg(long, env = "APIG_CONTROL_ADMIN_LISTEN")]
-    control_admin_listen: Option<SocketAddr>,
-}
-
-#[derive(Args)]
-struct GatewayArgs {
-    /// gRPC URL of the control plane: `https://` with mutual TLS (`--cluster-*`), `http://` on
-    /// loopback (or with `--allow-plaintext-cluster`).
-    #[arg(long, default_value = "http://127.0.0.1:9090")]
-    control_plane: String,
-    /// The instance whose published APIs this replica serves.
-    #[arg(long, env = "APIG_INSTANCE_ID")]
-    instance_id: String,
-    /// Data-plane HTTP listener.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
-    /// Health/readiness listener (`GET /health`, `GET /ready`).
-    #[arg(long, default_value = "127.0.0.1:8081")]
-    admin_listen: SocketAddr,
-    /// Where the last applied snapshot is cached, so a restart serves without the control plane.
-    #[arg(long)]
-    cache_dir: PathBuf,
-    /// Shared secret of the cluster (see `apig control`).
-    #[arg(long, env = "APIG_CLUSTER_TOKEN", hide_env_values = true)]
-    cluster_token: String,
-    /// Name of this replica in the control plane's replica list (default: host name + random).
-    #[arg(long)]
-    node_id: Option<String>,
-    #[command(flatten)]
-    cluster_tls: ClusterTlsArgs,
-    #[command(flatten)]
-    traffic: TrafficArgs,
-}
-
-#[derive(Args)]
-struct TrafficArgs {
-    /// Calls per second allowed to each API that has no throttling policy (APIG's
-    /// `ratelimit_api_limits`), split among the instance's replicas; 0 = unlimited.
-    #[arg(long, default_value_t = 200)]
-    default_api_rate_limit: u64,
-    /// A proxy in front of the gateway whose `X-Forwarded-For` is believed (IP, CIDR or a-b
-    /// range; repeatable). Without one the client IP is always the TCP peer.
-    #[arg(long = "trusted-proxy")]
-    trusted_proxies: Vec<String>,
-    /// PEM file of CA certificates trusted for HTTPS backends and health checks, besides the
-    /// Mozilla roots (backend certificates are always verified).
-    #[arg(long, env = "APIG_BACKEND_CA_FILE")]
-    backend_ca_file: Option<PathBuf>,
-    /// HTTPS listener: bound domains' certificates, chosen by SNI; off unless given.
-    #[arg(long, env = "APIG_TLS_LISTEN")]
-    tls_listen: Option<SocketAddr>,
-    /// Access log: one JSON line per request to `stdout`, `stderr` or a file path; `off`.
-    #[arg(long, env = "APIG_ACCESS_LOG", default_value = "off")]
-    access_log: String,
-    /// How often (milliseconds) the gateway reports its per-API usage counters to the control
-    /// plane, which answers the statistics APIs from them (also at every minute boundary).
-    #[arg(long, env = "APIG_USAGE_REPORT_INTERVAL_MS", default_value_t = 5000)]
-    usage_report_interval_ms: u64,
-}
-
-impl TrafficArgs {
-    fn limits(&self) -> apig_gateway::Limits {
-        apig_gateway::Limits {
-            default_api_limit_per_sec: self.default_api_rate_limit,
-            trusted_proxies: self.trusted_proxies.clone(),
-            usage_report_interval: std::time::Duration::from_millis(
-                self.usage_report_interval_ms.max(10),
-            ),
-            ..apig_gateway::Limits::default()
-        }
-    }
-}
-
-#[derive(Args)]
-struct UpArgs {
-    /// Where the store, credentials and the gateway's snapshot cache live.
-    #[arg(long, env = "APIG_DATA_DIR", default_value = "./apig-data")]
-    data_dir: PathBuf,
-    #[arg(long, default_value = "127.0.0.1:9080")]
-    mgmt_listen: SocketAddr,
-    #[arg(long, default_value = "127.0.0.1:9090")]
-    grpc_listen: SocketAddr,
-    /// Data-plane HTTP listener of the embedded gateway.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
-    /// Health/readiness listener of the embedded gateway.
-    #[arg(long, default_value = "127.0.0.1:8081")]
-    admin_listen: SocketAddr,
-    #[command(flatten)]
-    common: CommonControl,
-    #[command(flatten)]
-    traffic: TrafficArgs,
-}
-
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
+use cli::{
+    BackupArgs, Cli, Command, CommonControl, ConfigCommand, ControlArgs, GatewayArgs, RestoreArgs,
+    UpArgs,
+};
 
 /// Resolves on Ctrl-C or SIGTERM.
 async fn shutdown_signal() {
@@ -278,7 +59,7 @@ fn control_config(
         cluster_token: common.cluster_token,
         domain_suffix: common.domain_suffix,
         admin_listen: common.control_admin_listen,
-        seed: apig_control::Seed::from_env(),
+        seed: common.seed.seed(),
         cluster_tls,
         allow_plaintext_grpc,
     }
@@ -386,27 +167,148 @@ fn restore(args: RestoreArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    init_logging(&cli.log_format);
-    // Offline store tools: no runtime, no listeners.
-    let command = match cli.command {
-        Command::Backup(a) => return backup(a),
-        Command::Restore(a) => return restore(a),
-        Command::Certs(c) => return certs::run(c),
-        other => other,
+/// Exit status for a configuration that was refused (as clap does for usage errors).
+const EXIT_CONFIG: u8 = 2;
+
+/// The configuration from flags, environment and file, or every problem found with it.
+fn configure(argv: &[OsString]) -> Result<(Cli, config::Resolved), config::Failure> {
+    let env = |k: &std::ffi::OsStr| std::env::var_os(k);
+    let resolved = config::resolve(Cli::command(), argv, &env)?;
+    let cli = Cli::from_arg_matches(&resolved.matches)
+        .map_err(|e| config::Failure::Problems(vec![config::clap_message(&e)]))?;
+    let problems = cli::problems(&cli);
+    if !problems.is_empty() {
+        return Err(config::Failure::Problems(problems));
+    }
+    Ok((cli, resolved))
+}
+
+/// Prints why the configuration was refused; the exit status to end with.
+fn refuse(failure: config::Failure, what: &str) -> ExitCode {
+    match failure {
+        config::Failure::Clap(e) => {
+            let _ = e.print();
+            ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(EXIT_CONFIG))
+        }
+        config::Failure::Problems(problems) => {
+            let n = problems.len();
+            let plural = if n == 1 { "problem" } else { "problems" };
+            eprintln!("apig: {n} configuration {plural}; {what}:");
+            for p in &problems {
+                eprintln!("  - {p}");
+            }
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+/// `apig config check`: the effective configuration of one command, or of every command that
+/// has a table in the file. The report goes to stdout (a closed pipe is not an error), refusals
+/// to stderr.
+fn config_check(argv: &[OsString], resolved: &config::Resolved, has_target: bool) -> ExitCode {
+    let mut report = String::new();
+    let mut status = ExitCode::SUCCESS;
+    if has_target {
+        report.push_str(&resolved.report());
+    } else {
+        let Some(file) = &resolved.file else {
+            eprintln!(
+                "apig config check: no configuration file (--config FILE or APIG_CONFIG); to \
+                 check flags and environment alone, name the command: apig config check gateway"
+            );
+            return ExitCode::from(EXIT_CONFIG);
+        };
+        let tables = config::tables_in(file);
+        if tables.is_empty() {
+            eprintln!(
+                "apig config check: {} has no [control], [gateway], [up], [backup] or [restore] \
+                 table; name the command to check: apig config check gateway",
+                file.path.display()
+            );
+            return ExitCode::from(EXIT_CONFIG);
+        }
+        for (i, table) in tables.iter().enumerate() {
+            let mut args = argv.to_vec();
+            args.push(OsString::from(*table));
+            if i > 0 {
+                report.push('\n');
+            }
+            match configure(&args) {
+                Ok((_, r)) => report.push_str(&r.report()),
+                Err(f) => {
+                    report.push_str(&format!("# [{table}]: refused (see stderr)\n"));
+                    status = refuse(f, &format!("`apig {table}` would not start"));
+                }
+            }
+        }
+    }
+    if status == ExitCode::SUCCESS {
+        report.push_str("# apig config check: OK\n");
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(report.as_bytes());
+    status
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let (cli, resolved) = match configure(&argv) {
+        Ok(c) => c,
+        Err(f) => return refuse(f, "nothing was started"),
     };
+    if let Command::Config(ConfigCommand::Check { target }) = &cli.command {
+        return config_check(&argv, &resolved, target.is_some());
+    }
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:?}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let otlp = cli.otlp_endpoint.as_deref();
+    let format = cli.log_format.as_str();
+    match cli.command {
+        // Offline store tools: no runtime, no listeners, no spans.
+        Command::Backup(a) => {
+            telemetry::init(format, None, "apig")?;
+            backup(a)
+        }
+        Command::Restore(a) => {
+            telemetry::init(format, None, "apig")?;
+            restore(a)
+        }
+        Command::Certs(c) => {
+            telemetry::init(format, None, "apig")?;
+            certs::run(c)
+        }
+        Command::Control(a) => serve(format, otlp, "apig-control", control(a)),
+        Command::Gateway(a) => serve(format, otlp, "apig-gateway", gateway(a)),
+        Command::Up(a) => serve(format, otlp, "apig", up(a)),
+        // Answered by `main` before anything runs.
+        Command::Config(_) => Ok(()),
+    }
+}
+
+/// Runs a server future on a multi-threaded runtime, with logs and (with `otlp`) span export
+/// set up inside it, and the spans still queued sent before the runtime goes.
+fn serve(
+    log_format: &str,
+    otlp: Option<&str>,
+    service: &'static str,
+    f: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async {
-        match command {
-            Command::Control(a) => control(a).await,
-            Command::Gateway(a) => gateway(a).await,
-            Command::Up(a) => up(a).await,
-            Command::Backup(_) | Command::Restore(_) | Command::Certs(_) => {
-                unreachable!("handled above")
-            }
-        }
-    })
+    let telemetry = {
+        let _inside = runtime.enter();
+        telemetry::init(log_format, otlp, service)?
+    };
+    let result = runtime.block_on(f);
+    telemetry.shutdown();
+    result
 }

@@ -35,6 +35,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{middleware, Json, Router};
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::error::HttpError;
 use crate::ControlState;
@@ -416,7 +417,18 @@ async fn request_id(
         .insert(crate::audit::RequestId(id.clone()));
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let mut resp = next.run(req).await;
+    let started = std::time::Instant::now();
+    // Disabled, and free, unless OpenTelemetry export is on.
+    let span = crate::otel::request_span(
+        &method,
+        req.extensions()
+            .get::<axum::extract::MatchedPath>()
+            .map(|m| m.as_str()),
+        &id,
+        req.headers(),
+    );
+    let mut resp = next.run(req).instrument(span.clone()).await;
+    crate::otel::record_outcome(&span, resp.status().as_u16(), started);
     state
         .metrics
         .management_request(method.as_str(), resp.status().as_u16());

@@ -76,6 +76,7 @@ fn ctx() -> RequestContext {
         tls: false,
         api_metrics: None,
         upstream: None,
+        traceparent: None,
     }
 }
 
@@ -600,6 +601,29 @@ fn hop_by_hop_and_gateway_headers_are_replaced() {
     assert_eq!(h["x-request-id"].len(), 32);
     assert_eq!(h["authorization"], "Bearer keep-me");
     assert_eq!(h["accept"], "application/json");
+}
+
+#[test]
+fn the_traceparent_is_the_gateway_span_s_when_tracing_and_the_client_s_otherwise() {
+    let f = Fixture::new("/t");
+    let client = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let mut headers = HeaderMap::new();
+    headers.insert("traceparent", HeaderValue::from_static(client));
+    headers.insert("tracestate", HeaderValue::from_static("vendor=1"));
+    let m = f
+        .run(&Method::GET, &[], "", None, &headers, &ctx())
+        .unwrap();
+    assert_eq!(m.headers["traceparent"], client);
+
+    let mut traced = ctx();
+    let ours = "00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-01";
+    traced.traceparent = Some(HeaderValue::from_static(ours));
+    let m = f
+        .run(&Method::GET, &[], "", None, &headers, &traced)
+        .unwrap();
+    assert_eq!(m.headers.get_all("traceparent").iter().count(), 1);
+    assert_eq!(m.headers["traceparent"], ours);
+    assert_eq!(m.headers["tracestate"], "vendor=1");
 }
 
 #[test]

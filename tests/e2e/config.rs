@@ -246,10 +246,24 @@ fn the_deployment_config_files_pass_config_check() {
     let certs_dir = certs.to_str().unwrap();
     for args in [
         vec!["certs", "ca", "--dir", certs_dir],
-        vec!["certs", "control", "--dir", certs_dir, "--san", "apig-control"],
+        vec![
+            "certs",
+            "control",
+            "--dir",
+            certs_dir,
+            "--san",
+            "apig-control",
+        ],
     ] {
-        let out = apig_command(&bin()).args(&args).output().expect("apig certs");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = apig_command(&bin())
+            .args(&args)
+            .output()
+            .expect("apig certs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     for file in [deploy.join("systemd/apig.toml"), from_k8s] {
         // The secrets and the instance come from the environment, as the units and pods do.

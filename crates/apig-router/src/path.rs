@@ -36,7 +36,8 @@ pub enum PathError {
     /// A `%` not followed by two hex digits.
     #[error("the request path has an invalid percent-encoding")]
     InvalidPercentEncoding,
-    /// A control byte (0x00–0x1F or 0x7F), raw or percent-encoded.
+    /// A control character, raw or percent-encoded: a byte 0x00–0x1F or 0x7F, or a C1 control
+    /// (U+0080–U+009F).
     #[error("the request path contains a control character")]
     ControlCharacter,
     /// `%2F`: an encoded slash would make segment boundaries ambiguous.
@@ -161,7 +162,11 @@ pub fn canonicalize(raw_path: &str) -> Result<CanonicalPath, PathError> {
             }
             out.push_str(raw);
         }
-        match out.get(start + 1..).unwrap_or_default() {
+        let segment = out.get(start + 1..).unwrap_or_default();
+        if has_c1_control(segment) {
+            return Err(PathError::ControlCharacter);
+        }
+        match segment {
             "." => {
                 out.truncate(start);
                 trailing_slash = true;
@@ -193,6 +198,16 @@ pub fn canonicalize(raw_path: &str) -> Result<CanonicalPath, PathError> {
         return Err(PathError::TooManySegments);
     }
     Ok(CanonicalPath { path: out })
+}
+
+/// Whether `s` holds a C1 control character (U+0080 to U+009F, e.g. NEL U+0085, which some
+/// systems treat as a line break). In UTF-8 they are exactly `C2 80` to `C2 9F`: in valid UTF-8
+/// `C2` is always a lead byte, so the byte scan is exact.
+#[inline]
+fn has_c1_control(s: &str) -> bool {
+    s.as_bytes()
+        .windows(2)
+        .any(|w| w[0] == 0xC2 && (0x80..=0x9F).contains(&w[1]))
 }
 
 /// The rules for a byte that appears raw (not percent-encoded) in a path.

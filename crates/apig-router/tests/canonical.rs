@@ -74,6 +74,10 @@ fn canonicalization_table() {
         ("/a%01", ControlCharacter),
         ("/a%1F", ControlCharacter),
         ("/a%1f", ControlCharacter),
+        // C1 controls (NEL is a line break to some systems), encoded or raw (found by fuzzing).
+        ("/a%C2%85", ControlCharacter),
+        ("/a%c2%9f/b", ControlCharacter),
+        ("/a\u{9d}\u{9c}/d", ControlCharacter),
         ("/a%7F", ControlCharacter),
         ("/a\x7f", ControlCharacter),
         ("/a\tb", ControlCharacter),

@@ -196,3 +196,102 @@ async fn bodies_over_the_limit_are_413() {
     })
     .await;
 }
+
+/// R1 (slowloris): connections that trickle a request head are closed at the header deadline,
+/// and a well-behaved client is served meanwhile.
+#[tokio::test]
+async fn slowloris_connections_are_closed_at_the_header_deadline() {
+    bounded(async {
+        let stack = Stack::start_with(catch_all, |c| {
+            c.limits.header_read_timeout = Duration::from_secs(1);
+        })
+        .await;
+        let addr = stack.gw.addr;
+        let started = std::time::Instant::now();
+        let trickles: Vec<_> = (0..50)
+            .map(|_| {
+                tokio::spawn(async move {
+                    let mut s = TcpStream::connect(addr).await.unwrap();
+                    s.write_all(b"GET / HTTP/1.1\r\nHost: api.example.com\r\nX-A: ")
+                        .await
+                        .unwrap();
+                    // One byte every 200 ms, never finishing the head.
+                    for _ in 0..50 {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        if s.write_all(b"a").await.is_err() {
+                            break;
+                        }
+                    }
+                    let mut out = Vec::new();
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+                    (
+                        started.elapsed(),
+                        String::from_utf8_lossy(&out).into_owned(),
+                    )
+                })
+            })
+            .collect();
+        // Served while the trickles hold their connections.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(call(addr, "/ok").await.status, 200);
+        for t in trickles {
+            let (closed_after, answer) = t.await.unwrap();
+            assert!(
+                closed_after < Duration::from_secs(4),
+                "a trickling connection lived {closed_after:?}"
+            );
+            assert!(
+                answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+                "{answer:?}"
+            );
+        }
+        let seen: Vec<_> = stack
+            .backend
+            .seen()
+            .into_iter()
+            .map(|r| r.path_and_query)
+            .collect();
+        assert_eq!(seen, vec!["/ok".to_owned()], "only the complete request");
+    })
+    .await;
+}
+
+/// R2 (slow POST): a body trickled to a backend is cut off by the API's backend timeout; the
+/// client gets an answer, and its connection is not held open.
+#[tokio::test]
+async fn a_trickled_body_is_cut_off_by_the_backend_timeout() {
+    bounded(async {
+        let stack = Stack::start(|b| {
+            let mut a = with_http(api("slowpost", "POST", "/upload"), b, "/upload", 1_000);
+            a.match_mode = MatchMode::Normal as i32;
+            vec![a]
+        })
+        .await;
+        let mut s = TcpStream::connect(stack.gw.addr).await.unwrap();
+        s.write_all(
+            b"POST /upload HTTP/1.1\r\nHost: api.example.com\r\nContent-Length: 100\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let started = std::time::Instant::now();
+        let writer = async {
+            for _ in 0..100 {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                if s.write_all(b"x").await.is_err() {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(4), writer).await;
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut out)).await;
+        let answer = String::from_utf8_lossy(&out);
+        assert!(
+            answer.starts_with("HTTP/1.1 504") || answer.starts_with("HTTP/1.1 408"),
+            "after {:?}: {answer:?}",
+            started.elapsed()
+        );
+    })
+    .await;
+}

@@ -4,6 +4,7 @@
 mod support;
 
 mod backends;
+mod certificates;
 mod credentials;
 mod foundation;
 mod lifecycle;

@@ -514,3 +514,76 @@ pub fn delete_of_instance(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use apig_model::domain::DomainCertificate;
+
+    fn state() -> ControlState {
+        ControlState::new(
+            Arc::new(apig_store::MemoryStore::new()),
+            "epoch".into(),
+            "apigw.test".into(),
+            apig_sign::token::TokenSigner::from_seed(&[7; 32]),
+            crate::metrics::ControlMetrics::new().unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn embedded_domain_certificates_become_resources() {
+        let s = state();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["old.example.com".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let inst = Instance {
+            id: "i1".into(),
+            project_id: "p1".into(),
+            instance_name: "default".into(),
+            description: String::new(),
+            create_time: 0,
+        };
+        let domain = BoundDomain {
+            id: "d1".into(),
+            group_id: "g1".into(),
+            url_domain: "old.example.com".into(),
+            min_ssl_version: "TLSv1.1".into(),
+            is_http_redirect_to_https: false,
+            create_time: "2024-01-01T00:00:00Z".into(),
+            ssl_id: None,
+            verified_client_certificate_enabled: false,
+            certificate: Some(DomainCertificate {
+                id: "c1".into(),
+                name: "old_cert".into(),
+                cert_pem: cert.pem(),
+                key_pem: key.serialize_pem(),
+                create_time: "2024-01-01T00:00:00Z".into(),
+            }),
+        };
+        let mut tx = s.tx();
+        crate::routes::create_instance(&mut tx, &inst).unwrap();
+        tx.put(keys::domain("i1", "d1"), &domain).unwrap();
+        s.commit(tx, &["i1"]).await.unwrap();
+        let before = s.publisher.current("i1").unwrap();
+        assert_eq!(before.certificates.len(), 1);
+
+        migrate_embedded(&s).await.unwrap();
+        let d: BoundDomain = Reader::get_json(s.reader(), &keys::domain("i1", "d1"))
+            .unwrap()
+            .unwrap();
+        assert_eq!((d.ssl_id.as_deref(), d.certificate), (Some("c1"), None));
+        let c = load(s.reader(), "p1", "c1").unwrap();
+        assert_eq!(
+            (c.kind.as_str(), c.instance_id.as_str()),
+            ("instance", "i1")
+        );
+        assert_eq!(c.info.san, vec!["old.example.com"]);
+        // The replicas' view is the same certificate.
+        let after = s.publisher.current("i1").unwrap();
+        assert_eq!(after.certificates, before.certificates);
+        // Once moved, nothing is left to move.
+        migrate_embedded(&s).await.unwrap();
+    }
+}

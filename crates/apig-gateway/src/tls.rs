@@ -46,6 +46,8 @@ pub(crate) struct TlsCertificates {
     /// Bound domains whose plain-HTTP GET/HEAD requests are redirected to HTTPS.
     redirect_exact: HashSet<String>,
     redirect_wildcard: HashSet<String>,
+    /// Some domain verifies client certificates (the request path checks nothing otherwise).
+    any_client_auth: bool,
 }
 
 impl fmt::Debug for TlsCertificates {
@@ -129,6 +131,7 @@ impl TlsCertificates {
                     .map_err(|why| fail(&why))?;
                 Some((Arc::from(domain.as_str()), Arc::new(config)))
             };
+            out.any_client_auth |= client_auth.is_some();
             let entry = DomainTls { key, client_auth };
             match domain.strip_prefix('*') {
                 Some(suffix) => out.wildcard.insert(suffix.to_owned(), entry),
@@ -178,13 +181,22 @@ impl TlsCertificates {
         self.lookup(server_name)?.client_auth.clone()
     }
 
-    /// The mark of the domain `host` belongs to when that domain requires a verified client
-    /// certificate: requests for it must come over a connection verified for that mark.
+    /// The mark of the domain `host` (normalised: lower case, no port, no trailing dot)
+    /// belongs to when that domain requires a verified client certificate: requests for it must
+    /// come over a connection verified for that mark. Matches like the handshake's lookup,
+    /// without allocating.
     pub(crate) fn required_client_auth(&self, host: &str) -> Option<&str> {
-        if self.exact.is_empty() && self.wildcard.is_empty() {
+        if !self.any_client_auth {
             return None;
         }
-        self.lookup(host)?.client_auth.as_ref().map(|(m, _)| &**m)
+        let entry = match self.exact.get(host) {
+            Some(e) => e,
+            None => {
+                let dot = host.find('.')?;
+                self.wildcard.get(host.get(dot..)?)?
+            }
+        };
+        entry.client_auth.as_ref().map(|(m, _)| &**m)
     }
 }
 
@@ -247,5 +259,69 @@ impl TlsAcceptor {
             Some((mark, config)) => Ok((start.into_stream(config).await?, Some(mark))),
             None => Ok((start.into_stream(Arc::clone(&self.default)).await?, None)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ca() -> (rcgen::Certificate, rcgen::KeyPair) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        (params.self_signed(&key).unwrap(), key)
+    }
+
+    fn domain(name: &str, client_ca: &str) -> DomainCertificate {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![name.to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        DomainCertificate {
+            domain: name.into(),
+            certificate_id: format!("id-{name}"),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            client_ca_pem: client_ca.into(),
+        }
+    }
+
+    #[test]
+    fn client_verification_is_per_domain() {
+        let (ca, _) = ca();
+        let certs = TlsCertificates::prepare(
+            &[
+                domain("open.example.com", ""),
+                domain("m.example.com", &ca.pem()),
+                domain("*.w.example.com", &ca.pem()),
+            ],
+            &[],
+        )
+        .unwrap();
+        assert!(certs.any_client_auth);
+        assert_eq!(certs.required_client_auth("open.example.com"), None);
+        assert_eq!(
+            certs.required_client_auth("m.example.com"),
+            Some("m.example.com")
+        );
+        assert_eq!(
+            certs.required_client_auth("x.w.example.com"),
+            Some("*.w.example.com")
+        );
+        assert_eq!(certs.required_client_auth("unknown.example.com"), None);
+        assert!(certs.client_auth("M.Example.com.").is_some());
+        assert!(certs.client_auth("open.example.com").is_none());
+        assert!(certs.resolve("x.w.example.com").is_some());
+    }
+
+    #[test]
+    fn an_unusable_client_ca_refuses_the_snapshot() {
+        let bad = TlsCertificates::prepare(&[domain("m.example.com", "not pem")], &[]);
+        assert!(bad.is_err());
+        let none = TlsCertificates::prepare(&[domain("m.example.com", "")], &[]).unwrap();
+        assert!(!none.any_client_auth);
+        assert_eq!(none.required_client_auth("m.example.com"), None);
     }
 }

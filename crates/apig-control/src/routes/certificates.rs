@@ -351,13 +351,20 @@ async fn domains_change(
                 }
                 ids.clone()
             }
-            None => all_instances.clone(),
+            // Without instance ids: wherever the certificate may be attached (or, to detach,
+            // wherever a domain of that name presents it).
+            None => all_instances
+                .iter()
+                .filter(|i| !attach || cert.usable_by(i))
+                .cloned()
+                .collect(),
         };
         let mut found = false;
         for inst in targets {
-            let domain = super::domains::all(&tx, &inst)?
-                .into_iter()
-                .find(|d| d.url_domain == name);
+            let domain = super::domains::all(&tx, &inst)?.into_iter().find(|d| {
+                d.url_domain == name
+                    && (attach || explicit.is_some() || d.ssl_id.as_deref() == Some(&id))
+            });
             let Some(mut d) = domain else {
                 if explicit.is_some() {
                     return Err(ApiError::new(

@@ -4,6 +4,7 @@
 mod support;
 
 mod backends;
+mod certificates;
 mod cluster_tls;
 mod config;
 mod credentials;

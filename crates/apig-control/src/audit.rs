@@ -160,7 +160,7 @@ impl AuditLog {
 /// True for JSON field names whose values are secrets.
 pub fn is_secret_field(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    ["secret", "sk", "password", "token"]
+    ["secret", "sk", "password", "token", "private_key"]
         .iter()
         .any(|s| n.contains(s))
         || matches!(
@@ -349,15 +349,17 @@ mod tests {
         let mut v = json!({
             "name": "a", "app_secret": "s1", "nested": [{"sign_secret": "s2", "SK": "s3",
             "user_password": "s4", "x_token": "s5", "keep": "k"}], "secret_key": "s6",
-            "app_code": "s7", "remark": "r"
+            "private_key": "s8", "private_key_sign": "s9",
+            "app_code": "s7", "remark": "r", "cert_content": "public"
         });
         mask(&mut v);
         let text = v.to_string();
-        for s in ["s1", "s2", "s3", "s4", "s5", "s6", "s7"] {
+        for s in ["s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9"] {
             assert!(!text.contains(&format!("\"{s}\"")), "{s} leaked: {text}");
         }
         assert_eq!(v["nested"][0]["keep"], "k");
         assert_eq!(v["remark"], "r");
+        assert_eq!(v["cert_content"], "public");
         assert_eq!(v["app_secret"], MASK);
     }
 

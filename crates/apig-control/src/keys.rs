@@ -30,6 +30,16 @@ pub fn audit(project: &str, id: &str) -> String {
     format!("v1/audit/{project}/{id}")
 }
 
+/// SSL certificates are project-scoped (a `global` one serves every instance of the project), so
+/// `cert` is not in [`INSTANCE_KINDS`]: deleting an instance removes its `instance`
+/// certificates itself.
+pub fn certificates(project: &str) -> String {
+    format!("v1/cert/{project}/")
+}
+pub fn certificate(project: &str, id: &str) -> String {
+    format!("v1/cert/{project}/{id}")
+}
+
 /// Every per-instance kind: deleting an instance removes these prefixes.
 pub const INSTANCE_KINDS: &[&str] = &[
     "group",
@@ -251,6 +261,8 @@ mod tests {
         let mut expected: Vec<String> = INSTANCE_KINDS.iter().map(|k| k.to_string()).collect();
         expected.sort();
         assert_eq!(kinds, expected);
+        assert!(!INSTANCE_KINDS.contains(&"cert"));
+        assert!(certificate("p", "1").starts_with(&certificates("p")));
         assert!(
             !INSTANCE_KINDS.contains(&"audit"),
             "audit entries outlive the instances they record"

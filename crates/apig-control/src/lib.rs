@@ -10,6 +10,7 @@ pub mod audit;
 pub mod auth;
 pub mod backup;
 pub mod bootstrap;
+mod certs;
 mod error;
 pub mod grpc;
 mod keys;
@@ -175,6 +176,7 @@ pub async fn start(
         metrics,
     ));
     let bootstrap = bootstrap::run(&state, &config.data_dir, config.seed.clone()).await?;
+    routes::migrate_embedded(&state).await?;
     state.load_snapshots().await?;
     let cluster_token = bootstrap::cluster_token(&config.data_dir, config.cluster_token.clone())?;
 

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use apig_model::api::{ApiSpec, BackendApi, BackendParam, ReqParam};
 use apig_model::app::{App, AppAcl, AppAuth, AppCode};
 use apig_model::backend_policy::Condition;
+use apig_model::certificate::Certificate;
 use apig_model::channel::{parse_http_codes, Channel};
 use apig_model::domain::BoundDomain;
 use apig_model::env::{substitute, Env, Variable};
@@ -155,6 +156,7 @@ pub fn compile(
     let channels = compile_channels(r, instance_id, &apis)?;
     let mut bound_domains: Vec<BoundDomain> = r.scan_json(&keys::domains(instance_id))?;
     bound_domains.sort_by(|a, b| a.url_domain.cmp(&b.url_domain));
+    let certificates = compile_certificates(r, &instance.project_id, &bound_domains)?;
     let apps = compile_apps(r, instance_id)?;
     let mut credentials: Vec<Credential> = r.scan_json(keys::CREDENTIALS)?;
     credentials.retain(|c| c.project_id == instance.project_id);
@@ -206,18 +208,7 @@ pub fn compile(
             .filter(|d| d.is_http_redirect_to_https)
             .map(|d| d.url_domain.clone())
             .collect(),
-        certificates: bound_domains
-            .iter()
-            .filter_map(|d| {
-                let c = d.certificate.as_ref()?;
-                Some(pb::DomainCertificate {
-                    domain: d.url_domain.clone(),
-                    certificate_id: c.id.clone(),
-                    cert_pem: c.cert_pem.clone(),
-                    key_pem: c.key_pem.clone(),
-                })
-            })
-            .collect(),
+        certificates,
     };
     // The same compile the gateway runs: a snapshot the gateway would reject is never published.
     apig_router::RouteTable::compile(&snapshot).map_err(|e| {
@@ -228,6 +219,49 @@ pub fn compile(
     })?;
     let digest = hex::encode(Sha256::digest(snapshot.encode_to_vec()));
     Ok(Compiled { snapshot, digest })
+}
+
+/// The certificate each bound domain presents, with the CA bundle its client certificates must
+/// chain to when the domain verifies them.
+fn compile_certificates(
+    r: &(impl Reader + ?Sized),
+    project: &str,
+    domains: &[BoundDomain],
+) -> Result<Vec<pb::DomainCertificate>, ApiError> {
+    let mut out = Vec::new();
+    for d in domains {
+        if let Some(id) = &d.ssl_id {
+            let c: Certificate = r
+                .get_json(&keys::certificate(project, id))?
+                .ok_or_else(|| {
+                    ApiError::internal(format!(
+                        "domain {} names a missing certificate {id}",
+                        d.url_domain
+                    ))
+                })?;
+            out.push(pb::DomainCertificate {
+                domain: d.url_domain.clone(),
+                certificate_id: c.id,
+                cert_pem: c.cert_pem,
+                key_pem: c.key_pem,
+                client_ca_pem: if d.verified_client_certificate_enabled {
+                    c.trusted_root_ca
+                } else {
+                    String::new()
+                },
+            });
+        } else if let Some(c) = &d.certificate {
+            // Not yet moved to a resource (`certificates::migrate_embedded` runs on start).
+            out.push(pb::DomainCertificate {
+                domain: d.url_domain.clone(),
+                certificate_id: c.id.clone(),
+                cert_pem: c.cert_pem.clone(),
+                key_pem: c.key_pem.clone(),
+                client_ca_pem: String::new(),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Throttling policies with their excluded limits, by policy id.

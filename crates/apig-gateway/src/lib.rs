@@ -300,14 +300,14 @@ impl Gateway {
         });
         let tls_task = match tls_listener {
             Some(l) => {
-                let tls_config = tls::server_config(Arc::clone(&shared))
+                let acceptor = tls::TlsAcceptor::new(Arc::clone(&shared))
                     .map_err(|e| GatewayError::Config(format!("TLS: {e}")))?;
                 let tls_shared = Arc::clone(&shared);
                 Some(tokio::spawn(server::serve(
                     l,
                     ListenerSettings::data_plane(&config.limits).named("gateway-tls"),
                     stop_rx.clone(),
-                    Some(tokio_rustls::TlsAcceptor::from(tls_config)),
+                    Some(acceptor),
                     move |conn, request| pipeline::handle(Arc::clone(&tls_shared), conn, request),
                 )))
             }

@@ -96,6 +96,9 @@ pub(crate) struct ConnInfo {
     pub permit: ConnPermit,
     /// The connection came through the HTTPS listener.
     pub tls: bool,
+    /// The domain (its mark in `tls::TlsCertificates`) whose client CA verified this
+    /// connection's client certificate during the handshake.
+    pub client_verified: Option<Arc<str>>,
 }
 
 /// Serves one request. Never fails: errors become APIG error responses.
@@ -121,14 +124,20 @@ pub(crate) async fn handle(
     ctx.traceparent = traceparent;
     // Nothing here should panic (the crate denies unwrap, expect, indexing); if a dependency
     // does anyway, the client gets a 500 APIG body instead of a dropped connection.
-    let outcome = AssertUnwindSafe(serve(&shared, &mut ctx, &conn.permit, request))
-        .catch_unwind()
-        .instrument(span.clone())
-        .await
-        .unwrap_or_else(|_| {
-            tracing::error!(request_id = %ctx.request_id, "request handling panicked");
-            Err(GatewayErrorKind::Internal)
-        });
+    let outcome = AssertUnwindSafe(serve(
+        &shared,
+        &mut ctx,
+        &conn.permit,
+        conn.client_verified.as_deref(),
+        request,
+    ))
+    .catch_unwind()
+    .instrument(span.clone())
+    .await
+    .unwrap_or_else(|_| {
+        tracing::error!(request_id = %ctx.request_id, "request handling panicked");
+        Err(GatewayErrorKind::Internal)
+    });
     let error = outcome
         .as_ref()
         .err()
@@ -323,6 +332,7 @@ async fn serve(
     shared: &Shared,
     ctx: &mut RequestContext,
     permit: &ConnPermit,
+    client_verified: Option<&str>,
     request: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, GatewayErrorKind> {
     let limits = &shared.limits;
@@ -363,6 +373,13 @@ async fn serve(
         && runtime.tls.redirects(&host)
     {
         return Ok(https_redirect(&host, request.uri()));
+    }
+    // A domain that verifies client certificates serves only connections verified for it:
+    // not plain HTTP, and not a TLS connection made for another name (SNI) or coalesced.
+    if let Some(required) = runtime.tls.required_client_auth(&host) {
+        if client_verified != Some(required) {
+            return Err(GatewayErrorKind::ClientCertificateRequired);
+        }
     }
     let route = runtime
         .table

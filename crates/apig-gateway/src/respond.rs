@@ -30,6 +30,9 @@ pub(crate) enum GatewayErrorKind {
     HeadersTooLarge,
     /// The request is malformed (path, host, framing); the text says what.
     BadRequest(Cow<'static, str>),
+    /// The domain verifies client certificates and this connection presented none verified
+    /// for it.
+    ClientCertificateRequired,
     /// No API matches host, stage and path.
     ApiNotFound,
     /// An API matches the path but not the method.
@@ -105,7 +108,8 @@ impl GatewayErrorKind {
             Self::BadRequest(_)
             | Self::MissingParameter { .. }
             | Self::InvalidParameter { .. }
-            | Self::OrchestrationFailed(_) => StatusCode::BAD_REQUEST,
+            | Self::OrchestrationFailed(_)
+            | Self::ClientCertificateRequired => StatusCode::BAD_REQUEST,
             Self::ApiNotFound | Self::MethodNotFound => StatusCode::NOT_FOUND,
             Self::AppAuthMissing
             | Self::AppAuthFailed(_)
@@ -143,6 +147,7 @@ impl GatewayErrorKind {
             | Self::BackendTimeout
             | Self::BackendUnavailable => "APIG.0201",
             Self::ApiNotFound | Self::MethodNotFound => "APIG.0101",
+            Self::ClientCertificateRequired => "APIG.0205",
             Self::AppAuthMissing | Self::AppAuthFailed(_) => "APIG.0303",
             Self::AppNotAuthorized => "APIG.0304",
             Self::AppIpDenied => "APIG.0405",
@@ -171,6 +176,7 @@ impl GatewayErrorKind {
                 "The API does not exist or has not been published in the environment.".into()
             }
             Self::MethodNotFound => "The API does not exist.".into(),
+            Self::ClientCertificateRequired => "Verify client certificate failed".into(),
             Self::AppAuthMissing => {
                 "Incorrect app authentication information: Authorization header is missing".into()
             }
@@ -244,7 +250,8 @@ impl GatewayErrorKind {
             | Self::HeadersTooLarge
             | Self::BodyTooLarge
             | Self::RequestTimeout
-            | Self::AppQuotaExhausted => "DEFAULT_4XX",
+            | Self::AppQuotaExhausted
+            | Self::ClientCertificateRequired => "DEFAULT_4XX",
         }
     }
 
@@ -281,7 +288,8 @@ impl GatewayErrorKind {
             | Self::AppAuthFailed(_)
             | Self::IamAuthMissing
             | Self::IamAuthFailed(_)
-            | Self::AuthorizerUnavailable => UNAUTHENTICATED,
+            | Self::AuthorizerUnavailable
+            | Self::ClientCertificateRequired => UNAUTHENTICATED,
         }
     }
 
@@ -370,6 +378,7 @@ mod tests {
             UriTooLarge,
             HeadersTooLarge,
             BadRequest("bad path".into()),
+            ClientCertificateRequired,
             ApiNotFound,
             MethodNotFound,
             AppAuthMissing,
@@ -406,6 +415,7 @@ mod tests {
             (UriTooLarge, 414, "APIG.0201"),
             (HeadersTooLarge, 494, "APIG.0201"),
             (BadRequest("x".into()), 400, "APIG.0201"),
+            (ClientCertificateRequired, 400, "APIG.0205"),
             (ApiNotFound, 404, "APIG.0101"),
             (MethodNotFound, 404, "APIG.0101"),
             (AppAuthMissing, 401, "APIG.0303"),

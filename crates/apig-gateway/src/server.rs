@@ -27,7 +27,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
-use tokio_rustls::TlsAcceptor;
+
+use crate::tls::TlsAcceptor;
 
 /// Longest a TLS handshake may take.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -167,16 +168,17 @@ pub(crate) async fn serve<F, Fut>(
                 let permit = ConnPermit {
                     _held: Arc::new(permit),
                 };
-                let conn = ConnInfo {
+                let mut conn = ConnInfo {
                     peer,
                     local: stream.local_addr().unwrap_or(listen_addr),
                     permit: permit.clone(),
                     tls: tls.is_some(),
+                    client_verified: None,
                 };
                 let handler = handler.clone();
-                let service = service_fn(move |request| handler(conn.clone(), request));
                 match &tls {
                     None => {
+                        let service = service_fn(move |request| handler(conn.clone(), request));
                         let connection = settings
                             .builder
                             .serve_connection_with_upgrades(TokioIo::new(stream), service)
@@ -198,7 +200,10 @@ pub(crate) async fn serve<F, Fut>(
                         connections.spawn(async move {
                             let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
                             let stream = match handshake.await {
-                                Ok(Ok(stream)) => stream,
+                                Ok(Ok((stream, verified))) => {
+                                    conn.client_verified = verified;
+                                    stream
+                                }
                                 Ok(Err(error)) => {
                                     tracing::debug!(listener = name, %peer, %error, "TLS handshake failed");
                                     return;
@@ -208,6 +213,7 @@ pub(crate) async fn serve<F, Fut>(
                                     return;
                                 }
                             };
+                            let service = service_fn(move |request| handler(conn.clone(), request));
                             let connection = builder
                                 .serve_connection_with_upgrades(TokioIo::new(stream), service)
                                 .into_owned();

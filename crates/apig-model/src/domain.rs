@@ -1,9 +1,12 @@
 //! Independent domains bound to API groups (`/api-groups/{id}/domains`): requests for a bound
 //! domain route to its group, like the group's generated sub-domain.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::certificate::{Certificate, CertificateForm};
 use crate::validate::Problems;
 use crate::{ApiError, ErrorCode};
 
@@ -30,67 +33,70 @@ pub struct BoundDomain {
     pub min_ssl_version: String,
     pub is_http_redirect_to_https: bool,
     pub create_time: String,
-    /// The certificate the HTTPS listener presents for this domain.
+    /// The certificate resource (`/certificates/{ssl_id}`) the HTTPS listener presents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssl_id: Option<String>,
+    /// Handshakes must present a client certificate issued by the certificate's
+    /// `trusted_root_ca` (only with such a certificate attached).
+    #[serde(default)]
+    pub verified_client_certificate_enabled: bool,
+    /// Stores written before certificates were resources kept the certificate here; it is moved
+    /// to a certificate resource on start (`ssl_id`), so this is `None` everywhere else.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<DomainCertificate>,
 }
 
-/// A certificate bound to a domain (AssociateCertificateV2's CertForm, stored).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+/// A certificate embedded in a domain by older versions (see [`BoundDomain::certificate`]).
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq)]
 pub struct DomainCertificate {
     pub id: String,
     pub name: String,
     /// PEM chain, leaf first.
     pub cert_pem: String,
-    /// PEM private key; never shown in answers.
+    /// PEM private key; never shown.
     pub key_pem: String,
     pub create_time: String,
 }
 
-/// CertForm.
-#[derive(Deserialize, Default, Debug, Clone)]
+impl fmt::Debug for DomainCertificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DomainCertificate")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// CertForm (a certificate given inline to `POST …/domains/{id}/certificate`).
+#[derive(Deserialize, Default, Clone)]
 pub struct CertForm {
     pub name: Option<String>,
     pub cert_content: Option<String>,
     pub private_key: Option<String>,
 }
 
-impl CertForm {
-    /// Shape checks; the control plane parses the PEM and matches the key to the certificate.
-    pub fn validate(&self) -> Result<(), ApiError> {
-        let mut p = Problems::new();
-        match crate::validate::required("name", &self.name) {
-            Ok(n) => p.check(crate::validate::max_chars("name", n, 64)),
-            Err(e) => p.push(e),
-        }
-        for (field, v, marker) in [
-            (
-                "cert_content",
-                &self.cert_content,
-                "-----BEGIN CERTIFICATE-----",
-            ),
-            ("private_key", &self.private_key, "PRIVATE KEY-----"),
-        ] {
-            match crate::validate::required(field, v) {
-                Ok(pem) if pem.len() > 64 * 1024 => {
-                    p.push(ApiError::invalid(field, "at most 64 KiB of PEM"))
-                }
-                Ok(pem) if !pem.contains(marker) => p.push(ApiError::invalid(field, "PEM text")),
-                Ok(_) => {}
-                Err(e) => p.push(e),
-            }
-        }
-        p.into_result()
+impl fmt::Debug for CertForm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertForm")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
-impl DomainCertificate {
-    /// CertificateInfo (the private key left out).
-    pub fn to_json(&self, domain: &str) -> Value {
-        json!({
-            "id": self.id, "name": self.name, "url_domain": domain,
-            "cert_content": self.cert_pem, "create_time": self.create_time,
-        })
+impl CertForm {
+    /// Shape checks; the control plane parses the PEM and matches the key to the certificate.
+    pub fn validate(&self) -> Result<(), ApiError> {
+        self.as_certificate_form().validate()
+    }
+
+    /// The same certificate as a CertificateForm (an `instance` certificate of `instance`).
+    pub fn as_certificate_form(&self) -> CertificateForm {
+        CertificateForm {
+            name: self.name.clone(),
+            cert_content: self.cert_content.clone(),
+            private_key: self.private_key.clone(),
+            ..CertificateForm::default()
+        }
     }
 }
 
@@ -145,11 +151,6 @@ impl DomainSpec {
                 &["TLSv1.1", "TLSv1.2"],
             ));
         }
-        if self.verified_client_certificate_enabled == Some(true) {
-            p.push(ApiError::not_supported(
-                "verified_client_certificate_enabled (client certificates on domains)",
-            ));
-        }
         for (field, v) in [
             ("ingress_http_port", self.ingress_http_port),
             ("ingress_https_port", self.ingress_https_port),
@@ -167,27 +168,52 @@ impl DomainSpec {
 }
 
 impl BoundDomain {
-    /// AssociateDomainV2Response.
+    /// AssociateDomainV2Response / UpdateDomainV2Response.
     pub fn to_json(&self) -> Value {
         json!({
             "id": self.id, "url_domain": self.url_domain, "status": 3,
             "min_ssl_version": self.min_ssl_version,
             "is_http_redirect_to_https": self.is_http_redirect_to_https,
-            "verified_client_certificate_enabled": false,
+            "verified_client_certificate_enabled": self.verified_client_certificate_enabled,
             "ingress_http_port": -1, "ingress_https_port": -1,
         })
     }
 
-    /// UrlDomain (in a group's `url_domains`).
-    pub fn to_group_json(&self) -> Value {
-        let cert = self.certificate.as_ref();
+    /// UrlDomainRefInfo (a certificate's attached domains) and AssociateCertificateV2Response.
+    pub fn to_ref_json(
+        &self,
+        cert: Option<&Certificate>,
+        instance_id: &str,
+        group_name: &str,
+    ) -> Value {
+        let mut v = self.to_json();
+        if let Value::Object(m) = &mut v {
+            m.insert(
+                "ssl_id".into(),
+                json!(cert.map(|c| c.id.as_str()).unwrap_or_default()),
+            );
+            m.insert(
+                "ssl_name".into(),
+                json!(cert.map(|c| c.name.as_str()).unwrap_or_default()),
+            );
+            m.insert("instance_id".into(), json!(instance_id));
+            m.insert("api_group_id".into(), json!(self.group_id));
+            m.insert("api_group_name".into(), json!(group_name));
+        }
+        v
+    }
+
+    /// UrlDomain (in a group's `url_domains`), with its attached certificate if any.
+    pub fn to_group_json(&self, cert: Option<&Certificate>) -> Value {
         json!({
             "id": self.id, "domain": self.url_domain, "cname_status": 3,
             "ssl_id": cert.map(|c| c.id.as_str()).unwrap_or_default(),
             "ssl_name": cert.map(|c| c.name.as_str()).unwrap_or_default(),
             "min_ssl_version": self.min_ssl_version,
-            "verified_client_certificate_enabled": false, "is_has_trusted_root_ca": false,
-            "ingress_http_port": -1, "ingress_https_port": -1, "ssl_infos": [],
+            "verified_client_certificate_enabled": self.verified_client_certificate_enabled,
+            "is_has_trusted_root_ca": cert.is_some_and(Certificate::has_trusted_root_ca),
+            "ingress_http_port": -1, "ingress_https_port": -1,
+            "ssl_infos": cert.map(|c| vec![c.to_ssl_info_json()]).unwrap_or_default(),
         })
     }
 }
@@ -240,13 +266,11 @@ mod tests {
                 .validate(true)
                 .is_ok()
         );
-        assert_eq!(
-            spec(json!({"verified_client_certificate_enabled": true}))
-                .validate(false)
-                .unwrap_err()
-                .status(),
-            412
-        );
+        // Whether verification can be enabled depends on the attached certificate: the
+        // handler decides.
+        assert!(spec(json!({"verified_client_certificate_enabled": true}))
+            .validate(false)
+            .is_ok());
         assert_eq!(
             spec(json!({"ingress_http_port": 80}))
                 .validate(false)

@@ -39,6 +39,18 @@ pub enum ErrorCode {
     InvalidDomain,
     DomainExists,
     CertificateDomainMismatch,
+    /// 400 The certificate, its key or its chain cannot be used.
+    CertificateInvalid,
+    CertificateKeyMismatch,
+    CertificateExpired,
+    CertificateChainMismatch,
+    EncryptedKeyUnsupported,
+    /// 400 The domain already presents another certificate.
+    DomainHasCertificate,
+    /// 400 The certificate is attached to domains and cannot be deleted.
+    CertificateInUse,
+    /// 409 `algorithm_type` does not match the certificate's key.
+    CertificateAlgorithmMismatch,
 
     AppAuthExists,
     /// 400 The API is not published in the environment (authorizing apps needs it).
@@ -84,6 +96,7 @@ pub enum ErrorCode {
     OrchestrationNotFound,
     DomainNotFound,
     CertificateBindingNotFound,
+    CertificateNotFound,
     SignBindingNotFound,
     /// 404 A member (or member group) of a channel.
     ChannelMemberNotFound,
@@ -136,6 +149,13 @@ impl ErrorCode {
             | InvalidDomain
             | DomainExists
             | CertificateDomainMismatch
+            | CertificateInvalid
+            | CertificateKeyMismatch
+            | CertificateExpired
+            | CertificateChainMismatch
+            | EncryptedKeyUnsupported
+            | DomainHasCertificate
+            | CertificateInUse
             | AppAuthExists
             | ApiNotPublished => 400,
             AuthMissing | AuthInvalid => 401,
@@ -166,10 +186,11 @@ impl ErrorCode {
             | OrchestrationNotFound
             | DomainNotFound
             | CertificateBindingNotFound
+            | CertificateNotFound
             | ChannelMemberNotFound
             | ResourceNotFound => 404,
             MethodNotAllowed => 405,
-            OrchestrationInUse => 409,
+            OrchestrationInUse | CertificateAlgorithmMismatch => 409,
             NotSupported => 412,
             BodyTooLarge => 413,
             Internal => 500,
@@ -205,6 +226,16 @@ impl ErrorCode {
             DomainNotFound => "APIG.3020",
             CertificateDomainMismatch => "APIG.2103",
             CertificateBindingNotFound => "APIG.3097",
+            CertificateNotFound => "APIG.3021",
+            CertificateInvalid => "APIG.2106",
+            CertificateKeyMismatch => "APIG.2101",
+            CertificateExpired => "APIG.2102",
+            CertificateChainMismatch => "APIG.2104",
+            EncryptedKeyUnsupported => "APIG.2105",
+            DomainHasCertificate => "APIG.2051",
+            // APIG has no dedicated code; its documented answer to a refused delete is 2012.
+            CertificateInUse => "APIG.2012",
+            CertificateAlgorithmMismatch => "APIG.3709",
             OrchestrationQuota => "APIG.3150",
             OrchestrationNotFound => "APIG.3095",
             OrchestrationInUse => "APIG.3716",
@@ -341,8 +372,42 @@ impl ApiError {
         )
     }
 
+    pub fn certificate_not_found(id: &str) -> Self {
+        Self::new(
+            ErrorCode::CertificateNotFound,
+            format!("The SSL certificate does not exist;id:{id}"),
+        )
+    }
+
     pub fn internal(what: impl std::fmt::Display) -> Self {
         Self::new(ErrorCode::Internal, format!("System error: {what}"))
+    }
+}
+
+impl From<crate::certificate::CertError> for ApiError {
+    fn from(e: crate::certificate::CertError) -> Self {
+        use crate::certificate::CertError::*;
+        let code = match &e {
+            // A CA bundle is an ordinary parameter; a certificate or key has its own code.
+            Malformed {
+                field: "trusted_root_ca",
+                why,
+            } => return ApiError::invalid("trusted_root_ca", why),
+            Malformed { .. } => ErrorCode::CertificateInvalid,
+            EncryptedKey => ErrorCode::EncryptedKeyUnsupported,
+            KeyMismatch => ErrorCode::CertificateKeyMismatch,
+            Expired { .. } => ErrorCode::CertificateExpired,
+            ChainOrder => ErrorCode::CertificateChainMismatch,
+            DomainMismatch { .. } => ErrorCode::CertificateDomainMismatch,
+            AlgorithmMismatch { .. } => ErrorCode::CertificateAlgorithmMismatch,
+        };
+        let message = match &e {
+            Malformed { field, why } => {
+                format!("Invalid certificate or private key. {field}: {why}")
+            }
+            other => other.to_string(),
+        };
+        ApiError::new(code, message)
     }
 }
 
@@ -357,6 +422,41 @@ mod tests {
         assert_eq!(json["error_code"], "APIG.3001");
         assert_eq!(json["error_msg"], "API group abc does not exist");
         assert_eq!(e.status(), 404);
+    }
+
+    #[test]
+    fn certificate_problems_have_apig_codes() {
+        use crate::certificate::CertError;
+        for (e, status, code) in [
+            (
+                CertError::Malformed {
+                    field: "cert_content",
+                    why: "x".into(),
+                },
+                400,
+                "APIG.2106",
+            ),
+            (
+                CertError::Malformed {
+                    field: "trusted_root_ca",
+                    why: "x".into(),
+                },
+                400,
+                "APIG.2012",
+            ),
+            (CertError::KeyMismatch, 400, "APIG.2101"),
+            (CertError::EncryptedKey, 400, "APIG.2105"),
+            (
+                CertError::DomainMismatch {
+                    domain: "a.b".into(),
+                },
+                400,
+                "APIG.2103",
+            ),
+        ] {
+            let a = ApiError::from(e);
+            assert_eq!((a.status(), a.code.code()), (status, code));
+        }
     }
 
     #[test]

@@ -20,6 +20,7 @@ macro_rules! opt_struct {
 pub mod api;
 pub mod app;
 pub mod backend_policy;
+pub mod certificate;
 pub mod channel;
 pub mod domain;
 pub mod env;
@@ -37,5 +38,6 @@ pub mod quota;
 pub mod sign;
 pub mod time;
 pub mod validate;
+pub mod x509;
 
 pub use error::{ApiError, ErrorCode};

@@ -62,6 +62,8 @@ static VARIABLE_NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z][A-Za-z0-9_-]{2,31}$").expect("static regex"));
 static VARIABLE_VALUE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_\-/.:]{1,255}$").expect("static regex"));
+static CERTIFICATE_NAME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[A-Za-z][A-Za-z0-9_]{3,49}$").expect("static regex"));
 static PARAM_NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z][A-Za-z0-9\-_.]{0,31}$").expect("static regex"));
 
@@ -71,6 +73,15 @@ fn by_regex(name: &str, value: &str, re: &Regex, rule: &str) -> Result<(), ApiEr
     } else {
         Err(ApiError::invalid(name, rule))
     }
+}
+
+pub fn certificate_name(v: &str) -> Result<(), ApiError> {
+    by_regex(
+        "name",
+        v,
+        &CERTIFICATE_NAME,
+        "4 to 50 characters: letters, digits and underscores, starting with a letter",
+    )
 }
 
 pub fn api_name(v: &str) -> Result<(), ApiError> {

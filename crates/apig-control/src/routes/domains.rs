@@ -4,15 +4,14 @@
 
 use std::sync::Arc;
 
-use apig_model::domain::{
-    check_domain, BoundDomain, CertForm, DomainCertificate, DomainSpec, MAX_PER_GROUP,
-};
+use apig_model::certificate::Certificate;
+use apig_model::domain::{check_domain, BoundDomain, CertForm, DomainSpec, MAX_PER_GROUP};
 use apig_model::{ids, time, ApiError, ErrorCode};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::Response;
 
-use super::{created, no_content, ok, Result};
+use super::{certificates, created, no_content, ok, Result};
 use crate::error::parse_json;
 use crate::tx::Reader;
 use crate::{keys, ControlState};
@@ -26,7 +25,7 @@ pub fn all(r: &(impl Reader + ?Sized), inst: &str) -> Res<Vec<BoundDomain>> {
     Ok(d)
 }
 
-fn load(r: &(impl Reader + ?Sized), inst: &str, group: &str, id: &str) -> Res<BoundDomain> {
+pub fn load(r: &(impl Reader + ?Sized), inst: &str, group: &str, id: &str) -> Res<BoundDomain> {
     let d: BoundDomain = r.get_json(&keys::domain(inst, id))?.ok_or_else(|| {
         ApiError::new(
             ErrorCode::DomainNotFound,
@@ -49,6 +48,9 @@ pub async fn bind(
 ) -> Result<Response> {
     let spec: DomainSpec = parse_json(&body)?;
     spec.validate(true)?;
+    if spec.verified_client_certificate_enabled == Some(true) {
+        return Err(no_certificate_to_verify_with(None).into());
+    }
     let name = check_domain(spec.url_domain.as_deref().unwrap_or_default())?;
     let _w = s.lock_instance(&project, &inst).await?;
     let g = super::groups::load(s.reader(), &inst, &group)?;
@@ -74,6 +76,8 @@ pub async fn bind(
         min_ssl_version: spec.min_ssl_version.unwrap_or_else(|| "TLSv1.1".into()),
         is_http_redirect_to_https: spec.is_http_redirect_to_https.unwrap_or(false),
         create_time: time::now_rfc3339(),
+        ssl_id: None,
+        verified_client_certificate_enabled: false,
         certificate: None,
     };
     s.save(&inst, keys::domain(&inst, &d.id), &d).await?;
@@ -95,8 +99,34 @@ pub async fn update(
     if let Some(v) = spec.is_http_redirect_to_https {
         d.is_http_redirect_to_https = v;
     }
+    if let Some(v) = spec.verified_client_certificate_enabled {
+        if v {
+            let cert = match d.ssl_id.as_deref() {
+                Some(c) => Some(certificates::load(s.reader(), &project, c)?),
+                None => None,
+            };
+            if !cert.as_ref().is_some_and(Certificate::has_trusted_root_ca) {
+                return Err(no_certificate_to_verify_with(cert.as_ref()).into());
+            }
+        }
+        d.verified_client_certificate_enabled = v;
+    }
     s.save(&inst, keys::domain(&inst, &id), &d).await?;
     Ok(ok(d.to_json()))
+}
+
+/// Client certificates are verified against the attached certificate's trusted root CA.
+fn no_certificate_to_verify_with(cert: Option<&Certificate>) -> ApiError {
+    ApiError::invalid(
+        "verified_client_certificate_enabled",
+        match cert {
+            None => "the domain has no certificate; attach one with a trusted_root_ca first".into(),
+            Some(c) => format!(
+                "the domain's certificate {} has no trusted_root_ca to verify client certificates with",
+                c.id
+            ),
+        },
+    )
 }
 
 pub async fn unbind(
@@ -111,48 +141,9 @@ pub async fn unbind(
     Ok(no_content())
 }
 
-/// Parses a certificate chain and its key as the gateway will, and checks they belong together
-/// and that the certificate names the domain.
-fn check_certificate(domain: &str, cert_pem: &str, key_pem: &str) -> Res<()> {
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-    let bad = |field: &str, why: &str| ApiError::invalid(field, why);
-    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut cert_pem.as_bytes())
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|_| bad("cert_content", "not a PEM certificate chain"))?;
-    let Some(leaf) = certs.first() else {
-        return Err(bad("cert_content", "no certificate in the PEM text"));
-    };
-    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key_pem.as_bytes())
-        .map_err(|_| bad("private_key", "not a PEM private key"))?
-        .ok_or_else(|| bad("private_key", "no private key in the PEM text"))?;
-    let provider = rustls::crypto::ring::default_provider();
-    let signing = provider
-        .key_provider
-        .load_private_key(key)
-        .map_err(|_| bad("private_key", "an unsupported or malformed key"))?;
-    let certified = rustls::sign::CertifiedKey::new(certs.clone(), signing);
-    certified
-        .keys_match()
-        .map_err(|_| bad("private_key", "the key does not belong to the certificate"))?;
-    // The leaf must be valid for the domain (for a wildcard domain, for one of its names).
-    let probe = domain.replacen("*.", "wildcard-probe.", 1);
-    let name = ServerName::try_from(probe).map_err(|_| bad("url_domain", "not a server name"))?;
-    let end_entity = webpki::EndEntityCert::try_from(leaf)
-        .map_err(|_| bad("cert_content", "the leaf certificate cannot be parsed"))?;
-    end_entity
-        .verify_is_valid_for_subject_name(&name)
-        .map_err(|_| {
-            ApiError::new(
-                ErrorCode::CertificateDomainMismatch,
-                format!(
-                    "The certificate domain name and the custom domain name {domain} do not match."
-                ),
-            )
-        })?;
-    Ok(())
-}
-
-/// `POST …/domains/{domain_id}/certificate`: binds a certificate (given inline) to the domain.
+/// `POST …/domains/{domain_id}/certificate` (AssociateCertificateV2): creates an `instance`
+/// certificate resource from the inline CertForm and makes the domain present it (replacing the
+/// certificate it presented, which stays a resource of its own).
 pub async fn bind_certificate(
     State(s): State<Arc<ControlState>>,
     Path((project, inst, group, id)): Path<(String, String, String, String)>,
@@ -160,36 +151,36 @@ pub async fn bind_certificate(
 ) -> Result<Response> {
     let form: CertForm = parse_json(&body)?;
     form.validate()?;
-    let (cert_pem, key_pem) = (
-        form.cert_content.unwrap_or_default(),
-        form.private_key.unwrap_or_default(),
-    );
+    let mut form = form.as_certificate_form();
+    form.kind = Some("instance".into());
+    form.instance_id = Some(inst.clone());
     let _w = s.lock_instance(&project, &inst).await?;
     let mut d = load(s.reader(), &inst, &group, &id)?;
-    check_certificate(&d.url_domain, &cert_pem, &key_pem)?;
-    let cert = DomainCertificate {
-        id: ids::new_id(),
-        name: form.name.unwrap_or_default(),
-        cert_pem,
-        key_pem,
-        create_time: time::now_rfc3339(),
-    };
-    let body = cert.to_json(&d.url_domain);
-    d.certificate = Some(cert);
-    s.save(&inst, keys::domain(&inst, &id), &d).await?;
-    Ok(created(body))
+    let g = super::groups::load(s.reader(), &inst, &group)?;
+    let now = time::now_rfc3339();
+    let cert = certificates::build(s.reader(), &s, &project, form, ids::new_id(), now)?;
+    certificates::attach_to(&mut d, &cert, &inst, None, true)?;
+    let mut tx = s.tx();
+    tx.put(keys::certificate(&project, &cert.id), &cert)?;
+    tx.put(keys::domain(&inst, &id), &d)?;
+    s.commit(tx, &[&inst]).await?;
+    Ok(created(d.to_ref_json(Some(&cert), &inst, &g.name)))
 }
 
-fn certificate_of<'d>(d: &'d BoundDomain, cert_id: &str) -> Res<&'d DomainCertificate> {
-    d.certificate
-        .as_ref()
-        .filter(|c| c.id == cert_id)
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::CertificateBindingNotFound,
-                "The binding record of this SSL certificate and domain name does not exist.",
-            )
-        })
+/// The domain's certificate, which must be `cert_id`.
+fn certificate_of(
+    r: &(impl Reader + ?Sized),
+    project: &str,
+    d: &BoundDomain,
+    cert_id: &str,
+) -> Res<Certificate> {
+    if d.ssl_id.as_deref() != Some(cert_id) {
+        return Err(ApiError::new(
+            ErrorCode::CertificateBindingNotFound,
+            "The binding record of this SSL certificate and domain name does not exist.",
+        ));
+    }
+    certificates::load(r, project, cert_id)
 }
 
 pub async fn show_certificate(
@@ -198,17 +189,21 @@ pub async fn show_certificate(
 ) -> Result<Response> {
     s.instance(s.reader(), &project, &inst)?;
     let d = load(s.reader(), &inst, &group, &id)?;
-    Ok(ok(certificate_of(&d, &cert_id)?.to_json(&d.url_domain)))
+    Ok(ok(
+        certificate_of(s.reader(), &project, &d, &cert_id)?.to_detail_json()
+    ))
 }
 
+/// `DELETE …/domains/{domain_id}/certificate/{certificate_id}`: the domain stops presenting the
+/// certificate; the certificate resource stays (delete it under `/certificates`).
 pub async fn unbind_certificate(
     State(s): State<Arc<ControlState>>,
     Path((project, inst, group, id, cert_id)): Path<(String, String, String, String, String)>,
 ) -> Result<Response> {
     let _w = s.lock_instance(&project, &inst).await?;
     let mut d = load(s.reader(), &inst, &group, &id)?;
-    certificate_of(&d, &cert_id)?;
-    d.certificate = None;
+    certificate_of(s.reader(), &project, &d, &cert_id)?;
+    certificates::detach_from(&mut d, &cert_id)?;
     s.save(&inst, keys::domain(&inst, &id), &d).await?;
     Ok(no_content())
 }

@@ -2,7 +2,10 @@
 
 use std::sync::Arc;
 
+use std::collections::HashMap;
+
 use apig_model::api::Api;
+use apig_model::certificate::Certificate;
 use apig_model::group::{Group, GroupSpec};
 use apig_model::{ids, time, ApiError, ErrorCode};
 use axum::body::Bytes;
@@ -42,13 +45,17 @@ fn check_unique_name(
     Ok(())
 }
 
-/// ApiGroupInfo with the group's bound domains.
-fn with_domains(g: &Group, domains: &[apig_model::domain::BoundDomain]) -> serde_json::Value {
+/// ApiGroupInfo with the group's bound domains (and their certificates).
+fn with_domains(
+    g: &Group,
+    domains: &[apig_model::domain::BoundDomain],
+    certs: &HashMap<String, Certificate>,
+) -> serde_json::Value {
     let mut v = g.to_json();
     v["url_domains"] = domains
         .iter()
         .filter(|d| d.group_id == g.id)
-        .map(|d| d.to_group_json())
+        .map(|d| d.to_group_json(d.ssl_id.as_ref().and_then(|c| certs.get(c))))
         .collect();
     v
 }
@@ -64,8 +71,11 @@ pub async fn list(
     all.retain(|g| eq_filter(&q, "id", &g.id) && name_matches(&q, "name", &g.name));
     all.sort_by(|a, b| (&a.register_time, &a.id).cmp(&(&b.register_time, &b.id)));
     let domains = super::domains::all(s.reader(), &inst)?;
+    let certs = super::certificates::by_id(s.reader(), &project)?;
     Ok(ok(paged(
-        all.iter().map(|g| with_domains(g, &domains)).collect(),
+        all.iter()
+            .map(|g| with_domains(g, &domains, &certs))
+            .collect(),
         page,
         "groups",
     )))
@@ -105,6 +115,7 @@ pub async fn show(
     Ok(ok(with_domains(
         &group,
         &super::domains::all(s.reader(), &inst)?,
+        &super::certificates::by_id(s.reader(), &project)?,
     )))
 }
 

@@ -121,6 +121,7 @@ pub async fn delete(
     s.instance(s.reader(), &project, &id)?;
     let mut tx = s.tx();
     tx.delete(keys::instance(&id));
+    super::certificates::delete_of_instance(s.reader(), &mut tx, &project, &id)?;
     for kind in keys::INSTANCE_KINDS {
         tx.delete_prefix(&format!("v1/{kind}/{id}/"))?;
     }

@@ -7,6 +7,7 @@ mod apps;
 mod audit;
 mod backup;
 mod bindings;
+mod certificates;
 mod channels;
 mod credentials;
 mod domains;
@@ -22,6 +23,7 @@ mod statistics;
 mod throttles;
 mod variables;
 
+pub use certificates::migrate_embedded;
 pub use instances::create_instance;
 
 use std::collections::HashMap;
@@ -58,6 +60,28 @@ pub fn router(state: Arc<ControlState>) -> Router {
         )
         .route(&format!("{p}/tokens"), post(credentials::token))
         .route(&format!("{p}/audit-logs"), get(audit::list))
+        .route(
+            &format!("{p}/certificates"),
+            get(certificates::list).post(certificates::create),
+        )
+        .route(
+            &format!("{p}/certificates/{{certificate_id}}"),
+            get(certificates::show)
+                .put(certificates::update)
+                .delete(certificates::delete),
+        )
+        .route(
+            &format!("{p}/certificates/{{certificate_id}}/attached-domains"),
+            get(certificates::attached_domains),
+        )
+        .route(
+            &format!("{p}/certificates/{{certificate_id}}/domains/attach"),
+            post(certificates::attach_domains),
+        )
+        .route(
+            &format!("{p}/certificates/{{certificate_id}}/domains/detach"),
+            post(certificates::detach_domains),
+        )
         .route(&format!("{p}/backup"), get(backup::download))
         .route(&format!("{i}/apps"), get(apps::list).post(apps::create))
         .route(
@@ -314,6 +338,14 @@ pub fn router(state: Arc<ControlState>) -> Router {
                 "{i}/api-groups/{{group_id}}/domains/{{domain_id}}/certificate/{{certificate_id}}"
             ),
             get(domains::show_certificate).delete(domains::unbind_certificate),
+        )
+        .route(
+            &format!("{i}/api-groups/{{group_id}}/domains/{{domain_id}}/certificates/attach"),
+            post(certificates::attach_certs),
+        )
+        .route(
+            &format!("{i}/api-groups/{{group_id}}/domains/{{domain_id}}/certificates/detach"),
+            post(certificates::detach_certs),
         )
         .route(
             &format!("{i}/api-groups/{{group_id}}"),

@@ -291,6 +291,10 @@ pub struct TrafficArgs {
     /// Access log: one JSON line per request to `stdout`, `stderr` or a file path; `off`.
     #[arg(long, env = "APIG_ACCESS_LOG", default_value = "off")]
     pub access_log: String,
+    /// How often (milliseconds) the gateway reports its per-API usage counters to the control
+    /// plane, which answers the statistics APIs from them (also at every minute boundary).
+    #[arg(long, env = "APIG_USAGE_REPORT_INTERVAL_MS", default_value_t = 5000)]
+    pub usage_report_interval_ms: u64,
 }
 
 impl TrafficArgs {
@@ -298,6 +302,9 @@ impl TrafficArgs {
         apig_gateway::Limits {
             default_api_limit_per_sec: self.default_api_rate_limit,
             trusted_proxies: self.trusted_proxies.clone(),
+            usage_report_interval: std::time::Duration::from_millis(
+                self.usage_report_interval_ms.max(10),
+            ),
             ..apig_gateway::Limits::default()
         }
     }

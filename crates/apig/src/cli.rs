@@ -505,6 +505,42 @@ mod tests {
     use super::*;
 
     #[test]
+    fn bad_backend_networks_are_problems() {
+        let cli = Cli::try_parse_from([
+            "apig",
+            "gateway",
+            "--instance-id",
+            "i",
+            "--cache-dir",
+            "/nonexistent-apig-cache",
+            "--cluster-token",
+            "t",
+            "--deny-backend-network",
+            "127.0.0.0/8,10.0.0.0/33",
+            "--allow-backend-network",
+            "nope",
+        ])
+        .unwrap();
+        let Command::Gateway(g) = &cli.command else {
+            panic!("not the gateway command");
+        };
+        assert_eq!(g.traffic.deny_backend_networks.len(), 2);
+        let out = problems(&cli);
+        assert!(
+            out.iter()
+                .any(|p| p.starts_with("deny_backend_network:") && p.contains("10.0.0.0/33")),
+            "{out:?}"
+        );
+        assert!(
+            out.iter()
+                .any(|p| p.starts_with("allow_backend_network:") && p.contains("nope")),
+            "{out:?}"
+        );
+        let limits = g.traffic.limits();
+        assert_eq!(limits.allow_backend_networks, vec!["nope".to_owned()]);
+    }
+
+    #[test]
     fn otlp_endpoints() {
         assert!(otlp_endpoint("http://127.0.0.1:4317").is_ok());
         assert!(otlp_endpoint("http://collector.observability:4317/").is_ok());

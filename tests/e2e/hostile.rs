@@ -605,6 +605,104 @@ async fn request_values_cannot_redirect_the_backend() {
     }
 }
 
+/// B1/B2: a backend in an operator-denied network (`--deny-backend-network 127.0.0.2/32`) is
+/// refused at connect time, on the resolved address, with 502 and without the backend seeing
+/// anything; loopback outside it still works. DNS rebinding is the same check (the address is
+/// judged when dialled, not when published).
+#[tokio::test(flavor = "multi_thread")]
+async fn backends_in_denied_networks_are_never_reached() {
+    let s = Stack::start_with_args(&[], &["--deny-backend-network", "127.0.0.2/32"]).await;
+    let denied = EchoBackend::start_at("127.0.0.2:0".parse().unwrap()).await;
+    let (group, host) = s.group("egress").await;
+    let mut ids = Vec::new();
+    for (name, uri, url_domain) in [
+        ("denied", "/denied", denied.authority()),
+        // IPv4-mapped IPv6 form of the same address.
+        (
+            "mapped",
+            "/mapped",
+            format!("[::ffff:127.0.0.2]:{}", denied.addr.port()),
+        ),
+        ("allowed", "/allowed", s.backend.authority()),
+    ] {
+        let body = s.http_api(
+            &group,
+            name,
+            "GET",
+            uri,
+            json!({"backend_api": {"url_domain": url_domain, "retry_count": "3"}}),
+        );
+        ids.push(s.create_api(&body).await);
+    }
+    for id in &ids {
+        s.publish(id, RELEASE).await;
+    }
+    s.settled().await;
+    for path in ["/denied", "/mapped"] {
+        let r = s.call("GET", &host, path, &[]).await;
+        assert_eq!(
+            (r.status, r.body["error_code"].as_str()),
+            (502, Some("APIG.0201")),
+            "B1 {path}: {:?}",
+            r.body
+        );
+    }
+    assert_eq!(denied.hits(), 0, "B1: the denied backend was reached");
+    let ok = s.call("GET", &host, "/allowed", &[]).await;
+    assert_eq!(ok.status, 200, "{:?}", ok.body);
+}
+
+/// B1 at definition time: a literal backend address in the always-refused set is refused with
+/// 400 APIG.2022 and nothing is stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn metadata_backend_addresses_are_refused_by_the_management_api() {
+    let s = Stack::start().await;
+    let (group, _) = s.group("metadata").await;
+    for (i, url_domain) in [
+        "169.254.169.254",
+        "169.254.169.254:80",
+        "[fd00:ec2::254]:80",
+        "0.0.0.0:8080",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let body = s.http_api(
+            &group,
+            &format!("md_{i}"),
+            "GET",
+            &format!("/md{i}"),
+            json!({"backend_api": {"url_domain": url_domain}}),
+        );
+        let r = s.api.post(&s.inst("/apis"), &body).await;
+        assert_eq!(
+            (r.status, r.body["error_code"].as_str()),
+            (400, Some("APIG.2022")),
+            "B1 {url_domain}: {:?}",
+            r.body
+        );
+    }
+    let listed = s.api.get(&s.inst("/apis")).await;
+    assert_eq!(listed.body["total"], 0, "{:?}", listed.body);
+    // A channel member at the metadata address: refused, no channel stored.
+    let r = s
+        .api
+        .post(
+            &s.inst("/vpc-channels"),
+            &json!({"name": "md-lb", "port": 80, "balance_strategy": 1, "member_type": "ip",
+                    "members": [{"host": "169.254.169.254", "weight": 1}]}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["error_code"].as_str()),
+        (400, Some("APIG.2022")),
+        "{:?}",
+        r.body
+    );
+    let channels = s.api.get(&s.inst("/vpc-channels")).await;
+    assert_eq!(channels.body["total"], 0, "{:?}", channels.body);
+}
+
 /// Every management route of `crates/apig-control/src/routes/mod.rs`, as (method, path with
 /// `{param}` placeholders). Read from the source, so a route added later is covered without
 /// anyone remembering to list it here.

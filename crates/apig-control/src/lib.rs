@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod backend_address;
 pub mod backup;
 pub mod bootstrap;
 mod certs;

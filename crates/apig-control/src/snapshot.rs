@@ -559,9 +559,12 @@ fn compile_http<'a>(
     } else {
         let domain =
             substitute(b.url_domain.as_deref().unwrap_or_default(), lookup).map_err(undefined)?;
-        split_authority(&domain, https).map_err(|why| {
+        let (host, port) = split_authority(&domain, https).map_err(|why| {
             ApiError::invalid("backend_api.url_domain", format!("{domain}: {why}"))
-        })?
+        })?;
+        // Variables are substituted only now: `#host#` may be a refused literal.
+        crate::backend_address::check_address("backend_api.url_domain", &host)?;
+        (host, port)
     };
     let proxy_host = b
         .vpc_channel_info

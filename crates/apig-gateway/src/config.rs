@@ -80,6 +80,14 @@ pub struct Limits {
     /// in `X-Forwarded-For` (or `X-Real-IP`). Empty (the default): the client is always the TCP
     /// peer and those headers are ignored.
     pub trusted_proxies: Vec<String>,
+    /// Backend networks (IP, CIDR or `a-b` range) the gateway refuses to connect to, on top of
+    /// the always-refused set (unspecified, link-local and cloud metadata, multicast,
+    /// broadcast; see `apig_policy::backend_address`). Checked on the resolved address of
+    /// every backend connection; a refused one answers `502 APIG.0201`.
+    pub deny_backend_networks: Vec<String>,
+    /// Backend networks allowed even when denied, the always-refused set included (for a
+    /// service that really is on a link-local address; opening one opens it to every API).
+    pub allow_backend_networks: Vec<String>,
     /// Most keys (client IPs, apps, projects) one keyed throttle counter holds. A new key
     /// beyond it is refused with 429 until idle keys are cleaned up.
     pub max_limiter_keys: usize,
@@ -114,6 +122,8 @@ impl Default for Limits {
             shutdown_grace: Duration::from_secs(30),
             default_api_limit_per_sec: 200,
             trusted_proxies: Vec::new(),
+            deny_backend_networks: Vec::new(),
+            allow_backend_networks: Vec::new(),
             max_limiter_keys: 100_000,
             max_limiter_keys_total: 1_000_000,
             limiter_cleanup_interval: Duration::from_secs(10),

@@ -169,12 +169,13 @@ pub(crate) fn event(
     event.to_string().into_bytes()
 }
 
-/// Calls the function with `event`; the client's response.
+/// Calls the function with `event`; the client's response. `api`: the API id (logs).
 pub(crate) async fn invoke(
     upstream: &Upstream,
     target: &FunctionTarget,
     event: Vec<u8>,
     ctx: &RequestContext,
+    api: &str,
     background: &Arc<Semaphore>,
 ) -> Result<Response<ResponseBody>, GatewayErrorKind> {
     let request = function_request(target, event, ctx)?;
@@ -185,10 +186,11 @@ pub(crate) async fn invoke(
             .map_err(|_| GatewayErrorKind::BackendUnavailable)?;
         let (upstream, timeout) = (upstream.clone(), target.timeout);
         let request_id = ctx.request_id.to_string();
+        let api = api.to_owned();
         tokio::spawn(async move {
             let _permit = permit;
             match upstream
-                .send(request, UpstreamProtocol::Http1, timeout)
+                .send(request, UpstreamProtocol::Http1, timeout, &api)
                 .await
             {
                 Ok(r) if r.status().is_success() => {}
@@ -209,7 +211,7 @@ pub(crate) async fn invoke(
         return Ok(response);
     }
     let response = upstream
-        .send(request, UpstreamProtocol::Http1, target.timeout)
+        .send(request, UpstreamProtocol::Http1, target.timeout, api)
         .await
         .map_err(|e| e.kind)?;
     if !response.status().is_success() {

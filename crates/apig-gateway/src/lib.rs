@@ -39,6 +39,7 @@
 //! | `params` | request parameters: required, defaults, validation |
 //! | `query` | query string parsing and editing |
 //! | `mapping` | the backend request: path template, parameters, headers |
+//! | `egress` | the backend address policy at connect time: the resolver and connector every backend connection goes through |
 //! | `proxy` | the backend clients (pooled HTTP/1.1, pooled HTTP/2 for gRPC, one connection per upgrade), timeouts and error classification |
 //! | `tunnel` | WebSocket upgrades: the 101 and the spliced connections, with an idle timeout |
 //! | `mock` | MOCK backends |
@@ -76,6 +77,7 @@ mod channel;
 mod client_ip;
 mod config;
 mod context;
+mod egress;
 mod error;
 mod function;
 mod mapping;
@@ -119,6 +121,9 @@ pub fn check_snapshot(encoded: &[u8]) -> std::result::Result<(), String> {
 }
 
 pub use access_log::AccessLogSink;
+/// The backend address policy ([`Limits::deny_backend_networks`], [`Limits::allow_backend_networks`]);
+/// the binary checks the lists with it at start-up.
+pub use apig_policy::{BackendAddressPolicy, BackendNetworkError};
 pub use config::{GatewayConfig, Limits};
 pub use error::{GatewayError, Result};
 
@@ -180,6 +185,11 @@ impl Gateway {
         .map_err(GatewayError::Config)?;
         let node_id = config.node_id.clone().unwrap_or_else(default_node_id);
         let trusted_proxies = trusted_proxies(&config.limits.trusted_proxies)?;
+        let address_policy = apig_policy::BackendAddressPolicy::parse(
+            &config.limits.deny_backend_networks,
+            &config.limits.allow_backend_networks,
+        )
+        .map_err(|e| GatewayError::Config(e.to_string()))?;
         let backend_tls = backend_tls::client_config(config.backend_ca_file.as_deref())
             .map_err(|e| GatewayError::Config(format!("backend CA file: {e}")))?;
         let metrics = Arc::new(
@@ -192,6 +202,7 @@ impl Gateway {
         let shared = Arc::new(Shared::new(
             config.limits.clone(),
             trusted_proxies,
+            address_policy,
             config.instance_id.clone(),
             node_id.clone(),
             backend_tls,

@@ -10,6 +10,7 @@
 //! | `apig_gateway_throttled_total` | | 429 APIG.0308 |
 //! | `apig_gateway_acl_denied_total` | | IP, app and account ACL refusals |
 //! | `apig_gateway_backend_health_transitions_total` | channel, member, to | health check verdict changes |
+//! | `apig_gateway_backend_address_refused_total` | | backend connections (requests, upgrades, function calls, health checks) the backend address policy refused |
 //! | `apig_gateway_snapshot_version` | | applied snapshot version |
 //! | `apig_gateway_snapshot_apply_seconds` | | time to prepare and swap in a snapshot |
 //! | `apig_gateway_snapshot_applied_timestamp_seconds` | | when the current snapshot was applied |
@@ -57,6 +58,7 @@ pub(crate) struct GatewayMetrics {
     pub throttled: IntCounter,
     pub acl_denied: IntCounter,
     health_transitions: IntCounterVec,
+    pub backend_address_refused: IntCounter,
     pub snapshot_version: IntGauge,
     pub snapshot_apply: Histogram,
     pub snapshot_applied_at: IntGauge,
@@ -165,6 +167,10 @@ impl GatewayMetrics {
                 "apig_gateway_backend_health_transitions_total",
                 "Channel member health changes.",
                 &["channel", "member", "to"],
+            )?,
+            backend_address_refused: counter(
+                "apig_gateway_backend_address_refused_total",
+                "Backend connections refused by the backend address policy.",
             )?,
             snapshot_version: gauge(
                 "apig_gateway_snapshot_version",

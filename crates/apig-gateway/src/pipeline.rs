@@ -619,12 +619,12 @@ async fn serve(
         let sent = if client_upgrade.is_some() {
             shared
                 .upstream
-                .send_upgrade(upstream_request, target.timeout)
+                .send_upgrade(upstream_request, target.timeout, &api.id)
                 .await
         } else {
             shared
                 .upstream
-                .send(upstream_request, protocol, target.timeout)
+                .send(upstream_request, protocol, target.timeout, &api.id)
                 .await
         };
         match sent {
@@ -664,7 +664,10 @@ async fn serve(
                         health.record_connect_failure(thresholds, unix_millis(SystemTime::now()));
                     }
                 }
-                let retry = failure.not_sent && retries_left > 0 && body.replayable();
+                // A refused address is never retried: the policy refuses it again, and
+                // another member is not worth a second refusal in the log.
+                let retry =
+                    failure.not_sent && !failure.refused && retries_left > 0 && body.replayable();
                 let more_members = match &target.destination {
                     Destination::Channel { index, .. } => runtime
                         .channels
@@ -717,6 +720,7 @@ async fn call_function(
         function,
         event,
         ctx,
+        source.api_id,
         &shared.function_calls,
     )
     .await

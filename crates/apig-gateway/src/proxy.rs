@@ -13,6 +13,9 @@
 //! hyper-util's generic pooled client) without touching the pipeline.
 //!
 //! - The API's timeout covers connecting and receiving the response head: past it → 504.
+//! - Every connection is made by [`GuardedConnector`] (`egress`): an address the backend address
+//!   policy refuses is never dialled, and the call fails with 502 (`SendError::refused`), never
+//!   retried.
 //! - Refused, reset or broken connections → 502. [`SendError::not_sent`] tells the pipeline a
 //!   call never reached the backend (connect failure), the only case it retries.
 //! - Redirects are passed to the client, never followed.
@@ -33,11 +36,11 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::{LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower_service::Service;
 
+use crate::egress::{refusal_in, AddressGuard, GuardedConnector};
 use crate::respond::GatewayErrorKind;
 
 /// The request body sent to a backend: the client's body streamed through (bounded), or the
@@ -103,6 +106,21 @@ pub(crate) struct SendError {
     pub kind: GatewayErrorKind,
     /// The connection could not be made: the backend saw nothing of the request.
     pub not_sent: bool,
+    /// The backend address policy refused every address of the backend (nothing was dialled;
+    /// another attempt would be refused again).
+    pub refused: bool,
+}
+
+impl SendError {
+    /// The backend address policy refused the backend's address: 502, like any backend that
+    /// cannot be reached.
+    fn refused() -> Self {
+        Self {
+            kind: GatewayErrorKind::BackendUnavailable,
+            not_sent: true,
+            refused: true,
+        }
+    }
 }
 
 /// The HTTP version a backend is spoken to in.
@@ -114,7 +132,7 @@ pub(crate) enum UpstreamProtocol {
     Http2,
 }
 
-type PooledClient = Client<HttpsConnector<HttpConnector>, UpstreamBody>;
+type PooledClient = Client<HttpsConnector<GuardedConnector>, UpstreamBody>;
 
 /// The backend clients (HTTP and HTTPS): pooled HTTP/1.1, pooled HTTP/2, and the connector of
 /// upgrade connections.
@@ -123,21 +141,24 @@ pub(crate) struct Upstream {
     http1: PooledClient,
     http2: PooledClient,
     /// Dials one HTTP/1.1 connection (TLS with ALPN `http/1.1` for https) per upgrade request.
-    upgrade_connector: HttpsConnector<HttpConnector>,
+    upgrade_connector: HttpsConnector<GuardedConnector>,
+    guard: Arc<AddressGuard>,
 }
 
 // === impl Upstream ===
 
 impl Upstream {
-    /// `tls`: how HTTPS backends are verified (`backend_tls`).
-    pub(crate) fn new(tls: Arc<rustls::ClientConfig>) -> Self {
-        let mut http = HttpConnector::new();
-        http.set_nodelay(true);
-        // The per-API timeout bounds connecting; keep the connector's own out of the way.
-        http.set_connect_timeout(None);
-        http.set_keepalive(Some(Duration::from_secs(60)));
-        // The TLS layer below decides by scheme.
-        http.enforce_http(false);
+    /// `tls`: how HTTPS backends are verified (`backend_tls`); `guard`: the backend address
+    /// policy every connection is checked against (`egress`).
+    pub(crate) fn new(tls: Arc<rustls::ClientConfig>, guard: Arc<AddressGuard>) -> Self {
+        let http = GuardedConnector::new(Arc::clone(&guard), |http| {
+            http.set_nodelay(true);
+            // The per-API timeout bounds connecting; keep the connector's own out of the way.
+            http.set_connect_timeout(None);
+            http.set_keepalive(Some(Duration::from_secs(60)));
+            // The TLS layer below decides by scheme.
+            http.enforce_http(false);
+        });
         let http1_connector = HttpsConnectorBuilder::new()
             .with_tls_config((*tls).clone())
             .https_or_http()
@@ -172,16 +193,18 @@ impl Upstream {
             http1,
             http2,
             upgrade_connector: http1_connector,
+            guard,
         }
     }
 
     /// Sends `request` over the pooled client of `protocol` and waits for the response head, at
-    /// most `timeout`.
+    /// most `timeout`. `api`: the API id, for the log of a refused address.
     pub(crate) async fn send(
         &self,
         request: Request<UpstreamBody>,
         protocol: UpstreamProtocol,
         timeout: Duration,
+        api: &str,
     ) -> Result<Response<Incoming>, SendError> {
         let client = match protocol {
             UpstreamProtocol::Http1 => &self.http1,
@@ -191,14 +214,22 @@ impl Upstream {
             Err(_elapsed) => Err(SendError {
                 kind: GatewayErrorKind::BackendTimeout,
                 not_sent: false,
+                refused: false,
             }),
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(error)) => Err(SendError {
-                kind: classify(&error),
-                // A connect error means nothing of the request left the gateway (the body
-                // is only polled on an established connection): safe to send elsewhere.
-                not_sent: error.is_connect(),
-            }),
+            Ok(Err(error)) => {
+                if let Some(refused) = error.is_connect().then(|| refusal_in(&error)).flatten() {
+                    self.guard.warn(api, "request", refused);
+                    return Err(SendError::refused());
+                }
+                Err(SendError {
+                    kind: classify(&error),
+                    // A connect error means nothing of the request left the gateway (the body
+                    // is only polled on an established connection): safe to send elsewhere.
+                    not_sent: error.is_connect(),
+                    refused: false,
+                })
+            }
         }
     }
 
@@ -210,11 +241,13 @@ impl Upstream {
         &self,
         request: Request<UpstreamBody>,
         timeout: Duration,
+        api: &str,
     ) -> Result<Response<Incoming>, SendError> {
-        match tokio::time::timeout(timeout, self.upgrade_exchange(request)).await {
+        match tokio::time::timeout(timeout, self.upgrade_exchange(request, api)).await {
             Err(_elapsed) => Err(SendError {
                 kind: GatewayErrorKind::BackendTimeout,
                 not_sent: false,
+                refused: false,
             }),
             Ok(result) => result,
         }
@@ -223,12 +256,18 @@ impl Upstream {
     async fn upgrade_exchange(
         &self,
         mut request: Request<UpstreamBody>,
+        api: &str,
     ) -> Result<Response<Incoming>, SendError> {
         let not_sent = |error: &(dyn StdError + 'static)| {
+            if let Some(refused) = refusal_in(error) {
+                self.guard.warn(api, "websocket upgrade", refused);
+                return SendError::refused();
+            }
             tracing::debug!(error = %DisplayChain(error), "backend connect failed");
             SendError {
                 kind: GatewayErrorKind::BackendUnavailable,
                 not_sent: true,
+                refused: false,
             }
         };
         let mut connector = self.upgrade_connector.clone();
@@ -257,6 +296,7 @@ impl Upstream {
             .map_err(|error| SendError {
                 kind: classify_exchange(&error),
                 not_sent: false,
+                refused: false,
             })
     }
 }

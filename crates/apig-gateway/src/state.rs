@@ -20,7 +20,8 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use apig_policy::{
-    DefaultClock, IpAcl, KeyBudget, QuotaKey, QuotaSet, Share, ThrottleSet, ThrottleSettings, Usage,
+    BackendAddressPolicy, DefaultClock, IpAcl, KeyBudget, QuotaKey, QuotaSet, Share, ThrottleSet,
+    ThrottleSettings, Usage,
 };
 use arc_swap::ArcSwapOption;
 
@@ -28,6 +29,7 @@ use crate::access_log::AccessLog;
 use crate::channel::ChannelSet;
 use crate::config::Limits;
 use crate::context::unix_millis;
+use crate::egress::AddressGuard;
 use crate::metrics::{ApiMetrics, Metrics};
 use crate::proxy::Upstream;
 use crate::runtime::Runtime;
@@ -59,6 +61,8 @@ pub(crate) struct Shared {
     /// Peers trusted to report the client address; `None` when none are configured.
     pub trusted_proxies: Option<IpAcl>,
     pub upstream: Upstream,
+    /// The backend address policy, for the health checks (the upstream clients hold it too).
+    pub address_guard: Arc<AddressGuard>,
     /// TLS settings of backend connections (HTTPS health checks use them too).
     pub backend_tls: Arc<rustls::ClientConfig>,
     /// Permits for asynchronous function calls in flight (`function`).
@@ -83,10 +87,13 @@ pub(crate) struct Shared {
 // === impl Shared ===
 
 impl Shared {
-    /// `trusted_proxies` is `limits.trusted_proxies`, parsed by the caller.
+    /// `trusted_proxies` is `limits.trusted_proxies`, parsed by the caller, as is
+    /// `address_policy` from the backend network lists.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         limits: Limits,
         trusted_proxies: Option<IpAcl>,
+        address_policy: BackendAddressPolicy,
         instance_id: String,
         node_id: String,
         backend_tls: Arc<rustls::ClientConfig>,
@@ -98,11 +105,16 @@ impl Shared {
             max_keys_per_counter: limits.max_limiter_keys,
             budget: KeyBudget::new(limits.max_limiter_keys_total),
         };
+        let address_guard = Arc::new(AddressGuard::new(
+            address_policy,
+            metrics.backend_address_refused.clone(),
+        ));
         Self {
             serving: ArcSwapOption::empty(),
             limits,
             trusted_proxies,
-            upstream: Upstream::new(Arc::clone(&backend_tls)),
+            upstream: Upstream::new(Arc::clone(&backend_tls), Arc::clone(&address_guard)),
+            address_guard,
             backend_tls,
             function_calls: Arc::new(tokio::sync::Semaphore::new(MAX_ASYNC_FUNCTION_CALLS)),
             metrics,
@@ -179,6 +191,7 @@ impl Shared {
             &runtime.channels,
             current.as_ref().map(|s| &s.channels),
             &self.backend_tls,
+            &self.address_guard,
             &self.metrics,
         );
         let api_metrics = runtime
@@ -300,6 +313,7 @@ mod tests {
         Shared::new(
             Limits::default(),
             None,
+            BackendAddressPolicy::default(),
             "inst".into(),
             "node".into(),
             crate::backend_tls::client_config(None).unwrap(),

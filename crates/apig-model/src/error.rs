@@ -21,6 +21,10 @@ pub enum ErrorCode {
     BackendPathParamsUndefined,
     /// 400 Request parameters mapped to backend parameters are not defined.
     MappedParamUndefined,
+    /// 400 A backend address (URL domain, channel member, function URL) is a literal IP the
+    /// gateway always refuses to connect to (link-local, metadata, unspecified, multicast,
+    /// broadcast): APIG's "The URL domain is included in the IP address blacklist."
+    BackendAddressRefused,
     GroupNameExists,
     ApiNameExists,
     EnvNameExists,
@@ -132,6 +136,7 @@ impl ErrorCode {
             | PathParamsUndefined
             | BackendPathParamsUndefined
             | MappedParamUndefined
+            | BackendAddressRefused
             | GroupNameExists
             | ApiNameExists
             | EnvNameExists
@@ -207,6 +212,7 @@ impl ErrorCode {
             PathParamsUndefined => "APIG.2026",
             BackendPathParamsUndefined => "APIG.2027",
             MappedParamUndefined => "APIG.2028",
+            BackendAddressRefused => "APIG.2022",
             GroupNameExists => "APIG.3201",
             ApiNameExists => "APIG.3202",
             EnvNameExists => "APIG.3205",

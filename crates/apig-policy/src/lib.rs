@@ -3,6 +3,8 @@
 //! - [`IpAcl`]: IP access-control lists (PERMIT/DENY over single addresses, `a-b` ranges and CIDR
 //!   blocks), as used by app (credential) ACLs (semantics digest §6.2) and API ACLs.
 //! - [`ApiAcl`]: the access-control policies bound to an API (§6.1): IP and DOMAIN_ID.
+//! - [`BackendAddressPolicy`]: which resolved backend addresses the gateway may connect to
+//!   (SSRF protection: the built-in refusals, the operator's deny and allow lists).
 //! - [`throttle`]: request throttling (§5): per-API counters (API, user, app, source IP, excluded
 //!   apps and tenants), their stable ids, the replica's [`Share`] of cluster-wide limits, and the
 //!   [`ThrottleSet`] of live counters that survives snapshot swaps.
@@ -30,6 +32,7 @@
 )]
 
 mod api_acl;
+pub mod backend_address;
 mod ip_acl;
 pub mod limiter;
 pub mod quota;
@@ -39,6 +42,7 @@ pub mod throttle;
 pub use governor::clock::DefaultClock;
 
 pub use api_acl::{ApiAcl, ApiAclError};
+pub use backend_address::{always_refused, BackendAddressPolicy, BackendNetworkError, Refusal};
 pub use ip_acl::{AclError, IpAcl};
 pub use limiter::{Decision, KeyBudget, Quota};
 pub use quota::{AppQuota, QuotaError, QuotaKey, QuotaSet, QuotaSpec, Usage};

@@ -281,6 +281,25 @@ pub struct TrafficArgs {
         value_delimiter = ','
     )]
     pub trusted_proxies: Vec<String>,
+    /// A backend network (IP, CIDR or a-b range) the gateway refuses to connect to, checked on
+    /// the resolved address of every backend connection (repeatable, or comma-separated).
+    /// Unspecified, link-local (cloud metadata), multicast and broadcast addresses are always
+    /// refused; loopback and private ranges are allowed unless denied here.
+    #[arg(
+        long = "deny-backend-network",
+        env = "APIG_DENY_BACKEND_NETWORKS",
+        value_delimiter = ','
+    )]
+    pub deny_backend_networks: Vec<String>,
+    /// A backend network allowed even though denied, the always-refused addresses included
+    /// (e.g. a link-local service). Risky: every API may then reach it (repeatable, or
+    /// comma-separated).
+    #[arg(
+        long = "allow-backend-network",
+        env = "APIG_ALLOW_BACKEND_NETWORKS",
+        value_delimiter = ','
+    )]
+    pub allow_backend_networks: Vec<String>,
     /// PEM file of CA certificates trusted for HTTPS backends and health checks, besides the
     /// Mozilla roots (backend certificates are always verified).
     #[arg(long, env = "APIG_BACKEND_CA_FILE")]
@@ -305,6 +324,8 @@ impl TrafficArgs {
             usage_report_interval: std::time::Duration::from_millis(
                 self.usage_report_interval_ms.max(10),
             ),
+            deny_backend_networks: self.deny_backend_networks.clone(),
+            allow_backend_networks: self.allow_backend_networks.clone(),
             ..apig_gateway::Limits::default()
         }
     }
@@ -431,6 +452,13 @@ fn up_problems(a: &UpArgs, out: &mut Vec<String>) {
 }
 
 fn traffic_problems(t: &TrafficArgs, out: &mut Vec<String>) {
+    // Each list on its own, so the problem names the list it is in.
+    if let Err(e) = apig_gateway::BackendAddressPolicy::parse(&t.deny_backend_networks, &[]) {
+        out.push(format!("deny_backend_network: {}", e.source));
+    }
+    if let Err(e) = apig_gateway::BackendAddressPolicy::parse(&[], &t.allow_backend_networks) {
+        out.push(format!("allow_backend_network: {}", e.source));
+    }
     if let Some(ca) = &t.backend_ca_file {
         if let Err(e) = std::fs::File::open(ca) {
             out.push(format!(
@@ -482,6 +510,42 @@ fn directory(key: &str, path: &std::path::Path, out: &mut Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bad_backend_networks_are_problems() {
+        let cli = Cli::try_parse_from([
+            "apig",
+            "gateway",
+            "--instance-id",
+            "i",
+            "--cache-dir",
+            "/nonexistent-apig-cache",
+            "--cluster-token",
+            "t",
+            "--deny-backend-network",
+            "127.0.0.0/8,10.0.0.0/33",
+            "--allow-backend-network",
+            "nope",
+        ])
+        .unwrap();
+        let Command::Gateway(g) = &cli.command else {
+            panic!("not the gateway command");
+        };
+        assert_eq!(g.traffic.deny_backend_networks.len(), 2);
+        let out = problems(&cli);
+        assert!(
+            out.iter()
+                .any(|p| p.starts_with("deny_backend_network:") && p.contains("10.0.0.0/33")),
+            "{out:?}"
+        );
+        assert!(
+            out.iter()
+                .any(|p| p.starts_with("allow_backend_network:") && p.contains("nope")),
+            "{out:?}"
+        );
+        let limits = g.traffic.limits();
+        assert_eq!(limits.allow_backend_networks, vec!["nope".to_owned()]);
+    }
 
     #[test]
     fn otlp_endpoints() {

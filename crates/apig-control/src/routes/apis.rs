@@ -16,7 +16,7 @@ use serde_json::Value;
 use super::{created, eq_filter, name_matches, no_content, ok, page_of, paged, Params, Result};
 use crate::error::parse_json;
 use crate::tx::Reader;
-use crate::{keys, ControlState};
+use crate::{backend_address, keys, ControlState};
 
 pub fn load(
     r: &(impl Reader + ?Sized),
@@ -152,6 +152,7 @@ pub async fn create(
 ) -> Result<Response> {
     let mut spec: ApiSpec = parse_json(&body)?;
     spec.validate_and_normalize()?;
+    backend_address::check_api(&spec)?;
     let _w = s.lock_instance(&project, &inst).await?;
     super::groups::load(s.reader(), &inst, spec.group_id())?;
     for channel in spec.channel_ids() {
@@ -207,6 +208,7 @@ pub async fn update(
 ) -> Result<Response> {
     let mut spec: ApiSpec = parse_json(&body)?;
     spec.validate_and_normalize()?;
+    backend_address::check_api(&spec)?;
     let _w = s.lock_instance(&project, &inst).await?;
     let mut api = load(s.reader(), &inst, &id)?;
     super::groups::load(s.reader(), &inst, spec.group_id())?;

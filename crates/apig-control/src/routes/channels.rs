@@ -20,7 +20,7 @@ use serde_json::Value;
 use super::{created, eq_filter, name_matches, no_content, ok, page_of, paged, Params, Result};
 use crate::error::parse_json;
 use crate::tx::Reader;
-use crate::{keys, ControlState};
+use crate::{backend_address, keys, ControlState};
 
 type Res<T> = std::result::Result<T, ApiError>;
 
@@ -147,6 +147,7 @@ pub async fn create(
 ) -> Result<Response> {
     let spec: ChannelSpec = parse_json(&body)?;
     spec.validate()?;
+    backend_address::check_members(spec.members.as_deref().unwrap_or_default())?;
     let _w = s.lock_instance(&project, &inst).await?;
     let existing = all(s.reader(), &inst)?;
     if existing.len() >= MAX_CHANNELS {
@@ -240,6 +241,7 @@ pub async fn update(
     // Members of an update may name groups that already exist in the channel.
     let known: Vec<&str> = old.member_groups.iter().map(|g| g.name.as_str()).collect();
     spec.validate_with(&known)?;
+    backend_address::check_members(spec.members.as_deref().unwrap_or_default())?;
     check_name(
         &all(s.reader(), &inst)?,
         spec.name.as_deref().unwrap_or_default(),
@@ -342,7 +344,8 @@ fn checked_members(c: &Channel, specs: &[MemberSpec]) -> Res<()> {
         p.push(ApiError::required("members"));
     }
     channel::check_members(&mut p, specs, &group_exists_in(&c.member_groups));
-    p.into_result()
+    p.into_result()?;
+    backend_address::check_members(specs)
 }
 
 fn refuse_too_many(n: usize) -> Res<()> {

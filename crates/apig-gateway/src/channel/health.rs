@@ -7,6 +7,8 @@
 //!   `unhealthy_threshold` consecutive failures make a healthy one unhealthy. A member starts
 //!   healthy (a new member gets traffic at once; a dead one is found within
 //!   interval × unhealthy_threshold).
+//! - Probes connect only to the member addresses the backend address policy allows (`egress`):
+//!   a member whose addresses are all refused is never dialled and fails every check.
 //! - Passive marking: a request that cannot connect to a member counts as a failed check. With
 //!   active checks only they bring a member back; without them a member that failed
 //!   [`PASSIVE_FAILURES`] connections in a row sits out [`PASSIVE_EJECTION`] and is then
@@ -21,6 +23,8 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+
+use crate::egress::AddressGuard;
 
 /// Consecutive connection failures that take a member out when no active check runs.
 pub(crate) const PASSIVE_FAILURES: u32 = 3;
@@ -206,17 +210,23 @@ pub(crate) struct Target {
 }
 
 /// Runs the checks of one channel until aborted: all members at once, every interval.
-pub(crate) async fn run(spec: CheckSpec, targets: Vec<Target>, tls: Arc<rustls::ClientConfig>) {
+pub(crate) async fn run(
+    spec: CheckSpec,
+    targets: Vec<Target>,
+    tls: Arc<rustls::ClientConfig>,
+    guard: Arc<AddressGuard>,
+) {
     let tls = TlsConnector::from(tls);
     let mut ticker = tokio::time::interval(spec.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
         let probes = targets.iter().map(|t| {
-            let (spec, tls) = (&spec, &tls);
+            let (spec, tls, guard) = (&spec, &tls, &*guard);
             async move {
                 let port = if spec.port == 0 { t.port } else { spec.port };
-                let ok = tokio::time::timeout(spec.timeout, probe(&spec.probe, &t.host, port, tls))
+                let check = probe(&spec.probe, &t.host, port, tls, guard);
+                let ok = tokio::time::timeout(spec.timeout, check)
                     .await
                     .unwrap_or(false);
                 t.health.record_check(ok, spec.thresholds);
@@ -226,13 +236,27 @@ pub(crate) async fn run(spec: CheckSpec, targets: Vec<Target>, tls: Arc<rustls::
     }
 }
 
-/// One probe; `false` on any failure.
-async fn probe(probe: &Probe, host: &str, port: u16, tls: &TlsConnector) -> bool {
-    let Ok(mut addrs) = tokio::net::lookup_host((host, port)).await else {
+/// One probe; `false` on any failure. Connects to the first address of the member the policy
+/// allows.
+async fn probe(
+    probe: &Probe,
+    host: &str,
+    port: u16,
+    tls: &TlsConnector,
+    guard: &AddressGuard,
+) -> bool {
+    let Ok(addrs) = tokio::net::lookup_host((host, port)).await else {
         return false;
     };
-    let Some(addr) = addrs.next() else {
-        return false;
+    let addr = match guard.filter(host, addrs) {
+        Ok(allowed) => match allowed.first() {
+            Some(addr) => *addr,
+            None => return false,
+        },
+        Err(refused) => {
+            guard.warn("-", "health check", &refused);
+            return false;
+        }
     };
     let Ok(stream) = TcpStream::connect(addr).await else {
         return false;
@@ -388,12 +412,13 @@ mod tests {
             tls: false,
         };
         let tls = TlsConnector::from(crate::backend_tls::client_config(None).unwrap());
-        assert!(probe(&http, "127.0.0.1", port, &tls).await);
+        let g = guard(&[]);
+        assert!(probe(&http, "127.0.0.1", port, &tls, &g).await);
         assert!(
-            !probe(&http, "127.0.0.1", port, &tls).await,
+            !probe(&http, "127.0.0.1", port, &tls, &g).await,
             "503 is not accepted"
         );
-        assert!(probe(&Probe::Tcp, "127.0.0.1", port, &tls).await);
+        assert!(probe(&Probe::Tcp, "127.0.0.1", port, &tls, &g).await);
         // HTTPS against a plain-text server fails the handshake.
         let https = Probe::Http {
             method: "GET",
@@ -401,12 +426,35 @@ mod tests {
             accepted: vec![(200, 299)],
             tls: true,
         };
-        assert!(!probe(&https, "127.0.0.1", port, &tls).await);
+        assert!(!probe(&https, "127.0.0.1", port, &tls, &g).await);
         // A closed port fails both kinds.
         let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let closed_port = closed.local_addr().unwrap().port();
         drop(closed);
-        assert!(!probe(&Probe::Tcp, "127.0.0.1", closed_port, &tls).await);
-        assert!(!probe(&http, "127.0.0.1", closed_port, &tls).await);
+        assert!(!probe(&Probe::Tcp, "127.0.0.1", closed_port, &tls, &g).await);
+        assert!(!probe(&http, "127.0.0.1", closed_port, &tls, &g).await);
+    }
+
+    fn guard(deny: &[&str]) -> AddressGuard {
+        let deny: Vec<String> = deny.iter().map(|s| (*s).to_owned()).collect();
+        let policy = apig_policy::BackendAddressPolicy::parse(&deny, &[]).unwrap();
+        AddressGuard::new(policy, prometheus::IntCounter::new("r", "r").unwrap())
+    }
+
+    #[tokio::test]
+    async fn probes_never_connect_to_refused_members() {
+        use tokio::net::TcpListener;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let tls = TlsConnector::from(crate::backend_tls::client_config(None).unwrap());
+        let g = guard(&["127.0.0.0/8", "::1/128"]);
+        for host in ["127.0.0.1", "localhost", "::ffff:127.0.0.1"] {
+            assert!(!probe(&Probe::Tcp, host, port, &tls, &g).await, "{host}");
+        }
+        assert!(!probe(&Probe::Tcp, "169.254.169.254", 80, &tls, &g).await);
+        let accepted = tokio::time::timeout(Duration::from_millis(50), listener.accept()).await;
+        assert!(accepted.is_err(), "a refused member was connected to");
+        // Allowed again without the deny list.
+        assert!(probe(&Probe::Tcp, "127.0.0.1", port, &tls, &guard(&[])).await);
     }
 }

@@ -17,6 +17,7 @@ use std::time::Duration;
 use apig_proto::{BalanceStrategy, HealthProtocol};
 use http::uri::Authority;
 
+use crate::egress::AddressGuard;
 use crate::metrics::GatewayMetrics;
 use balance::{Balancer, HashKey, Slot, Strategy};
 use health::{CheckSpec, MemberHealth, Probe, Target, Thresholds};
@@ -203,6 +204,7 @@ impl ChannelSet {
         channels: &[PreparedChannel],
         previous: Option<&ChannelSet>,
         tls: &Arc<rustls::ClientConfig>,
+        guard: &Arc<AddressGuard>,
         metrics: &GatewayMetrics,
     ) -> Self {
         let mut old_health: HashMap<String, Arc<MemberHealth>> = HashMap::new();
@@ -244,7 +246,7 @@ impl ChannelSet {
                     if let Some(running) = old_checkers.iter().find(|k| k.identity == identity) {
                         return Some(Arc::clone(running));
                     }
-                    start_checker(identity, spec, c, &health, tls)
+                    start_checker(identity, spec, c, &health, tls, guard)
                 });
                 LiveChannel {
                     thresholds: c.check.as_ref().map(|s| s.thresholds),
@@ -273,6 +275,7 @@ fn start_checker(
     c: &PreparedChannel,
     health: &[Arc<MemberHealth>],
     tls: &Arc<rustls::ClientConfig>,
+    guard: &Arc<AddressGuard>,
 ) -> Option<Arc<Checker>> {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         tracing::error!(channel = %c.id, "no async runtime to run health checks on");
@@ -288,7 +291,12 @@ fn start_checker(
             health: Arc::clone(h),
         })
         .collect();
-    let task = runtime.spawn(health::run(spec.clone(), targets, Arc::clone(tls)));
+    let task = runtime.spawn(health::run(
+        spec.clone(),
+        targets,
+        Arc::clone(tls),
+        Arc::clone(guard),
+    ));
     tracing::debug!(channel = %c.name, members = c.members.len(), "health checks started");
     Some(Arc::new(Checker {
         identity,
@@ -332,10 +340,15 @@ mod tests {
         crate::backend_tls::client_config(None).unwrap()
     }
 
+    fn guard() -> Arc<AddressGuard> {
+        let counter = prometheus::IntCounter::new("refused", "refused").unwrap();
+        Arc::new(AddressGuard::new(Default::default(), counter))
+    }
+
     #[tokio::test]
     async fn health_and_checks_carry_over_while_unchanged() {
         let c = [channel(&[("m1", 1), ("m2", 2)], true, 60_000)];
-        let first = ChannelSet::build(&c, None, &tls(), &GatewayMetrics::new().unwrap());
+        let first = ChannelSet::build(&c, None, &tls(), &guard(), &GatewayMetrics::new().unwrap());
         assert_eq!(first.checkers(), 1);
         let m1 = Arc::clone(&first.get(0).unwrap().health[0]);
         m1.record_check(
@@ -348,7 +361,13 @@ mod tests {
 
         // Same members and check: the same health and the same task.
         let c2 = [channel(&[("m1", 1), ("m2", 2)], true, 60_000)];
-        let second = ChannelSet::build(&c2, Some(&first), &tls(), &GatewayMetrics::new().unwrap());
+        let second = ChannelSet::build(
+            &c2,
+            Some(&first),
+            &tls(),
+            &guard(),
+            &GatewayMetrics::new().unwrap(),
+        );
         assert!(Arc::ptr_eq(&second.get(0).unwrap().health[0], &m1));
         assert!(Arc::ptr_eq(
             second.get(0).unwrap().checker.as_ref().unwrap(),
@@ -358,7 +377,13 @@ mod tests {
 
         // A member's address changes: fresh health for it, a new task; the other keeps its.
         let c3 = [channel(&[("m1", 9), ("m2", 2)], true, 60_000)];
-        let third = ChannelSet::build(&c3, Some(&second), &tls(), &GatewayMetrics::new().unwrap());
+        let third = ChannelSet::build(
+            &c3,
+            Some(&second),
+            &tls(),
+            &guard(),
+            &GatewayMetrics::new().unwrap(),
+        );
         assert!(third.get(0).unwrap().health[0].is_usable(0));
         assert!(Arc::ptr_eq(
             &third.get(0).unwrap().health[1],
@@ -385,6 +410,7 @@ mod tests {
             &[channel(&[("m1", 1)], false, 0)],
             Some(&third),
             &tls(),
+            &guard(),
             &GatewayMetrics::new().unwrap(),
         );
         assert_eq!(plain.checkers(), 0);

@@ -7,6 +7,7 @@
 mod harness;
 
 mod authentication;
+mod backend_addresses;
 mod credential_quotas;
 mod limits_and_hostile_input;
 mod protocols;

@@ -72,6 +72,9 @@ pub struct Limits {
     pub max_concurrent_streams: u32,
     /// How long shutdown waits for in-flight requests before closing connections.
     pub shutdown_grace: Duration,
+    /// How long a write to a client may stay stalled (the client reads nothing) before the
+    /// connection is closed, like nginx's `send_timeout`; restarts at every byte written.
+    pub send_timeout: Duration,
     /// Calls per second each API without a throttling policy may take, all environments together
     /// (APIG's gateway parameter `ratelimit_api_limits`, default 200); 0: unlimited. Like every
     /// limit it is split among the replicas (`ReplicaShare`).
@@ -120,6 +123,7 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(20),
             max_concurrent_streams: 100,
             shutdown_grace: Duration::from_secs(30),
+            send_timeout: Duration::from_secs(60),
             default_api_limit_per_sec: 200,
             trusted_proxies: Vec::new(),
             deny_backend_networks: Vec::new(),

@@ -92,6 +92,7 @@ mod query;
 mod quota_file;
 mod respond;
 mod runtime;
+mod send_timeout;
 mod server;
 mod state;
 mod sync;

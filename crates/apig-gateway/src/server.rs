@@ -28,6 +28,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::send_timeout::SendTimeout;
 use crate::tls::TlsAcceptor;
 
 /// Longest a TLS handshake may take.
@@ -52,6 +53,8 @@ pub(crate) struct ListenerSettings {
     pub builder: auto::Builder<TokioExecutor>,
     pub max_connections: usize,
     pub shutdown_grace: Duration,
+    /// Client connections whose writes stay stalled this long are closed.
+    pub send_timeout: Duration,
 }
 
 // === impl ListenerSettings ===
@@ -87,6 +90,7 @@ impl ListenerSettings {
             builder,
             max_connections: limits.max_connections,
             shutdown_grace: limits.shutdown_grace,
+            send_timeout: limits.send_timeout,
         }
     }
 
@@ -104,6 +108,7 @@ impl ListenerSettings {
             builder,
             max_connections: 256,
             shutdown_grace: limits.shutdown_grace.min(Duration::from_secs(5)),
+            send_timeout: limits.send_timeout,
         }
     }
 }
@@ -181,7 +186,10 @@ pub(crate) async fn serve<F, Fut>(
                         let service = service_fn(move |request| handler(conn.clone(), request));
                         let connection = settings
                             .builder
-                            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                            .serve_connection_with_upgrades(
+                                TokioIo::new(SendTimeout::new(stream, settings.send_timeout)),
+                                service,
+                            )
                             .into_owned();
                         let connection = graceful.watch(connection);
                         connections.spawn(async move {
@@ -197,6 +205,7 @@ pub(crate) async fn serve<F, Fut>(
                         // client never stalls the accept loop.
                         let (acceptor, builder, watcher) =
                             (acceptor.clone(), settings.builder.clone(), graceful.watcher());
+                        let send_timeout = settings.send_timeout;
                         connections.spawn(async move {
                             let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
                             let stream = match handshake.await {
@@ -215,7 +224,10 @@ pub(crate) async fn serve<F, Fut>(
                             };
                             let service = service_fn(move |request| handler(conn.clone(), request));
                             let connection = builder
-                                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                                .serve_connection_with_upgrades(
+                                    TokioIo::new(SendTimeout::new(stream, send_timeout)),
+                                    service,
+                                )
                                 .into_owned();
                             if let Err(error) = watcher.watch(connection).await {
                                 tracing::debug!(listener = name, %peer, %error, "connection ended with an error");

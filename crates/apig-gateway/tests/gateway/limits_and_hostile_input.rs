@@ -295,3 +295,46 @@ async fn a_trickled_body_is_cut_off_by_the_backend_timeout() {
     })
     .await;
 }
+
+/// R3 (slow reader): a client that never reads a large answer has its connection closed at the
+/// send timeout instead of holding it (and the answer's buffers) for good.
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off_at_the_send_timeout() {
+    bounded(async {
+        const SIZE: usize = 32 * 1024 * 1024;
+        let stack = Stack::start_with(
+            |_| {
+                let mut a = api("big", "GET", "/big");
+                a.backend = Some(apig_proto::api::Backend::Mock(apig_proto::MockBackend {
+                    status_code: 200,
+                    result_content: "x".repeat(SIZE),
+                }));
+                vec![a]
+            },
+            |c| c.limits.send_timeout = Duration::from_secs(1),
+        )
+        .await;
+        let mut s = TcpStream::connect(stack.gw.addr).await.unwrap();
+        s.write_all(b"GET /big HTTP/1.1\r\nHost: api.example.com\r\n\r\n")
+            .await
+            .unwrap();
+        // Read nothing for longer than the send timeout; the socket buffers fill long before.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let mut got = 0usize;
+        let mut buf = vec![0u8; 1024 * 1024];
+        let drained = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got += n,
+                }
+            }
+        })
+        .await;
+        assert!(drained.is_ok(), "the connection stayed open");
+        assert!(got < SIZE, "the whole answer was still sent ({got} bytes)");
+        // Others are served as usual.
+        assert_eq!(call(stack.gw.addr, "/big").await.status, 200);
+    })
+    .await;
+}

@@ -1,7 +1,8 @@
 //! Resilience with real processes: outages, republishes and restarts under load, routes removed
 //! under in-flight requests, corrupted caches, `kill -9` during writes, and a soak. Each scenario
 //! runs at a short scale here (so CI stays fast) and at the scale from
-//! `cargo xtask resilience` (the `#[ignore]`d `*_at_scale` tests), which prints its figures.
+//! `cargo xtask resilience` (the same tests with `APIG_RESILIENCE_SCALE=full`), which prints
+//! its figures.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,7 +32,8 @@ const SHORT: Scale = Scale {
     soak: Duration::from_secs(10),
 };
 
-/// The figures.
+/// The hardening issue's figures: `APIG_RESILIENCE_SCALE=full`, which `cargo xtask resilience`
+/// sets (release build, one test at a time, figures printed).
 const FULL: Scale = Scale {
     outage: Duration::from_secs(600),
     republishes: 100,
@@ -39,6 +41,14 @@ const FULL: Scale = Scale {
     kill_cycles: 200,
     soak: Duration::from_secs(600),
 };
+
+/// SHORT unless `APIG_RESILIENCE_SCALE=full`.
+fn scale() -> Scale {
+    match std::env::var("APIG_RESILIENCE_SCALE").as_deref() {
+        Ok("full") => FULL,
+        _ => SHORT,
+    }
+}
 
 /// Clients calling one URL in a loop until stopped; counts answers by status (0: no answer).
 struct Load {
@@ -139,13 +149,7 @@ async fn control_plane_down_under_load(scale: Scale) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn control_plane_down_the_gateway_serves_and_stays_ready() {
-    control_plane_down_under_load(SHORT).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-#[ignore = "10 minutes; run by cargo xtask resilience"]
-async fn control_plane_down_at_scale() {
-    control_plane_down_under_load(FULL).await;
+    control_plane_down_under_load(scale()).await;
 }
 
 /// Republishes (new routes beside the steady one, and the steady API itself again) and
@@ -204,13 +208,7 @@ async fn republish_and_restart_under_load(scale: Scale) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn republishes_and_restarts_never_fail_a_valid_request() {
-    republish_and_restart_under_load(SHORT).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-#[ignore = "100 republishes and 20 restarts; run by cargo xtask resilience"]
-async fn republishes_and_restarts_at_scale() {
-    republish_and_restart_under_load(FULL).await;
+    republish_and_restart_under_load(scale()).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -342,13 +340,7 @@ async fn kill_during_writes(scale: Scale) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_during_writes_loses_no_acknowledged_write() {
-    kill_during_writes(SHORT).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-#[ignore = "200 kill -9 cycles; run by cargo xtask resilience"]
-async fn kill_9_during_writes_at_scale() {
-    kill_during_writes(FULL).await;
+    kill_during_writes(scale()).await;
 }
 
 /// What `/proc` says about a process: resident memory (KiB), open files, threads.
@@ -415,11 +407,5 @@ async fn soak(scale: Scale) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_short_soak_keeps_resources_flat() {
-    soak(SHORT).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-#[ignore = "10 minutes; run by cargo xtask resilience"]
-async fn soak_at_scale() {
-    soak(FULL).await;
+    soak(scale()).await;
 }

@@ -86,24 +86,25 @@ fn ci() -> Result<()> {
 }
 
 /// The resilience scenarios at the hardening issue's scale (10-minute outage and soak, 100
-/// republishes with 20 control-plane restarts, 200 `kill -9` cycles): the `#[ignore]`d
-/// `*_at_scale` tests of `tests/e2e/resilience.rs`, release build, one at a time, figures printed.
+/// republishes with 20 control-plane restarts, 200 `kill -9` cycles): the tests of
+/// `tests/e2e/resilience.rs` with `APIG_RESILIENCE_SCALE=full`, release build, one at a time, figures printed.
 /// `cargo xtask resilience <filter>` runs only the scenarios whose name contains the filter.
 fn resilience(filter: Option<&str>) -> Result<()> {
     let filter = format!("resilience::{}", filter.unwrap_or(""));
-    run(cargo().args([
-        "test",
-        "--release",
-        "-p",
-        "apig",
-        "--test",
-        "e2e",
-        &filter,
-        "--",
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ]))
+    run(cargo()
+        .args([
+            "test",
+            "--release",
+            "-p",
+            "apig",
+            "--test",
+            "e2e",
+            &filter,
+            "--",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("APIG_RESILIENCE_SCALE", "full"))
 }
 
 fn main() -> Result<()> {

@@ -1,5 +1,6 @@
-//! Writes the binary seeds of `fuzz/corpus/snapshot/` (encoded snapshots a replica accepts).
-//! Run when the snapshot schema grows: `cargo test -p apig-fuzz --test seeds -- --ignored`.
+//! The binary seeds of `fuzz/corpus/snapshot/`: encoded snapshots a replica accepts. The test
+//! checks the committed files are exactly these (and accepted); after the snapshot schema grows,
+//! rewrite them with `APIG_WRITE_SEEDS=1 cargo test -p apig-fuzz --test seeds`.
 
 use apig_proto::{
     api, AclRule, Api, App, AuthType, Channel, Environment, Group, HttpBackend, MatchMode, Member,
@@ -56,10 +57,8 @@ fn base(apis: Vec<Api>) -> Snapshot {
 }
 
 #[test]
-#[ignore = "writes files; run by hand when the schema grows"]
-fn write_snapshot_seeds() {
+fn snapshot_seeds_are_current_and_accepted() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/snapshot");
-    std::fs::create_dir_all(&dir).unwrap();
 
     let plain = base(vec![
         api("a1", "GET", "/a/{id}", http("/b/{id}")),
@@ -132,6 +131,13 @@ fn write_snapshot_seeds() {
     for (name, snapshot) in [("plain", plain), ("full", full)] {
         let bytes = snapshot.encode_to_vec();
         assert_eq!(apig_gateway::check_snapshot(&bytes), Ok(()), "{name}");
-        std::fs::write(dir.join(name), bytes).unwrap();
+        if std::env::var_os("APIG_WRITE_SEEDS").is_some() {
+            std::fs::write(dir.join(name), &bytes).unwrap();
+        }
+        let committed = std::fs::read(dir.join(name)).unwrap();
+        assert_eq!(
+            committed, bytes,
+            "fuzz/corpus/snapshot/{name} is stale: rewrite with APIG_WRITE_SEEDS=1"
+        );
     }
 }

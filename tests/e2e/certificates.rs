@@ -711,10 +711,14 @@ async fn domains_can_require_client_certificates() {
     assert_eq!(body["error_code"], "APIG.0205");
     // `s.gw` is a second replica: it takes the same snapshot on its own stream, so it may
     // trail the TLS gateway polled above by a moment.
-    eventually(WAIT, "plain HTTP to the verifying domain refused", || async {
-        let plain = call(&s.gw, "GET", "m.example.com", "/m", &[]).await;
-        (plain.status == 400 && plain.body["error_code"] == "APIG.0205").then_some(())
-    })
+    eventually(
+        WAIT,
+        "plain HTTP to the verifying domain refused",
+        || async {
+            let plain = call(&s.gw, "GET", "m.example.com", "/m", &[]).await;
+            (plain.status == 400 && plain.body["error_code"] == "APIG.0205").then_some(())
+        },
+    )
     .await;
 
     // Switching verification off on the domain applies without a restart.
@@ -752,5 +756,87 @@ async fn domains_can_require_client_certificates() {
     assert_eq!(
         https_status(&server_ca, addr, "m.example.com", "/m", Some(&good)).await,
         Some(200)
+    );
+}
+
+/// A9: AppCodes (bearer secrets) are taken over HTTPS only, as APIG does: the same code that
+/// works on the HTTPS listener is refused on plain HTTP, and the backend never sees that call.
+#[tokio::test(flavor = "multi_thread")]
+async fn app_codes_are_taken_over_https_only() {
+    let s = Stack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_gw, addr) = tls_gateway(&s, &dir);
+    let (group, _) = s.group("code_group").await;
+    let api = s
+        .create_api(&s.http_api(
+            &group,
+            "code_api",
+            "GET",
+            "/coded",
+            json!({"auth_type": "APP", "auth_opt": {"app_code_auth_type": "HEADER"}}),
+        ))
+        .await;
+    s.publish(&api, RELEASE).await;
+    let app = s
+        .api
+        .post(&s.inst("/apps"), &json!({"name": "coder"}))
+        .await;
+    assert_eq!(app.status, 201, "{:?}", app.body);
+    let app_id = app.body["id"].as_str().unwrap().to_owned();
+    let code = s
+        .api
+        .put(&s.inst(&format!("/apps/{app_id}/app-codes")), &json!({}))
+        .await;
+    assert!((200..300).contains(&code.status), "{:?}", code.body);
+    let code = code.body["app_code"].as_str().unwrap().to_owned();
+    let r = s
+        .api
+        .post(
+            &s.inst("/app-auths"),
+            &json!({"api_ids": [api], "app_ids": [app_id], "env_id": RELEASE}),
+        )
+        .await;
+    assert!((200..300).contains(&r.status), "{:?}", r.body);
+    let domain = "code.example.com";
+    bind_domain(&s, &group, domain).await;
+    let ca = Ca::new("AppCode CA");
+    let (cert, key) = ca.server(&[domain]);
+    let cert_id = create_cert(
+        &s.api,
+        json!({"name": "code_cert", "cert_content": cert, "private_key": key}),
+    )
+    .await;
+    let r = s
+        .api
+        .post(
+            &format!("/certificates/{cert_id}/domains/attach"),
+            &json!({"domains": [{"domain": domain}]}),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+
+    let https = client(&ca, addr, &[domain], None, false);
+    let status = eventually(WAIT, "the AppCode to work over HTTPS", || async {
+        let r = https
+            .get(format!("https://{domain}:{}/coded", addr.port()))
+            .header("x-apig-appcode", &code)
+            .send()
+            .await
+            .ok()?;
+        (r.status() == 200).then_some(200)
+    })
+    .await;
+    assert_eq!(status, 200);
+    s.settled().await;
+    let plain = call(&s.gw, "GET", domain, "/coded", &[("x-apig-appcode", &code)]).await;
+    assert_eq!(plain.status, 401, "{:?}", plain.body);
+    assert_eq!(plain.body["error_code"], "APIG.0303");
+    assert!(
+        plain.body["error_msg"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("requires HTTPS"),
+        "{:?}",
+        plain.body
     );
 }

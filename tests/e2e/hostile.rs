@@ -13,7 +13,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{Stack, RELEASE};
+use crate::support::{sample, scrape, Stack, RELEASE};
 
 /// One HTTP/1.1 response read off a connection.
 #[derive(Debug)]
@@ -817,9 +817,11 @@ mod h2 {
     pub const HEADERS: u8 = 0x1;
     pub const RST_STREAM: u8 = 0x3;
     pub const SETTINGS: u8 = 0x4;
+    pub const PING: u8 = 0x6;
     pub const GOAWAY: u8 = 0x7;
     pub const CONTINUATION: u8 = 0x9;
     pub const END_STREAM: u8 = 0x1;
+    pub const ACK: u8 = 0x1;
     pub const END_HEADERS: u8 = 0x4;
 
     pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
@@ -1010,5 +1012,74 @@ async fn http2_floods_are_cut_off() {
 
     // Everyone else is still served.
     let ok = t.once(&t.get("/api/after")).await;
+    assert_eq!(ok.map(|r| r.status), Some(200));
+}
+
+/// R9: PING and SETTINGS floods. h2 keeps what they cost in memory bounded (one pending answer
+/// each), and the gateway closes a connection once its control frames go over budget
+/// (`h2_flood`: a burst of 1000, then 100 per second), so answering them cannot keep a core
+/// busy. Either way a well-behaved client is served right after.
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_control_frame_floods_close_the_connection() {
+    const FLOOD: usize = 20_000;
+    let t = Setup::start().await;
+    let closed_before = sample(
+        &scrape(t.s.gw.admin).await,
+        "apig_gateway_h2_flood_closed_total",
+    )
+    .unwrap_or(0.0);
+    for (name, kind, payload) in [
+        ("PING", h2::PING, vec![0u8; 8]),
+        // SETTINGS_MAX_CONCURRENT_STREAMS = 100, again and again.
+        ("SETTINGS", h2::SETTINGS, vec![0, 3, 0, 0, 0, 100]),
+    ] {
+        let mut c = TcpStream::connect(t.s.gw.addr).await.unwrap();
+        let mut flood = h2::preface();
+        for _ in 0..FLOOD {
+            flood.extend(h2::frame(kind, 0, 0, &payload));
+        }
+        // The write fails once the gateway closes; bounded in case it never reads again.
+        let _ = tokio::time::timeout(Duration::from_secs(10), c.write_all(&flood)).await;
+        let frames = h2::read_frames(&mut c, Duration::from_secs(3)).await;
+        let acks = frames
+            .iter()
+            .filter(|f| f.0 == kind && f.1 & h2::ACK == h2::ACK)
+            .count();
+        let mut probe = [0u8; 1];
+        let closed = matches!(
+            tokio::time::timeout(Duration::from_secs(2), c.read(&mut probe)).await,
+            Ok(Ok(0) | Err(_))
+        );
+        println!("R9 {name}: {acks} of {FLOOD} acknowledged, connection closed: {closed}");
+        assert!(closed, "R9 {name}: the flooding connection is still open");
+        assert!(acks < 2_000, "R9 {name}: {acks} frames answered");
+    }
+    let closed_after = sample(
+        &scrape(t.s.gw.admin).await,
+        "apig_gateway_h2_flood_closed_total",
+    )
+    .unwrap_or(0.0);
+    assert_eq!(closed_after - closed_before, 2.0);
+
+    // A client that sends a few of them (keep-alive pings, a settings change) is served.
+    let mut c = TcpStream::connect(t.s.gw.addr).await.unwrap();
+    let mut polite = h2::preface();
+    for _ in 0..10 {
+        polite.extend(h2::frame(h2::PING, 0, 0, &[1u8; 8]));
+    }
+    polite.extend(h2::frame(
+        h2::HEADERS,
+        h2::END_HEADERS | h2::END_STREAM,
+        1,
+        &h2::get(&t.host, "/api/polite"),
+    ));
+    c.write_all(&polite).await.unwrap();
+    let frames = h2::read_frames(&mut c, Duration::from_secs(2)).await;
+    assert!(
+        frames.iter().any(|f| f.0 == h2::HEADERS && f.2 == 1),
+        "the polite client got no answer: {:?}",
+        frames.iter().map(|f| (f.0, f.1, f.2)).collect::<Vec<_>>()
+    );
+    let ok = t.once(&t.get("/api/after-flood")).await;
     assert_eq!(ok.map(|r| r.status), Some(200));
 }

@@ -1,28 +1,9 @@
 //! Metrics and the access log of a gateway replica, through the real binary.
 
-use apig_testkit::{eventually, http_client, Gateway};
+use apig_testkit::{eventually, Gateway};
 use serde_json::{json, Value};
 
-use crate::support::{bin, call, Stack, RELEASE, WAIT};
-
-async fn scrape(admin: std::net::SocketAddr) -> String {
-    http_client()
-        .get(format!("http://{admin}/metrics"))
-        .send()
-        .await
-        .expect("metrics answer")
-        .text()
-        .await
-        .unwrap_or_default()
-}
-
-/// The value of the first sample line that starts with `prefix`.
-fn sample(text: &str, prefix: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
+use crate::support::{bin, call, sample, scrape, Stack, RELEASE, WAIT};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_move_and_every_request_is_access_logged() {

@@ -229,3 +229,23 @@ pub fn merge(base: &mut Value, extra: Value) {
 }
 
 pub const RELEASE: &str = "DEFAULT_ENVIRONMENT_RELEASE_ID";
+
+/// The Prometheus text a process serves on its admin listener.
+pub async fn scrape(admin: std::net::SocketAddr) -> String {
+    http_client()
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await
+        .expect("metrics answer")
+        .text()
+        .await
+        .unwrap_or_default()
+}
+
+/// The value of the first sample line that starts with `prefix`.
+pub fn sample(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}

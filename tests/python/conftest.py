@@ -100,7 +100,10 @@ def stack():
              "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
              "--cache-dir", os.path.join(tmp, "gw"),
              # Statistics reach the control plane quickly (test_statistics.py).
-             "--usage-report-interval-ms", "300"],
+             "--usage-report-interval-ms", "300",
+             # test_app_auth.py calls with AppCodes over plain HTTP; the default refuses them
+             # there (as APIG), which tests/e2e/credentials.rs checks against the TLS listener.
+             "--allow-app-code-over-http"],
             {"APIG_CLUSTER_TOKEN": TOKEN},
             ["gateway", "gateway-admin"],
         )

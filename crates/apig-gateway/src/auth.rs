@@ -14,8 +14,10 @@
 //!    HTTP/2), the body and the arrival time. The body is buffered for this (up to
 //!    `Limits::max_signed_body_bytes`, APIG's 12 MB) unless `x-sdk-content-sha256:
 //!    UNSIGNED-PAYLOAD` is signed, in which case it streams.
-//! 2. Else `X-Apig-AppCode`, only where the API enables it (`app_code_auth_type = HEADER`):
-//!    looked up by value, then compared in constant time.
+//! 2. Else `X-Apig-AppCode`, only where the API enables it (`app_code_auth_type = HEADER`) and
+//!    the request came over TLS (as APIG: an AppCode is a bearer secret; see
+//!    `Limits::allow_app_code_over_http`): looked up by value, then compared in constant time.
+//!    Over plain HTTP it is refused with 401 `APIG.0303` whether or not it is valid.
 //! 3. Else 401 `APIG.0303` "Authorization header is missing".
 //!
 //! Then authorization: the app must be authorized for the API in this environment (403
@@ -52,6 +54,15 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use subtle::ConstantTimeEq;
 
 use crate::respond::GatewayErrorKind;
+
+/// How a request reached the gateway, for the credentials that may only travel encrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transport {
+    /// Over TLS (to this gateway, or to a trusted proxy in front that says so), or clear text
+    /// the operator chose to treat as safe (`Limits::allow_app_code_over_http`).
+    Secure,
+    Clear,
+}
 
 /// The AppCode header (`X-Apig-AppCode`).
 pub(crate) const X_APIG_APPCODE: &str = "x-apig-appcode";
@@ -325,6 +336,7 @@ impl Credentials {
         body: B,
         bounds: BodyBounds,
         now: i64,
+        transport: Transport,
     ) -> Result<(usize, Caller, ClientBody<B>), GatewayErrorKind>
     where
         B: Body<Data = Bytes> + Unpin,
@@ -341,10 +353,14 @@ impl Credentials {
                 .ok_or(GatewayErrorKind::Internal)?;
             return Ok((index, caller, body));
         }
-        // AppCode is a bearer secret, and APIG accepts it over HTTPS only. This gateway has no
-        // TLS listener yet, so it is accepted over plain HTTP for now; once TLS exists, AppCode
-        // on a plain-HTTP request must be refused here.
         if api.app_code {
+            // Refused before it is looked up: whether a code sent in clear is valid is not
+            // something to answer (or time) on a connection anyone on the path can read.
+            if transport == Transport::Clear && parts.headers.contains_key(X_APIG_APPCODE) {
+                return Err(GatewayErrorKind::AppAuthFailed(
+                    "AppCode authentication requires HTTPS".into(),
+                ));
+            }
             if let Some(index) = self.app_code(&parts.headers)? {
                 let caller = self
                     .app_caller(index, AppMethod::AppCode)

@@ -31,6 +31,19 @@ pub(crate) struct ClientAddr {
     pub chain: Option<Box<str>>,
 }
 
+/// `peer` is a trusted proxy and its `X-Forwarded-Proto` says the client used HTTPS: exactly
+/// one such header, `https` (any case).
+pub(crate) fn forwarded_https(peer: IpAddr, headers: &HeaderMap, trusted: Option<&IpAcl>) -> bool {
+    if !trusted.is_some_and(|t| t.allows(peer.to_canonical())) {
+        return false;
+    }
+    let mut values = headers.get_all("x-forwarded-proto").iter();
+    match (values.next(), values.next()) {
+        (Some(v), None) => v.as_bytes().eq_ignore_ascii_case(b"https"),
+        _ => false,
+    }
+}
+
 /// Resolves the client of a request that arrived from `peer`.
 pub(crate) fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: Option<&IpAcl>) -> ClientAddr {
     let peer = peer.to_canonical();

@@ -105,6 +105,11 @@ pub struct Limits {
     /// How often the usage counters are read and reported to the control plane (its
     /// statistics APIs); also at every minute boundary, so at least once a minute.
     pub usage_report_interval: Duration,
+    /// Accept `X-Apig-AppCode` on requests that did not arrive over TLS. APIG accepts AppCodes
+    /// (bearer secrets) over HTTPS only, and so does this gateway unless this is set (local
+    /// development over loopback). A request from a trusted proxy that says
+    /// `X-Forwarded-Proto: https` counts as arrived over TLS.
+    pub allow_app_code_over_http: bool,
 }
 
 // === impl Limits ===
@@ -133,6 +138,7 @@ impl Default for Limits {
             limiter_cleanup_interval: Duration::from_secs(10),
             quota_save_interval: Duration::from_secs(5),
             usage_report_interval: Duration::from_secs(5),
+            allow_app_code_over_http: false,
         }
     }
 }

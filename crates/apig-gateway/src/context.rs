@@ -11,7 +11,7 @@ use http::HeaderValue;
 
 use apig_policy::{Decision, Verdict};
 
-use crate::auth::Caller;
+use crate::auth::{Caller, Transport};
 use crate::metrics::ApiMetrics;
 
 /// 32 lowercase hex digits from 128 random bits, as APIG's `X-Request-Id`.
@@ -45,6 +45,9 @@ pub(crate) struct RequestContext {
     pub started: Instant,
     /// The request came over TLS (`X-Forwarded-Proto: https`).
     pub tls: bool,
+    /// Whether credentials that must travel encrypted (AppCodes) are accepted: over TLS, from
+    /// a trusted proxy that says the client used HTTPS, or anywhere when the operator allows it.
+    pub transport: Transport,
     /// The matched API's metric handles (and its id and environment, for the access log).
     pub api_metrics: Option<Arc<ApiMetrics>>,
     /// The backend call that answered: its address, and how long it took to the response head.
@@ -115,6 +118,7 @@ impl RequestContext {
             app_quota: None,
             started: Instant::now(),
             tls: false,
+            transport: Transport::Clear,
             api_metrics: None,
             upstream: None,
             traceparent: None,

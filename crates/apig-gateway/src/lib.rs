@@ -80,6 +80,7 @@ mod context;
 mod egress;
 mod error;
 mod function;
+mod h2_flood;
 mod mapping;
 mod metrics;
 mod mock;
@@ -304,7 +305,7 @@ impl Gateway {
             let shared = Arc::clone(&shared);
             tokio::spawn(server::serve(
                 l,
-                ListenerSettings::admin(&config.limits),
+                ListenerSettings::admin(&config.limits, shared.metrics.h2_flood_closed.clone()),
                 stop_rx.clone(),
                 None,
                 move |_conn, request| admin::handle(Arc::clone(&shared), request),
@@ -317,7 +318,11 @@ impl Gateway {
                 let tls_shared = Arc::clone(&shared);
                 Some(tokio::spawn(server::serve(
                     l,
-                    ListenerSettings::data_plane(&config.limits).named("gateway-tls"),
+                    ListenerSettings::data_plane(
+                        &config.limits,
+                        shared.metrics.h2_flood_closed.clone(),
+                    )
+                    .named("gateway-tls"),
                     stop_rx.clone(),
                     Some(acceptor),
                     move |conn, request| pipeline::handle(Arc::clone(&tls_shared), conn, request),
@@ -329,7 +334,7 @@ impl Gateway {
         let data_shared = Arc::clone(&shared);
         server::serve(
             listener,
-            ListenerSettings::data_plane(&config.limits),
+            ListenerSettings::data_plane(&config.limits, shared.metrics.h2_flood_closed.clone()),
             stop_rx,
             None,
             move |conn, request| pipeline::handle(Arc::clone(&data_shared), conn, request),

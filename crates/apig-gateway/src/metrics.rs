@@ -11,6 +11,7 @@
 //! | `apig_gateway_acl_denied_total` | | IP, app and account ACL refusals |
 //! | `apig_gateway_backend_health_transitions_total` | channel, member, to | health check verdict changes |
 //! | `apig_gateway_backend_address_refused_total` | | backend connections (requests, upgrades, function calls, health checks) the backend address policy refused |
+//! | `apig_gateway_h2_flood_closed_total` | | HTTP/2 client connections closed for sending control frames (PING, SETTINGS, PRIORITY, empty frames) over their budget |
 //! | `apig_gateway_snapshot_version` | | applied snapshot version |
 //! | `apig_gateway_snapshot_apply_seconds` | | time to prepare and swap in a snapshot |
 //! | `apig_gateway_snapshot_applied_timestamp_seconds` | | when the current snapshot was applied |
@@ -59,6 +60,7 @@ pub(crate) struct GatewayMetrics {
     pub acl_denied: IntCounter,
     health_transitions: IntCounterVec,
     pub backend_address_refused: IntCounter,
+    pub h2_flood_closed: IntCounter,
     pub snapshot_version: IntGauge,
     pub snapshot_apply: Histogram,
     pub snapshot_applied_at: IntGauge,
@@ -171,6 +173,10 @@ impl GatewayMetrics {
             backend_address_refused: counter(
                 "apig_gateway_backend_address_refused_total",
                 "Backend connections refused by the backend address policy.",
+            )?,
+            h2_flood_closed: counter(
+                "apig_gateway_h2_flood_closed_total",
+                "HTTP/2 client connections closed for a control frame flood.",
             )?,
             snapshot_version: gauge(
                 "apig_gateway_snapshot_version",

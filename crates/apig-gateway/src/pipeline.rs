@@ -66,7 +66,7 @@ use http_body_util::Limited;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
-use crate::auth::{read_bounded, unix_secs, BodyBounds, ClientBody};
+use crate::auth::{read_bounded, unix_secs, BodyBounds, ClientBody, Transport};
 use crate::backend_policy::{self, PolicyInput};
 use crate::backend_sign::SignedBody;
 use crate::body::ResponseBody;
@@ -351,6 +351,17 @@ async fn serve(
     );
     ctx.client_ip = client.ip;
     ctx.forwarded_chain = client.chain;
+    ctx.transport = if ctx.tls
+        || shared.limits.allow_app_code_over_http
+        || client_ip::forwarded_https(
+            ctx.peer.ip(),
+            request.headers(),
+            shared.trusted_proxies.as_ref(),
+        ) {
+        Transport::Secure
+    } else {
+        Transport::Clear
+    };
     ctx.debug = wants_debug(request.headers());
 
     let path = canonicalize(uri.path())
@@ -413,7 +424,7 @@ async fn serve(
         Auth::App => {
             let now = unix_secs(ctx.received_at);
             let (app, caller, body) = credentials
-                .authenticate_app(&api.auth_rules, &parts, body, bounds, now)
+                .authenticate_app(&api.auth_rules, &parts, body, bounds, now, ctx.transport)
                 .await?;
             ctx.caller = caller;
             credentials.authorize_app(&api.auth_rules, app, ctx.client_ip)?;

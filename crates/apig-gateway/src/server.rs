@@ -24,10 +24,12 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use prometheus::IntCounter;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::h2_flood::{ControlFrameBudget, FloodGuard};
 use crate::send_timeout::SendTimeout;
 use crate::tls::TlsAcceptor;
 
@@ -53,8 +55,36 @@ pub(crate) struct ListenerSettings {
     pub builder: auto::Builder<TokioExecutor>,
     pub max_connections: usize,
     pub shutdown_grace: Duration,
+    pub guards: ConnGuards,
+}
+
+/// The I/O guards put around every client connection's stream.
+#[derive(Clone)]
+pub(crate) struct ConnGuards {
     /// Client connections whose writes stay stalled this long are closed.
     pub send_timeout: Duration,
+    /// HTTP/2 control frames a client connection may send (`h2_flood`).
+    pub control_frames: ControlFrameBudget,
+    /// Counts connections closed for going over `control_frames`.
+    pub flood_closed: IntCounter,
+}
+
+impl ConnGuards {
+    fn new(limits: &Limits, flood_closed: IntCounter) -> Self {
+        Self {
+            send_timeout: limits.send_timeout,
+            control_frames: ControlFrameBudget::default(),
+            flood_closed,
+        }
+    }
+
+    fn wrap<S>(&self, stream: S) -> FloodGuard<SendTimeout<S>> {
+        FloodGuard::new(
+            SendTimeout::new(stream, self.send_timeout),
+            self.control_frames,
+            self.flood_closed.clone(),
+        )
+    }
 }
 
 // === impl ListenerSettings ===
@@ -67,7 +97,7 @@ impl ListenerSettings {
     }
 
     /// The data-plane listener: HTTP/1.1 and h2c with the configured bounds.
-    pub(crate) fn data_plane(limits: &Limits) -> Self {
+    pub(crate) fn data_plane(limits: &Limits, flood_closed: IntCounter) -> Self {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         let head = limits.head_buffer_bytes();
         builder
@@ -90,12 +120,12 @@ impl ListenerSettings {
             builder,
             max_connections: limits.max_connections,
             shutdown_grace: limits.shutdown_grace,
-            send_timeout: limits.send_timeout,
+            guards: ConnGuards::new(limits, flood_closed),
         }
     }
 
     /// The admin listener: HTTP/1.1 only, small bounds, few connections.
-    pub(crate) fn admin(limits: &Limits) -> Self {
+    pub(crate) fn admin(limits: &Limits, flood_closed: IntCounter) -> Self {
         let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
         builder
             .http1()
@@ -108,7 +138,8 @@ impl ListenerSettings {
             builder,
             max_connections: 256,
             shutdown_grace: limits.shutdown_grace.min(Duration::from_secs(5)),
-            send_timeout: limits.send_timeout,
+            // HTTP/1 only: the flood guard turns itself off at the first byte.
+            guards: ConnGuards::new(limits, flood_closed),
         }
     }
 }
@@ -187,7 +218,7 @@ pub(crate) async fn serve<F, Fut>(
                         let connection = settings
                             .builder
                             .serve_connection_with_upgrades(
-                                TokioIo::new(SendTimeout::new(stream, settings.send_timeout)),
+                                TokioIo::new(settings.guards.wrap(stream)),
                                 service,
                             )
                             .into_owned();
@@ -205,7 +236,7 @@ pub(crate) async fn serve<F, Fut>(
                         // client never stalls the accept loop.
                         let (acceptor, builder, watcher) =
                             (acceptor.clone(), settings.builder.clone(), graceful.watcher());
-                        let send_timeout = settings.send_timeout;
+                        let guards = settings.guards.clone();
                         connections.spawn(async move {
                             let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
                             let stream = match handshake.await {
@@ -225,7 +256,7 @@ pub(crate) async fn serve<F, Fut>(
                             let service = service_fn(move |request| handler(conn.clone(), request));
                             let connection = builder
                                 .serve_connection_with_upgrades(
-                                    TokioIo::new(SendTimeout::new(stream, send_timeout)),
+                                    TokioIo::new(guards.wrap(stream)),
                                     service,
                                 )
                                 .into_owned();

@@ -314,6 +314,15 @@ pub struct TrafficArgs {
     /// plane, which answers the statistics APIs from them (also at every minute boundary).
     #[arg(long, env = "APIG_USAGE_REPORT_INTERVAL_MS", default_value_t = 5000)]
     pub usage_report_interval_ms: u64,
+    /// A client connection that takes no byte of what the gateway writes for this many seconds
+    /// is closed (slow or stopped readers; like nginx's `send_timeout`).
+    #[arg(long, env = "APIG_SEND_TIMEOUT_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub send_timeout_secs: u64,
+    /// Accept AppCodes (`X-Apig-AppCode`) on plain HTTP. APIG takes them over HTTPS only, and
+    /// so does the gateway without this; for local development on loopback.
+    #[arg(long, env = "APIG_ALLOW_APP_CODE_OVER_HTTP")]
+    pub allow_app_code_over_http: bool,
 }
 
 impl TrafficArgs {
@@ -326,6 +335,8 @@ impl TrafficArgs {
             ),
             deny_backend_networks: self.deny_backend_networks.clone(),
             allow_backend_networks: self.allow_backend_networks.clone(),
+            send_timeout: std::time::Duration::from_secs(self.send_timeout_secs),
+            allow_app_code_over_http: self.allow_app_code_over_http,
             ..apig_gateway::Limits::default()
         }
     }

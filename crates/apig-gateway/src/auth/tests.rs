@@ -108,7 +108,7 @@ async fn app_auth(
     b: &'static [u8],
 ) -> Result<(usize, Caller, ClientBody<Full<Bytes>>), GatewayErrorKind> {
     creds()
-        .authenticate_app(rules, parts, body(b), BOUNDS, NOW)
+        .authenticate_app(rules, parts, body(b), BOUNDS, NOW, Transport::Secure)
         .await
 }
 
@@ -681,7 +681,7 @@ async fn a_body_that_never_ends_times_out() {
         ..BOUNDS
     };
     let err = creds()
-        .authenticate_app(&rules, &parts, endless, quick, NOW)
+        .authenticate_app(&rules, &parts, endless, quick, NOW, Transport::Secure)
         .await
         .unwrap_err();
     assert_eq!(err, GatewayErrorKind::RequestTimeout);

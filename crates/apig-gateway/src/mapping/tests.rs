@@ -5,7 +5,7 @@ use apig_proto::{BackendParam, BackendParamOrigin, HttpBackend, ParamLocation, R
 use http::{HeaderMap, HeaderValue, Method};
 
 use super::*;
-use crate::auth::{AppMethod, Caller};
+use crate::auth::{AppMethod, Caller, Transport};
 use crate::context::{RequestContext, RequestId};
 use crate::params::{resolve, ReqParamSpec};
 
@@ -68,6 +68,7 @@ fn ctx() -> RequestContext {
         received_at: SystemTime::UNIX_EPOCH,
         caller: Caller::Anonymous,
         client_ip: "10.1.2.3".parse().unwrap(),
+        transport: Transport::Clear,
         forwarded_chain: None,
         debug: false,
         rate_limits: None,

@@ -753,6 +753,71 @@ async fn a_new_snapshot_revokes_old_credentials_at_once() {
     .await;
 }
 
+/// A9: an AppCode is a bearer secret, so by default (as APIG) it is taken over TLS only: over
+/// plain HTTP it is refused before it is looked up, valid or not. A trusted proxy that
+/// terminated TLS says so with `X-Forwarded-Proto: https`; anyone else saying it is ignored.
+#[tokio::test]
+async fn app_codes_travel_encrypted_only() {
+    bounded(async {
+        let stack = Stack::start_snapshot(
+            |backend| auth_snapshot(backend, 1, apps()),
+            |c| {
+                c.limits.allow_app_code_over_http = false;
+                c.limits.trusted_proxies = vec!["10.0.0.0/8".into()];
+            },
+        )
+        .await;
+        let addr = stack.gw.addr;
+        let https = ("x-forwarded-proto", "https");
+        for code in [CODE_1, "not-a-code-but-long-enough-to-look-like-one"] {
+            for extra in [vec![], vec![https]] {
+                let mut headers = vec![("host", HOST), ("x-apig-appcode", code)];
+                headers.extend(extra);
+                assert_msg(
+                    &get(addr, "/code", &headers).await,
+                    401,
+                    "APIG.0303",
+                    "Incorrect app authentication information: AppCode authentication requires HTTPS",
+                );
+            }
+        }
+        // Signatures are unaffected.
+        let now = now_unix();
+        let h = sign("GET", "/code", &[("host", HOST)], b"", "key-1", SECRET_1, now);
+        assert_eq!(send_owned(addr, "GET", "/code", &h, b"").await.status, 200);
+        assert_eq!(stack.backend.seen().len(), 1);
+    })
+    .await;
+
+    // From a trusted proxy (the test connects from 127.0.0.1).
+    bounded(async {
+        let stack = Stack::start_snapshot(
+            |backend| auth_snapshot(backend, 1, apps()),
+            |c| {
+                c.limits.allow_app_code_over_http = false;
+                c.limits.trusted_proxies = vec!["127.0.0.1".into()];
+            },
+        )
+        .await;
+        let addr = stack.gw.addr;
+        let code = |proto: &'static str| {
+            vec![
+                ("host", HOST),
+                ("x-apig-appcode", CODE_1),
+                ("x-forwarded-proto", proto),
+            ]
+        };
+        assert_eq!(get(addr, "/code", &code("https")).await.status, 200);
+        assert_eq!(get(addr, "/code", &code("HTTPS")).await.status, 200);
+        assert_eq!(get(addr, "/code", &code("http")).await.status, 401);
+        let mut twice = code("https");
+        twice.push(("x-forwarded-proto", "https"));
+        assert_eq!(get(addr, "/code", &twice).await.status, 401);
+        assert_eq!(stack.backend.seen().len(), 2);
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn an_unparseable_app_acl_is_nacked_and_the_old_snapshot_serves() {
     bounded(async {

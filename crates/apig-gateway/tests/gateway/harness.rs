@@ -403,6 +403,9 @@ pub fn config(control_plane: &str, cache_dir: &Path, token: &str) -> GatewayConf
         allow_plaintext_cluster: false,
         limits: Limits {
             shutdown_grace: Duration::from_secs(5),
+            // These tests call over plain HTTP; `app_codes_travel_encrypted_only` checks the
+            // default, which refuses AppCodes there.
+            allow_app_code_over_http: true,
             ..Limits::default()
         },
     }

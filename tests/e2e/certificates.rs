@@ -147,6 +147,18 @@ async fn create_cert(api: &MgmtClient, body: Value) -> String {
     r.body["id"].as_str().unwrap().to_owned()
 }
 
+/// Attaches certificate `cert` to `domains` from the certificate's side; asserts 204.
+async fn attach(api: &MgmtClient, cert: &str, domains: &[&str]) {
+    let domains: Vec<Value> = domains.iter().map(|d| json!({"domain": d})).collect();
+    let r = api
+        .post(
+            &format!("/certificates/{cert}/domains/attach"),
+            &json!({ "domains": domains }),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn certificate_resources_answer_like_apig_and_refuse_bad_input() {
     let s = Stack::start().await;
@@ -495,14 +507,7 @@ async fn domains_share_and_switch_certificates_without_restart() {
         json!({"name": "shared_cert", "cert_content": shared, "private_key": shared_key}),
     )
     .await;
-    let r = s
-        .api
-        .post(
-            &format!("/certificates/{shared_id}/domains/attach"),
-            &json!({"domains": [{"domain": "a.example.com"}, {"domain": "b.example.com"}]}),
-        )
-        .await;
-    assert_eq!(r.status, 204, "{:?}", r.body);
+    attach(&s.api, &shared_id, &["a.example.com", "b.example.com"]).await;
     for host in ["a.example.com", "b.example.com"] {
         let status = eventually(WAIT, "HTTPS with the shared certificate", || async {
             https_status(&ca1, addr, host, "/h", None)
@@ -658,22 +663,8 @@ async fn domains_can_require_client_certificates() {
     )
     .await;
     // A certificate with a CA turns verification on by default.
-    let r = s
-        .api
-        .post(
-            &format!("/certificates/{with_ca}/domains/attach"),
-            &json!({"domains": [{"domain": "m.example.com"}]}),
-        )
-        .await;
-    assert_eq!(r.status, 204, "{:?}", r.body);
-    let r = s
-        .api
-        .post(
-            &format!("/certificates/{without_ca}/domains/attach"),
-            &json!({"domains": [{"domain": "open.example.com"}]}),
-        )
-        .await;
-    assert_eq!(r.status, 204, "{:?}", r.body);
+    attach(&s.api, &with_ca, &["m.example.com"]).await;
+    attach(&s.api, &without_ca, &["open.example.com"]).await;
 
     let good = client_ca.client("good-client");
     let rogue = rogue_ca.client("rogue-client");
@@ -806,14 +797,7 @@ async fn app_codes_are_taken_over_https_only() {
         json!({"name": "code_cert", "cert_content": cert, "private_key": key}),
     )
     .await;
-    let r = s
-        .api
-        .post(
-            &format!("/certificates/{cert_id}/domains/attach"),
-            &json!({"domains": [{"domain": domain}]}),
-        )
-        .await;
-    assert_eq!(r.status, 204, "{:?}", r.body);
+    attach(&s.api, &cert_id, &[domain]).await;
 
     let https = client(&ca, addr, &[domain], None, false);
     let status = eventually(WAIT, "the AppCode to work over HTTPS", || async {

@@ -86,6 +86,27 @@ pub fn signed_request(data: &[u8]) {
 /// The router: each line `METHOD N|S /template` is an API of one group in RELEASE; lines
 /// `> host METHOD /path` are lookups. Compiling may refuse a table; a compiled table answers
 /// every lookup without panicking, and each API's own literal path finds a route.
+/// A snapshot of instance `i1` with one group `g1` (domains `api.example.com` and
+/// `*.wild.example.com`), the RELEASE environment `env-release`, and `apis`.
+pub fn one_group_snapshot(version: u64, apis: Vec<Api>) -> Snapshot {
+    Snapshot {
+        instance_id: "i1".into(),
+        epoch: "e1".into(),
+        version,
+        groups: vec![Group {
+            id: "g1".into(),
+            name: "g1".into(),
+            domains: vec!["api.example.com".into(), "*.wild.example.com".into()],
+        }],
+        environments: vec![Environment {
+            id: "env-release".into(),
+            name: "RELEASE".into(),
+        }],
+        apis,
+        ..Default::default()
+    }
+}
+
 pub fn route_table(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -113,22 +134,7 @@ pub fn route_table(data: &[u8]) {
             _ => {}
         }
     }
-    let snapshot = Snapshot {
-        instance_id: "i1".into(),
-        epoch: "e1".into(),
-        version: 1,
-        groups: vec![Group {
-            id: "g1".into(),
-            name: "g1".into(),
-            domains: vec!["api.example.com".into(), "*.wild.example.com".into()],
-        }],
-        environments: vec![Environment {
-            id: "env-release".into(),
-            name: "RELEASE".into(),
-        }],
-        apis,
-        ..Default::default()
-    };
+    let snapshot = one_group_snapshot(1, apis);
     let Ok(table) = RouteTable::compile(&snapshot) else {
         return;
     };

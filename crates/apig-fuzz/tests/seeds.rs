@@ -3,8 +3,8 @@
 //! rewrite them with `APIG_WRITE_SEEDS=1 cargo test -p apig-fuzz --test seeds`.
 
 use apig_proto::{
-    api, AclRule, Api, App, AuthType, Channel, Environment, Group, HttpBackend, MatchMode, Member,
-    MockBackend, Snapshot, Throttle,
+    api, AclRule, Api, App, AuthType, Channel, HttpBackend, MatchMode, Member, MockBackend,
+    Snapshot, Throttle,
 };
 use prost::Message;
 
@@ -38,22 +38,7 @@ fn http(path: &str) -> api::Backend {
 }
 
 fn base(apis: Vec<Api>) -> Snapshot {
-    Snapshot {
-        instance_id: "i1".into(),
-        epoch: "e1".into(),
-        version: 7,
-        groups: vec![Group {
-            id: "g1".into(),
-            name: "g1".into(),
-            domains: vec!["api.example.com".into(), "*.wild.example.com".into()],
-        }],
-        environments: vec![Environment {
-            id: "env-release".into(),
-            name: "RELEASE".into(),
-        }],
-        apis,
-        ..Default::default()
-    }
+    apig_fuzz::one_group_snapshot(7, apis)
 }
 
 #[test]

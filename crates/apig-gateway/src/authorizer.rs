@@ -192,7 +192,9 @@ impl PreparedAuthorizer {
             .collect::<Result<Vec<_>, String>>()?;
         if !a.backend && a.ttl_seconds > 0 && identities.is_empty() {
             // The control plane refuses this; a cached decision would serve every caller.
-            return Err(fail("a cached frontend authorizer needs identity sources".into()));
+            return Err(fail(
+                "a cached frontend authorizer needs identity sources".into(),
+            ));
         }
         let mut h = Sha256::new();
         for part in [a.id.as_bytes(), a.url.as_bytes(), a.user_data.as_bytes()] {
@@ -314,7 +316,11 @@ impl PreparedAuthorizer {
         api: &str,
     ) -> Result<Arc<AuthContext>, GatewayErrorKind> {
         let key = cache::key(&self.fingerprint, std::iter::empty());
-        let event = || json!({"user_data": self.user_data}).to_string().into_bytes();
+        let event = || {
+            json!({"user_data": self.user_data})
+                .to_string()
+                .into_bytes()
+        };
         self.decide(caller, key, event, ctx, api).await
     }
 

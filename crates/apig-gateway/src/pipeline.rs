@@ -487,9 +487,7 @@ async fn serve(
                 cache: &shared.authorizer_cache,
                 outcomes: &shared.metrics.authorizer_frontend,
             };
-            let context = frontend
-                .authorize_frontend(&caller, &request, ctx)
-                .await?;
+            let context = frontend.authorize_frontend(&caller, &request, ctx).await?;
             ctx.frontend_authorizer = Some(context);
             body
         }

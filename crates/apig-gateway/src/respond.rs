@@ -212,9 +212,7 @@ impl GatewayErrorKind {
                 "Incorrect authentication information: the custom authorizer denied the request"
                     .into()
             }
-            Self::AuthorizerFailed => {
-                "Internal server error: the custom authorizer failed.".into()
-            }
+            Self::AuthorizerFailed => "Internal server error: the custom authorizer failed.".into(),
             Self::BodyTooLarge => "Request entity too large.".into(),
             Self::RequestTimeout => "Request timeout.".into(),
             Self::MissingParameter { name, location } => {

@@ -157,13 +157,11 @@ impl Runtime {
             .iter()
             .map(|a| {
                 PreparedApi::prepare(a, &snapshot, &credentials, &channel_index, &authorizers)
-                    .map_err(|reason| {
-                    PrepareError::Api {
+                    .map_err(|reason| PrepareError::Api {
                         id: a.id.clone(),
                         name: a.name.clone(),
                         reason,
-                    }
-                })
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?;
         check_shared_policies(&apis)?;

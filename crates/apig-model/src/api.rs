@@ -592,19 +592,27 @@ impl ApiSpec {
                 ),
             )
         };
-        let check_params = |p: &mut Problems, params: &[BackendParam], backend: bool, field: &str| {
-            for bp in params.iter().filter(|bp| bp.origin.as_deref() == Some("SYSTEM")) {
-                match bp.value.as_deref().and_then(crate::authorizer::context_param) {
-                    Some((true, _)) if !frontend => {
-                        p.push(without(&format!("{field} needs a frontend authorizer")))
+        let check_params =
+            |p: &mut Problems, params: &[BackendParam], backend: bool, field: &str| {
+                for bp in params
+                    .iter()
+                    .filter(|bp| bp.origin.as_deref() == Some("SYSTEM"))
+                {
+                    match bp
+                        .value
+                        .as_deref()
+                        .and_then(crate::authorizer::context_param)
+                    {
+                        Some((true, _)) if !frontend => {
+                            p.push(without(&format!("{field} needs a frontend authorizer")))
+                        }
+                        Some((false, _)) if !backend => {
+                            p.push(without(&format!("{field} needs a backend authorizer")))
+                        }
+                        _ => {}
                     }
-                    Some((false, _)) if !backend => {
-                        p.push(without(&format!("{field} needs a backend authorizer")))
-                    }
-                    _ => {}
                 }
-            }
-        };
+            };
         let default_backend = self.default_backend_authorizer_id().is_some();
         check_params(
             p,
@@ -1376,7 +1384,11 @@ mod tests {
             s.backend_authorizer_ids(),
             vec![("backend_api.authorizer_id", "ba")]
         );
-        refused(json!({"auth_type": "AUTHORIZER"}), "APIG.2001", "authorizer_id");
+        refused(
+            json!({"auth_type": "AUTHORIZER"}),
+            "APIG.2001",
+            "authorizer_id",
+        );
         refused(json!({"authorizer_id": "fa"}), "APIG.2012", "authorizer_id");
         refused(
             json!({"backend_params": [{"origin": "SYSTEM", "name": "X-User", "location": "HEADER",
@@ -1407,8 +1419,14 @@ mod tests {
             "conditions": [{"condition_origin": "frontend_authorizer", "condition_type": "exact",
                             "frontend_authorizer_param_name": "$context.authorizer.frontend.tier",
                             "condition_value": "gold"}]}]);
-        ok(json!({"auth_type": "AUTHORIZER", "authorizer_id": "fa", "policy_https": policy.clone()}));
-        refused(json!({"policy_https": policy}), "APIG.2036", "frontend_authorizer");
+        ok(
+            json!({"auth_type": "AUTHORIZER", "authorizer_id": "fa", "policy_https": policy.clone()}),
+        );
+        refused(
+            json!({"policy_https": policy}),
+            "APIG.2036",
+            "frontend_authorizer",
+        );
     }
 
     #[test]

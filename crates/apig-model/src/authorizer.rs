@@ -163,7 +163,10 @@ impl AuthorizerSpec {
                 "authorizer_alias_uri: put the alias in the function URL",
             ));
         }
-        for (field, v) in [("ld_api_id", &self.ld_api_id), ("roma_app_id", &self.roma_app_id)] {
+        for (field, v) in [
+            ("ld_api_id", &self.ld_api_id),
+            ("roma_app_id", &self.roma_app_id),
+        ] {
             if v.as_deref().is_some_and(|s| !s.is_empty()) {
                 p.push(ApiError::not_supported(field));
             }
@@ -326,7 +329,9 @@ mod tests {
     use super::*;
 
     fn check(v: Value) -> Result<(), ApiError> {
-        serde_json::from_value::<AuthorizerSpec>(v).unwrap().validate()
+        serde_json::from_value::<AuthorizerSpec>(v)
+            .unwrap()
+            .validate()
     }
 
     fn base() -> Value {
@@ -362,19 +367,47 @@ mod tests {
             (with(json!({"name": "1abc"})), "name"),
             (with(json!({"type": "SIDEWAYS"})), "type"),
             (with(json!({"authorizer_type": "LD"})), "authorizer_type"),
-            (with(json!({"authorizer_uri": "ftp://x/"})), "authorizer_uri"),
-            (with(json!({"authorizer_uri": "http://u@x/"})), "authorizer_uri"),
+            (
+                with(json!({"authorizer_uri": "ftp://x/"})),
+                "authorizer_uri",
+            ),
+            (
+                with(json!({"authorizer_uri": "http://u@x/"})),
+                "authorizer_uri",
+            ),
             (with(json!({"ttl": 3601})), "ttl"),
             (with(json!({"ttl": -1})), "ttl"),
             (with(json!({"network_type": "V3"})), "network_type"),
-            (with(json!({"user_data": "x".repeat(MAX_USER_DATA + 1)})), "user_data"),
-            (with(json!({"identities": [{"name": "X-T", "location": "BODY"}]})), "location"),
-            (with(json!({"identities": [{"name": "x_t", "location": "HEADER"}]})), "identities.name"),
-            (with(json!({"identities": [{"name": "X-T", "location": "HEADER"},
-                {"name": "x-t", "location": "HEADER"}]})), "listed twice"),
-            (with(json!({"identities": [{"name": "t", "location": "QUERY", "validation": "("}]})), "validation"),
+            (
+                with(json!({"user_data": "x".repeat(MAX_USER_DATA + 1)})),
+                "user_data",
+            ),
+            (
+                with(json!({"identities": [{"name": "X-T", "location": "BODY"}]})),
+                "location",
+            ),
+            (
+                with(json!({"identities": [{"name": "x_t", "location": "HEADER"}]})),
+                "identities.name",
+            ),
+            (
+                with(json!({"identities": [{"name": "X-T", "location": "HEADER"},
+                {"name": "x-t", "location": "HEADER"}]})),
+                "listed twice",
+            ),
+            (
+                with(
+                    json!({"identities": [{"name": "t", "location": "QUERY", "validation": "("}]}),
+                ),
+                "validation",
+            ),
             (with(json!({"ttl": 10})), "identities"),
-            (with(json!({"type": "BACKEND", "identities": [{"name": "t", "location": "QUERY"}]})), "identities"),
+            (
+                with(
+                    json!({"type": "BACKEND", "identities": [{"name": "t", "location": "QUERY"}]}),
+                ),
+                "identities",
+            ),
         ] {
             let e = check(bad.clone()).unwrap_err();
             assert_eq!(e.status(), 400, "{bad}");

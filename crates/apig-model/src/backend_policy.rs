@@ -380,7 +380,9 @@ fn check_condition(p: &mut Problems, field: &str, c: &Condition, req_params: &[R
                 &c.frontend_authorizer_param_name,
             ) {
                 Ok(n) => {
-                    let key = n.strip_prefix(crate::authorizer::FRONTEND_CONTEXT).unwrap_or(n);
+                    let key = n
+                        .strip_prefix(crate::authorizer::FRONTEND_CONTEXT)
+                        .unwrap_or(n);
                     if !crate::authorizer::is_context_key(key) {
                         p.push(ApiError::invalid(
                             &f("frontend_authorizer_param_name"),

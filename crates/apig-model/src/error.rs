@@ -176,9 +176,8 @@ impl ErrorCode {
             AuthMissing | AuthInvalid => 401,
             EnvQuota | VariableQuota | AclBound | ThrottleBound | AppCodeQuota | AdminOnly
             | ChannelQuota | ChannelMemberQuota | ChannelInUse | SignQuota | AuthorizerQuota
-            | OrchestrationQuota
-            | DomainQuota | GroupHasApis | ApiPublished | EnvHasPublishedApis
-            | DefaultEnvReadOnly => 403,
+            | OrchestrationQuota | DomainQuota | GroupHasApis | ApiPublished
+            | EnvHasPublishedApis | DefaultEnvReadOnly => 403,
             GroupNotFound
             | ApiNotFound
             | EnvNotFound

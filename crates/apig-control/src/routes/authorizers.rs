@@ -156,7 +156,10 @@ pub async fn update(
     if spec.authorizer_kind.as_deref() != Some(old.kind.as_str()) {
         return Err(ApiError::invalid(
             "type",
-            format!("the type of an authorizer cannot be changed (it is {})", old.kind),
+            format!(
+                "the type of an authorizer cannot be changed (it is {})",
+                old.kind
+            ),
         )
         .into());
     }
@@ -226,7 +229,10 @@ mod tests {
         let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
             .await
             .unwrap();
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     fn at(project: &str) -> Path<(String, String)> {
@@ -274,18 +280,29 @@ mod tests {
         .await;
         assert_eq!(status, 201, "{front}");
         let front_id = front["id"].as_str().unwrap().to_owned();
-        let (status, back) =
-            answer(create_one(authorizer("back_auth", "BACKEND", json!({"user_data": "u1"}))).await)
-                .await;
+        let (status, back) = answer(
+            create_one(authorizer(
+                "back_auth",
+                "BACKEND",
+                json!({"user_data": "u1"}),
+            ))
+            .await,
+        )
+        .await;
         assert_eq!(status, 201, "{back}");
         let back_id = back["id"].as_str().unwrap().to_owned();
 
         // Duplicate names, another project's instance, refused addresses: nothing stored.
-        let (status, e) = answer(create_one(authorizer("front_auth", "BACKEND", json!({}))).await).await;
+        let (status, e) =
+            answer(create_one(authorizer("front_auth", "BACKEND", json!({}))).await).await;
         assert_eq!((status, e["error_code"].as_str()), (400, Some("APIG.3211")));
         let (status, e) = answer(
-            create(State(Arc::clone(&s)), at("p2"), body(authorizer("other", "BACKEND", json!({}))))
-                .await,
+            create(
+                State(Arc::clone(&s)),
+                at("p2"),
+                body(authorizer("other", "BACKEND", json!({}))),
+            )
+            .await,
         )
         .await;
         assert_eq!((status, e["error_code"].as_str()), (404, Some("APIG.3030")));
@@ -299,29 +316,56 @@ mod tests {
         )
         .await;
         assert_eq!((status, e["error_code"].as_str()), (400, Some("APIG.2022")));
-        let (_, listed) = answer(list(State(Arc::clone(&s)), at("p1"), query(&[("type", "BACKEND")])).await).await;
+        let (_, listed) = answer(
+            list(
+                State(Arc::clone(&s)),
+                at("p1"),
+                query(&[("type", "BACKEND")]),
+            )
+            .await,
+        )
+        .await;
         assert_eq!(listed["total"], 1);
         assert_eq!(listed["authorizer_list"][0]["id"], back_id.as_str());
 
         // APIs name them: existing, and of the right type.
         let (_, group) = answer(
-            super::super::groups::create(State(Arc::clone(&s)), at("p1"), body(json!({"name": "grp_one"}))).await,
+            super::super::groups::create(
+                State(Arc::clone(&s)),
+                at("p1"),
+                body(json!({"name": "grp_one"})),
+            )
+            .await,
         )
         .await;
         let api_body = |front: &str, back: &str| {
-            body(json!({"name": "guarded", "type": 1, "req_protocol": "HTTP", "req_method": "GET",
+            body(
+                json!({"name": "guarded", "type": 1, "req_protocol": "HTTP", "req_method": "GET",
                 "req_uri": "/guarded", "auth_type": "AUTHORIZER", "authorizer_id": front,
                 "backend_type": "HTTP", "group_id": group["id"],
                 "backend_api": {"url_domain": "127.0.0.1:9001", "req_protocol": "HTTP",
-                    "req_method": "GET", "req_uri": "/", "timeout": 1000, "authorizer_id": back}}))
+                    "req_method": "GET", "req_uri": "/", "timeout": 1000, "authorizer_id": back}}),
+            )
         };
         let api_create = |b: Bytes| super::super::apis::create(State(Arc::clone(&s)), at("p1"), b);
         let (status, e) = answer(api_create(api_body(&back_id, &back_id)).await).await;
-        assert_eq!((status, e["error_code"].as_str()), (400, Some("APIG.2012")), "{e}");
+        assert_eq!(
+            (status, e["error_code"].as_str()),
+            (400, Some("APIG.2012")),
+            "{e}"
+        );
         let (status, e) = answer(api_create(api_body(&front_id, &front_id)).await).await;
-        assert_eq!((status, e["error_code"].as_str()), (400, Some("APIG.2012")), "{e}");
+        assert_eq!(
+            (status, e["error_code"].as_str()),
+            (400, Some("APIG.2012")),
+            "{e}"
+        );
         let (status, e) = answer(api_create(api_body("nope", &back_id)).await).await;
-        assert_eq!((status, e["error_code"].as_str()), (404, Some("APIG.3081")), "{e}");
+        assert_eq!(
+            (status, e["error_code"].as_str()),
+            (404, Some("APIG.3081")),
+            "{e}"
+        );
         let (status, api) = answer(api_create(api_body(&front_id, &back_id)).await).await;
         assert_eq!(status, 201, "{api}");
         let (status, published) = answer(
@@ -350,7 +394,11 @@ mod tests {
             update(
                 State(Arc::clone(&s)),
                 one(&back_id),
-                body(authorizer("back_auth", "BACKEND", json!({"user_data": "u2"}))),
+                body(authorizer(
+                    "back_auth",
+                    "BACKEND",
+                    json!({"user_data": "u2"}),
+                )),
             )
             .await,
         )
@@ -375,7 +423,11 @@ mod tests {
         // In use: not deletable. Unknown: 404.
         for id in [&front_id, &back_id] {
             let (status, e) = answer(delete(State(Arc::clone(&s)), one(id)).await).await;
-            assert_eq!((status, e["error_code"].as_str()), (400, Some("APIG.2012")), "{e}");
+            assert_eq!(
+                (status, e["error_code"].as_str()),
+                (400, Some("APIG.2012")),
+                "{e}"
+            );
         }
         let (status, e) = answer(delete(State(Arc::clone(&s)), one("nope")).await).await;
         assert_eq!((status, e["error_code"].as_str()), (404, Some("APIG.3081")));
@@ -385,14 +437,27 @@ mod tests {
         // The quota: 50 per instance.
         for n in 2..MAX_AUTHORIZERS {
             let (status, e) =
-                answer(create_one(authorizer(&format!("extra_{n}"), "BACKEND", json!({}))).await).await;
+                answer(create_one(authorizer(&format!("extra_{n}"), "BACKEND", json!({}))).await)
+                    .await;
             assert_eq!(status, 201, "{e}");
         }
-        let (status, e) = answer(create_one(authorizer("one_more", "BACKEND", json!({}))).await).await;
+        let (status, e) =
+            answer(create_one(authorizer("one_more", "BACKEND", json!({}))).await).await;
         assert_eq!((status, e["error_code"].as_str()), (403, Some("APIG.3116")));
         // An unused one is deleted.
-        let (_, listed) = answer(list(State(Arc::clone(&s)), at("p1"), query(&[("name", "extra_2")])).await).await;
-        let extra = listed["authorizer_list"][0]["id"].as_str().unwrap().to_owned();
+        let (_, listed) = answer(
+            list(
+                State(Arc::clone(&s)),
+                at("p1"),
+                query(&[("name", "extra_2")]),
+            )
+            .await,
+        )
+        .await;
+        let extra = listed["authorizer_list"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         let (status, _) = answer(delete(State(Arc::clone(&s)), one(&extra)).await).await;
         assert_eq!(status, 204);
         let (status, _) = answer(show(State(Arc::clone(&s)), one(&extra)).await).await;

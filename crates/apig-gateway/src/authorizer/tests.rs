@@ -187,7 +187,11 @@ async fn identity_missing_or_invalid_never_calls_the_function() {
         (Some("good1"), Some("tenant=t1&tenant=t2")),
     ] {
         let e = run(&f, &a, token, query).await.unwrap_err();
-        assert_eq!(e, GatewayErrorKind::AuthorizerIdentitiesFailure, "{token:?} {query:?}");
+        assert_eq!(
+            e,
+            GatewayErrorKind::AuthorizerIdentitiesFailure,
+            "{token:?} {query:?}"
+        );
         assert_eq!(e.status(), 401);
         assert_eq!(e.response_type(), "AUTHORIZER_IDENTITIES_FAILURE");
     }
@@ -202,22 +206,65 @@ async fn identity_missing_or_invalid_never_calls_the_function() {
 async fn broken_answers_fail_closed() {
     let big = "x".repeat(MAX_ANSWER_BYTES + 10);
     let cases: Vec<(&str, FunctionReply)> = vec![
-        ("5xx", FunctionReply { status: 503, body: answer("allow", json!({})).into(), delay: Duration::ZERO }),
-        ("statusCode 500", FunctionReply::ok(json!({"statusCode": 500, "body": "{\"status\":\"allow\"}"}).to_string())),
+        (
+            "5xx",
+            FunctionReply {
+                status: 503,
+                body: answer("allow", json!({})).into(),
+                delay: Duration::ZERO,
+            },
+        ),
+        (
+            "statusCode 500",
+            FunctionReply::ok(
+                json!({"statusCode": 500, "body": "{\"status\":\"allow\"}"}).to_string(),
+            ),
+        ),
         ("not json", FunctionReply::ok("allow")),
-        ("body not a string", FunctionReply::ok(json!({"statusCode": 200, "body": {"status": "allow"}}).to_string())),
-        ("unknown status", FunctionReply::ok(answer("maybe", json!({})))),
-        ("CRLF in context", FunctionReply::ok(answer("allow", json!({"user": "a\r\nX-Admin: 1"})))),
-        ("LF in context", FunctionReply::ok(answer("allow", json!({"user": "a\nb"})))),
-        ("number in context", FunctionReply::ok(answer("allow", json!({"uid": 7})))),
-        ("nested context", FunctionReply::ok(answer("allow", json!({"u": {"a": "b"}})))),
-        ("bad key", FunctionReply::ok(answer("allow", json!({"a b": "c"})))),
-        ("oversized", FunctionReply::ok(json!({"statusCode": 200, "body": answer("allow", json!({})), "pad": big}).to_string())),
+        (
+            "body not a string",
+            FunctionReply::ok(json!({"statusCode": 200, "body": {"status": "allow"}}).to_string()),
+        ),
+        (
+            "unknown status",
+            FunctionReply::ok(answer("maybe", json!({}))),
+        ),
+        (
+            "CRLF in context",
+            FunctionReply::ok(answer("allow", json!({"user": "a\r\nX-Admin: 1"}))),
+        ),
+        (
+            "LF in context",
+            FunctionReply::ok(answer("allow", json!({"user": "a\nb"}))),
+        ),
+        (
+            "number in context",
+            FunctionReply::ok(answer("allow", json!({"uid": 7}))),
+        ),
+        (
+            "nested context",
+            FunctionReply::ok(answer("allow", json!({"u": {"a": "b"}}))),
+        ),
+        (
+            "bad key",
+            FunctionReply::ok(answer("allow", json!({"a b": "c"}))),
+        ),
+        (
+            "oversized",
+            FunctionReply::ok(
+                json!({"statusCode": 200, "body": answer("allow", json!({})), "pad": big})
+                    .to_string(),
+            ),
+        ),
     ];
     for (what, reply) in cases {
         let reply = Arc::new(Mutex::new(Some(reply)));
         let server = FunctionServer::start_replying(move |_| {
-            reply.lock().unwrap().take().unwrap_or_else(|| FunctionReply::ok("gone"))
+            reply
+                .lock()
+                .unwrap()
+                .take()
+                .unwrap_or_else(|| FunctionReply::ok("gone"))
         })
         .await;
         let f = Fixture::new();
@@ -276,30 +323,55 @@ async fn cache_hits_expire_and_separate_callers() {
     let user = |r: Result<Arc<AuthContext>, GatewayErrorKind>| {
         r.unwrap().get("user").unwrap_or_default().to_owned()
     };
-    assert_eq!(user(run(&f, &a, Some("good1"), Some("tenant=t1")).await), "good1@t1");
-    assert_eq!(user(run(&f, &a, Some("good1"), Some("tenant=t1")).await), "good1@t1");
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "the second call was not a cache hit");
+    assert_eq!(
+        user(run(&f, &a, Some("good1"), Some("tenant=t1")).await),
+        "good1@t1"
+    );
+    assert_eq!(
+        user(run(&f, &a, Some("good1"), Some("tenant=t1")).await),
+        "good1@t1"
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the second call was not a cache hit"
+    );
     assert_eq!(f.outcomes.cache_hit.get(), 1);
     // One identity value differs: its own entry, its own answer.
-    assert_eq!(user(run(&f, &a, Some("good1"), Some("tenant=t2")).await), "good1@t2");
-    assert_eq!(user(run(&f, &a, Some("good2"), Some("tenant=t1")).await), "good2@t1");
+    assert_eq!(
+        user(run(&f, &a, Some("good1"), Some("tenant=t2")).await),
+        "good1@t2"
+    );
+    assert_eq!(
+        user(run(&f, &a, Some("good2"), Some("tenant=t1")).await),
+        "good2@t1"
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 3);
     // Deny is cached too (the function's result), and stays a deny.
     for _ in 0..2 {
         assert_eq!(
-            run(&f, &a, Some("evil1"), Some("tenant=t1")).await.unwrap_err(),
+            run(&f, &a, Some("evil1"), Some("tenant=t1"))
+                .await
+                .unwrap_err(),
             GatewayErrorKind::AuthorizerDenied
         );
     }
     assert_eq!(calls.load(Ordering::SeqCst), 4);
     // After the ttl the function is asked again.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(user(run(&f, &a, Some("good1"), Some("tenant=t1")).await), "good1@t1");
+    assert_eq!(
+        user(run(&f, &a, Some("good1"), Some("tenant=t1")).await),
+        "good1@t1"
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 5);
     // Without a ttl nothing is cached.
     let uncached = authorizer(&server, 0);
-    run(&f, &uncached, Some("good1"), Some("tenant=t1")).await.unwrap();
-    run(&f, &uncached, Some("good1"), Some("tenant=t1")).await.unwrap();
+    run(&f, &uncached, Some("good1"), Some("tenant=t1"))
+        .await
+        .unwrap();
+    run(&f, &uncached, Some("good1"), Some("tenant=t1"))
+        .await
+        .unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 7);
 }
 
@@ -310,7 +382,10 @@ fn cache_keys_are_unambiguous_and_bounded() {
     // Concatenations that agree must not collide.
     assert_ne!(k(&["ab", "c"]), k(&["a", "bc"]));
     assert_ne!(k(&["abc"]), k(&["abc", ""]));
-    assert_ne!(cache::key(&[1; 32], std::iter::once(&b"x"[..])), cache::key(&[2; 32], std::iter::once(&b"x"[..])));
+    assert_ne!(
+        cache::key(&[1; 32], std::iter::once(&b"x"[..])),
+        cache::key(&[2; 32], std::iter::once(&b"x"[..]))
+    );
     let c = DecisionCache::new(2);
     let now = Instant::now();
     for i in 0..5u8 {
@@ -344,7 +419,10 @@ async fn backend_authorizers_get_only_user_data() {
         ..Default::default()
     })
     .unwrap();
-    let c = a.authorize_backend(&f.caller(), &ctx(), "api-1").await.unwrap();
+    let c = a
+        .authorize_backend(&f.caller(), &ctx(), "api-1")
+        .await
+        .unwrap();
     assert_eq!(c.get("sig"), Some("s-1"));
     assert_eq!(server.events(), vec![json!({"user_data": "secret-ud"})]);
 }
@@ -359,10 +437,19 @@ fn definitions_the_gateway_refuses() {
     };
     PreparedAuthorizer::prepare(&base).unwrap();
     for bad in [
-        Authorizer { url: "ftp://x/".into(), ..base.clone() },
-        Authorizer { url: "http://u@x/".into(), ..base.clone() },
+        Authorizer {
+            url: "ftp://x/".into(),
+            ..base.clone()
+        },
+        Authorizer {
+            url: "http://u@x/".into(),
+            ..base.clone()
+        },
         // Cached without identities: one caller's decision for everyone.
-        Authorizer { ttl_seconds: 5, ..base.clone() },
+        Authorizer {
+            ttl_seconds: 5,
+            ..base.clone()
+        },
         Authorizer {
             identities: vec![identity("q", ParamLocation::Query, "(")],
             ..base.clone()

@@ -900,12 +900,12 @@ fn authorizer_context_parameters_resolve_from_the_request_context() {
     let sig = SystemParam::parse("$context.authorizer.backend.sig");
     let mut c = ctx();
     assert_eq!(user.resolve(&api, &c), "");
-    c.frontend_authorizer = Some(std::sync::Arc::new(crate::authorizer::tests::context(&[
-        ("user", "alice"),
-    ])));
-    c.backend_authorizer = Some(std::sync::Arc::new(crate::authorizer::tests::context(&[
-        ("sig", "s-1"),
-    ])));
+    c.frontend_authorizer = Some(std::sync::Arc::new(crate::authorizer::tests::context(&[(
+        "user", "alice",
+    )])));
+    c.backend_authorizer = Some(std::sync::Arc::new(crate::authorizer::tests::context(&[(
+        "sig", "s-1",
+    )])));
     assert_eq!(user.resolve(&api, &c), "alice");
     assert_eq!(sig.resolve(&api, &c), "s-1");
     // Keys are exact: another case is another key.

@@ -390,8 +390,7 @@ async fn auth_failures_never_reach_the_backend() {
                 app.auth_type = apig_proto::AuthType::App as i32;
                 let mut iam = with_http(api("iam", "GET", "/iam"), backend, "/iam", 5_000);
                 iam.auth_type = apig_proto::AuthType::Iam as i32;
-                let mut custom =
-                    with_http(api("cus", "GET", "/custom"), backend, "/custom", 5_000);
+                let mut custom = with_http(api("cus", "GET", "/custom"), backend, "/custom", 5_000);
                 custom.auth_type = apig_proto::AuthType::Authorizer as i32;
                 custom.authorizer_id = "authz-1".into();
                 let mut s = snapshot("epoch-1", 1, vec![app, iam, custom]);

@@ -299,9 +299,11 @@ impl PreparedAuthorizer {
                 },
                 "user_data": self.user_data,
             });
-            if let Some(body) = request.body.filter(|_| self.need_body) {
-                event["body"] = STANDARD.encode(body).into();
-                event["isBase64Encoded"] = true.into();
+            if let (Some(body), Value::Object(fields)) =
+                (request.body.filter(|_| self.need_body), &mut event)
+            {
+                fields.insert("body".into(), STANDARD.encode(body).into());
+                fields.insert("isBase64Encoded".into(), true.into());
             }
             event.to_string().into_bytes()
         };

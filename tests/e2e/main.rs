@@ -3,6 +3,7 @@
 
 mod support;
 
+mod authorizers;
 mod backends;
 mod certificates;
 mod cluster_tls;

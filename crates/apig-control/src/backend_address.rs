@@ -83,6 +83,15 @@ pub fn check_api(spec: &ApiSpec) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A function URL (FUNCTION backends, custom authorizers) whose host is an always-refused
+/// literal.
+pub fn check_function_url(field: &str, url: &str) -> Result<(), ApiError> {
+    match url_authority(url) {
+        Some(authority) => check_address(field, authority),
+        None => Ok(()),
+    }
+}
+
 /// Channel members given by IP.
 pub fn check_members(members: &[MemberSpec]) -> Result<(), ApiError> {
     for m in members {
@@ -128,5 +137,13 @@ mod tests {
             Some("169.254.169.254")
         );
         assert_eq!(url_authority("urn:fss:x"), None);
+        assert_eq!(
+            check_function_url("authorizer_uri", "http://[fe80::1]:80/auth")
+                .unwrap_err()
+                .code
+                .code(),
+            "APIG.2022"
+        );
+        assert!(check_function_url("authorizer_uri", "http://127.0.0.1:9/auth").is_ok());
     }
 }

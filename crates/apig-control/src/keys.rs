@@ -64,6 +64,7 @@ pub const INSTANCE_KINDS: &[&str] = &[
     "sbind",
     "orch",
     "domain",
+    "authz",
 ];
 
 pub fn domains(i: &str) -> String {
@@ -78,6 +79,13 @@ pub fn orchestrations(i: &str) -> String {
 }
 pub fn orchestration(i: &str, id: &str) -> String {
     format!("v1/orch/{i}/{id}")
+}
+
+pub fn authorizers(i: &str) -> String {
+    format!("v1/authz/{i}/")
+}
+pub fn authorizer(i: &str, id: &str) -> String {
+    format!("v1/authz/{i}/{id}")
 }
 
 pub fn signs(i: &str) -> String {
@@ -245,6 +253,7 @@ mod tests {
             bindings("sbind", i),
             orchestrations(i),
             domains(i),
+            authorizers(i),
         ];
         let mut kinds: Vec<String> = Vec::new();
         for k in &keys {

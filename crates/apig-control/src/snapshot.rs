@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use apig_model::api::{ApiSpec, BackendApi, BackendParam, ReqParam};
 use apig_model::app::{App, AppAcl, AppAuth, AppCode};
+use apig_model::authorizer::Authorizer;
 use apig_model::backend_policy::Condition;
 use apig_model::certificate::Certificate;
 use apig_model::channel::{parse_http_codes, Channel};
@@ -154,6 +155,7 @@ pub fn compile(
         apis.push(api);
     }
     let channels = compile_channels(r, instance_id, &apis)?;
+    let authorizers = compile_authorizers(r, instance_id, &apis)?;
     let mut bound_domains: Vec<BoundDomain> = r.scan_json(&keys::domains(instance_id))?;
     bound_domains.sort_by(|a, b| a.url_domain.cmp(&b.url_domain));
     let certificates = compile_certificates(r, &instance.project_id, &bound_domains)?;
@@ -209,6 +211,7 @@ pub fn compile(
             .map(|d| d.url_domain.clone())
             .collect(),
         certificates,
+        authorizers,
     };
     // The same compile the gateway runs: a snapshot the gateway would reject is never published.
     apig_router::RouteTable::compile(&snapshot).map_err(|e| {
@@ -513,6 +516,56 @@ fn compile_channel(c: &Channel) -> pb::Channel {
     }
 }
 
+/// The custom authorizers the APIs use. A published API naming one that no longer exists fails
+/// the compile (deleting an authorizer in use is refused before that).
+fn compile_authorizers(
+    r: &(impl Reader + ?Sized),
+    instance_id: &str,
+    apis: &[pb::Api],
+) -> Result<Vec<pb::Authorizer>, ApiError> {
+    let mut used: Vec<&str> = apis
+        .iter()
+        .flat_map(|a| {
+            [a.authorizer_id.as_str(), a.backend_authorizer_id.as_str()]
+                .into_iter()
+                .chain(a.policies.iter().map(|p| p.authorizer_id.as_str()))
+        })
+        .filter(|id| !id.is_empty())
+        .collect();
+    used.sort_unstable();
+    used.dedup();
+    let mut out = Vec::with_capacity(used.len());
+    for id in used {
+        let a: Authorizer = r
+            .get_json(&keys::authorizer(instance_id, id))?
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::AuthorizerNotFound,
+                    format!("The authorizer {id} does not exist (a published API uses it)"),
+                )
+            })?;
+        out.push(pb::Authorizer {
+            id: a.id.clone(),
+            name: a.name.clone(),
+            backend: !a.is_frontend(),
+            url: a.authorizer_uri.clone(),
+            identities: a
+                .identities
+                .iter()
+                .map(|i| pb::AuthorizerIdentity {
+                    name: i.name.clone(),
+                    location: location(Some(i.location.as_str())) as i32,
+                    validation: i.validation.clone(),
+                })
+                .collect(),
+            ttl_seconds: u32::try_from(a.ttl).unwrap_or(0),
+            user_data: a.user_data.clone(),
+            need_body: a.need_body,
+        });
+    }
+    Ok(out)
+}
+
 /// Splits `host[:port]` (IPv6 in brackets) and applies the scheme's default port.
 pub fn split_authority(authority: &str, https: bool) -> Result<(String, u32), String> {
     let default_port = if https { 443 } else { 80 };
@@ -708,6 +761,7 @@ fn compile_policies<'a>(
                     Some("system") => pb::ConditionOrigin::System,
                     Some("cookie") => pb::ConditionOrigin::Cookie,
                     Some("orchestration") => pb::ConditionOrigin::Orchestration,
+                    Some("frontend_authorizer") => pb::ConditionOrigin::FrontendAuthorizer,
                     _ => pb::ConditionOrigin::Param,
                 };
                 let name = match origin {
@@ -722,6 +776,13 @@ fn compile_policies<'a>(
                     }),
                     pb::ConditionOrigin::Cookie => c.cookie_param_name.clone(),
                     pb::ConditionOrigin::Orchestration => c.mapped_param_name.clone(),
+                    pb::ConditionOrigin::FrontendAuthorizer => {
+                        c.frontend_authorizer_param_name.as_deref().map(|n| {
+                            n.strip_prefix(apig_model::authorizer::FRONTEND_CONTEXT)
+                                .unwrap_or(n)
+                                .to_owned()
+                        })
+                    }
                     pb::ConditionOrigin::Source => None,
                 };
                 let param_location = req_params
@@ -758,6 +819,7 @@ fn compile_policies<'a>(
             match_all: h.effect_mode.as_deref() == Some("ALL"),
             conditions: conditions(&h.conditions),
             backend_params: params(&h.backend_params),
+            authorizer_id: h.authorizer_id.clone().unwrap_or_default(),
             backend: Some(pb::backend_policy::Backend::Http(compile_http(
                 &h.backend(),
                 h.channel_id(),
@@ -774,6 +836,7 @@ fn compile_policies<'a>(
             match_all: f.effect_mode.as_deref() == Some("ALL"),
             conditions: conditions(&f.conditions),
             backend_params: params(&f.backend_params),
+            authorizer_id: f.authorizer_id.clone().unwrap_or_default(),
             backend: Some(pb::backend_policy::Backend::Function(compile_function(
                 &f.function(),
             ))),
@@ -786,6 +849,7 @@ fn compile_policies<'a>(
             match_all: m.effect_mode.as_deref() == Some("ALL"),
             conditions: conditions(&m.conditions),
             backend_params: params(&m.backend_params),
+            authorizer_id: m.authorizer_id.clone().unwrap_or_default(),
             backend: Some(pb::backend_policy::Backend::Mock(pb::MockBackend {
                 status_code: 200,
                 result_content: m.result_content.clone().unwrap_or_default(),
@@ -872,6 +936,11 @@ fn compile_api<'a>(
         acls: Vec::new(),
         backend_sign: None,
         policies: compile_policies(spec, lookup, &undefined)?,
+        authorizer_id: spec.frontend_authorizer_id().unwrap_or_default().to_owned(),
+        backend_authorizer_id: spec
+            .default_backend_authorizer_id()
+            .unwrap_or_default()
+            .to_owned(),
         backend: Some(backend),
     })
 }

@@ -15,6 +15,7 @@ use http::header::COOKIE;
 use http::HeaderMap;
 use regex::{Regex, RegexBuilder};
 
+use crate::authorizer::AuthContext;
 use crate::function::FunctionTarget;
 use crate::mapping::{BackendParamSpec, HttpTarget};
 use crate::mock::MockResponse;
@@ -32,6 +33,9 @@ pub(crate) struct PreparedPolicy {
     conditions: Vec<PreparedCondition>,
     pub backend_params: Vec<BackendParamSpec>,
     pub backend: Backend,
+    /// The policy backend's backend authorizer (`Runtime::authorizers` index), set by
+    /// `PreparedApi::prepare`.
+    pub authorizer: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -51,6 +55,8 @@ enum Subject {
     Cookie(String),
     /// The parameter orchestration produced, by its mapped name.
     Orchestrated(String),
+    /// A key of the frontend authorizer's context.
+    FrontendAuthorizer(String),
 }
 
 #[derive(Debug, Clone)]
@@ -69,6 +75,8 @@ pub(crate) struct PolicyInput<'a> {
     pub path: &'a str,
     pub method: &'a str,
     pub headers: &'a HeaderMap,
+    /// The frontend authorizer's context, when one ran.
+    pub authorizer: Option<&'a AuthContext>,
 }
 
 impl PreparedPolicy {
@@ -111,6 +119,7 @@ impl PreparedPolicy {
             conditions,
             backend_params,
             backend,
+            authorizer: None,
         })
     }
 
@@ -165,6 +174,12 @@ fn prepare_condition(
             }
             Subject::Orchestrated(c.name.clone())
         }
+        ConditionOrigin::FrontendAuthorizer => {
+            if c.name.is_empty() {
+                return Err("frontend_authorizer condition without a context key".into());
+            }
+            Subject::FrontendAuthorizer(c.name.clone())
+        }
         ConditionOrigin::Cookie => {
             if c.name.is_empty() {
                 return Err("cookie condition without a cookie name".into());
@@ -196,6 +211,8 @@ impl PreparedCondition {
             Subject::Path => Some(input.path),
             Subject::Method => Some(input.method),
             Subject::Cookie(name) => cookie(input.headers, name),
+            // Keys are case-sensitive (APIG: names must match exactly).
+            Subject::FrontendAuthorizer(key) => input.authorizer.and_then(|c| c.get(key)),
             Subject::Orchestrated(name) => input
                 .resolved
                 .orchestrated
@@ -297,6 +314,7 @@ mod tests {
             path,
             method,
             headers: &headers,
+            authorizer: None,
         })
     }
 
@@ -367,6 +385,7 @@ mod tests {
             path: "/",
             method: "GET",
             headers: &HeaderMap::new(),
+            authorizer: None,
         };
         assert!(std::ptr::eq(select(&list, &input).unwrap(), &list[0]));
     }
@@ -398,5 +417,39 @@ mod tests {
             };
             assert!(PreparedPolicy::prepare(&p, &params, &|_| None).is_err());
         }
+    }
+
+    #[test]
+    fn frontend_authorizer_conditions_read_the_context() {
+        let p = policy(
+            true,
+            vec![cond(
+                ConditionOrigin::FrontendAuthorizer,
+                "tier",
+                ConditionType::Exact,
+                "gold",
+            )],
+        );
+        let resolved = Resolved {
+            values: vec![None],
+            defaulted: vec![false],
+            orchestrated: None,
+        };
+        let headers = HeaderMap::new();
+        let input = |authorizer| PolicyInput {
+            resolved: &resolved,
+            client_ip: "1.1.1.1".parse().unwrap(),
+            path: "/",
+            method: "GET",
+            headers: &headers,
+            authorizer,
+        };
+        let gold = crate::authorizer::tests::context(&[("tier", "gold")]);
+        let silver = crate::authorizer::tests::context(&[("tier", "silver")]);
+        let other_case = crate::authorizer::tests::context(&[("Tier", "gold")]);
+        assert!(p.matches(&input(Some(&gold))));
+        assert!(!p.matches(&input(Some(&silver))));
+        assert!(!p.matches(&input(Some(&other_case))));
+        assert!(!p.matches(&input(None)));
     }
 }

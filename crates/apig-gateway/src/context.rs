@@ -12,6 +12,7 @@ use http::HeaderValue;
 use apig_policy::{Decision, Verdict};
 
 use crate::auth::{Caller, Transport};
+use crate::authorizer::AuthContext;
 use crate::metrics::ApiMetrics;
 
 /// 32 lowercase hex digits from 128 random bits, as APIG's `X-Request-Id`.
@@ -52,6 +53,10 @@ pub(crate) struct RequestContext {
     pub api_metrics: Option<Arc<ApiMetrics>>,
     /// The backend call that answered: its address, and how long it took to the response head.
     pub upstream: Option<(String, Duration)>,
+    /// The frontend custom authorizer's context (`$context.authorizer.frontend.<key>`).
+    pub frontend_authorizer: Option<Arc<AuthContext>>,
+    /// The backend authorizer's context (`$context.authorizer.backend.<key>`).
+    pub backend_authorizer: Option<Arc<AuthContext>>,
     /// With OpenTelemetry export on: the W3C `traceparent` naming this request's span, sent to
     /// the backend instead of the client's (`otel`).
     pub traceparent: Option<HeaderValue>,
@@ -122,6 +127,8 @@ impl RequestContext {
             api_metrics: None,
             upstream: None,
             traceparent: None,
+            frontend_authorizer: None,
+            backend_authorizer: None,
         }
     }
 }

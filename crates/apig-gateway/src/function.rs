@@ -111,6 +111,34 @@ pub(crate) fn event(
     body: &[u8],
     ctx: &RequestContext,
 ) -> Vec<u8> {
+    let path_params: Map<String, Value> = source
+        .path_params
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), Value::from(*v)))
+        .collect();
+    let app_id = ctx.caller.app_id().unwrap_or_default();
+    let event = json!({
+        "httpMethod": source.method.as_str(),
+        "path": source.path,
+        "headers": header_map(headers),
+        "queryStringParameters": query_map(query),
+        "pathParameters": path_params,
+        "body": STANDARD.encode(body),
+        "isBase64Encoded": true,
+        "requestContext": {
+            "apiId": source.api_id,
+            "apiName": source.api_name,
+            "requestId": ctx.request_id.to_string(),
+            "stage": source.stage,
+            "sourceIp": ctx.client_ip.to_canonical().to_string(),
+            "appId": app_id,
+        },
+    });
+    event.to_string().into_bytes()
+}
+
+/// An event's `headers`: repeated names joined with `,`.
+pub(crate) fn header_map(headers: &HeaderMap) -> BTreeMap<String, String> {
     let mut header_map: BTreeMap<String, String> = BTreeMap::new();
     for (name, value) in headers {
         let value = String::from_utf8_lossy(value.as_bytes());
@@ -122,6 +150,11 @@ pub(crate) fn event(
             })
             .or_insert_with(|| value.into_owned());
     }
+    header_map
+}
+
+/// An event's `queryStringParameters`: decoded, repeated names joined with `,`.
+pub(crate) fn query_map(query: Option<&str>) -> BTreeMap<String, String> {
     let mut query_map: BTreeMap<String, String> = BTreeMap::new();
     for pair in query
         .unwrap_or_default()
@@ -143,30 +176,7 @@ pub(crate) fn event(
             })
             .or_insert(v);
     }
-    let path_params: Map<String, Value> = source
-        .path_params
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), Value::from(*v)))
-        .collect();
-    let app_id = ctx.caller.app_id().unwrap_or_default();
-    let event = json!({
-        "httpMethod": source.method.as_str(),
-        "path": source.path,
-        "headers": header_map,
-        "queryStringParameters": query_map,
-        "pathParameters": path_params,
-        "body": STANDARD.encode(body),
-        "isBase64Encoded": true,
-        "requestContext": {
-            "apiId": source.api_id,
-            "apiName": source.api_name,
-            "requestId": ctx.request_id.to_string(),
-            "stage": source.stage,
-            "sourceIp": ctx.client_ip.to_canonical().to_string(),
-            "appId": app_id,
-        },
-    });
-    event.to_string().into_bytes()
+    query_map
 }
 
 /// Calls the function with `event`; the client's response. `api`: the API id (logs).

@@ -68,6 +68,7 @@
 mod access_log;
 mod admin;
 mod auth;
+mod authorizer;
 mod backend_policy;
 mod backend_sign;
 mod backend_tls;

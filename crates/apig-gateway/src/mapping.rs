@@ -21,10 +21,11 @@
 //!   came from, stops forwarding the original; `CONSTANT` puts the literal; `SYSTEM` resolves
 //!   `$context.requestId`, `sourceIp` (the client IP: the peer, or what a trusted proxy
 //!   reports), `stage`, `apiId`, `apiName`, `handleTime`, `serverAddr` (local address), `appId`
-//!   and `appName` (the authenticated app; empty when no app authenticated). Other system
-//!   parameters (`serverName`, authorizer context, ...) resolve to the empty string until the
-//!   features behind them exist; so does `appKey` on purpose (credentials never reach the
-//!   backend).
+//!   and `appName` (the authenticated app; empty when no app authenticated),
+//!   `authorizer.frontend.<key>` and `authorizer.backend.<key>` (the custom authorizers'
+//!   context; empty when the key is absent). Other system parameters (`serverName`, ...)
+//!   resolve to the empty string until the features behind them exist; so does `appKey` on
+//!   purpose (credentials never reach the backend).
 //! - The path is the backend template with every `{name}` filled from the backend parameter of
 //!   location PATH with that name, else the frontend path parameter of that name; values are
 //!   percent-encoded as one segment (a `/` in a value cannot add a segment), except values of a
@@ -69,7 +70,7 @@ pub(crate) enum BackendValue {
 }
 
 /// The system parameters the gateway resolves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum SystemParam {
     RequestId,
     SourceIp,
@@ -80,6 +81,10 @@ pub(crate) enum SystemParam {
     ServerAddr,
     AppId,
     AppName,
+    /// `$context.authorizer.frontend.<key>`: a key of the frontend authorizer's context.
+    FrontendAuthorizer(Box<str>),
+    /// `$context.authorizer.backend.<key>`: a key of the backend authorizer's context.
+    BackendAuthorizer(Box<str>),
     /// Any other name (`appKey` included: credentials never reach the backend): resolves to
     /// the empty string.
     Unknown,
@@ -238,6 +243,12 @@ enum PathEncoding {
 
 impl SystemParam {
     fn parse(name: &str) -> Self {
+        if let Some(key) = name.strip_prefix("$context.authorizer.frontend.") {
+            return Self::FrontendAuthorizer(key.into());
+        }
+        if let Some(key) = name.strip_prefix("$context.authorizer.backend.") {
+            return Self::BackendAuthorizer(key.into());
+        }
         let key = name.strip_prefix("$context.").unwrap_or(name);
         match key {
             "requestId" => Self::RequestId,
@@ -253,7 +264,7 @@ impl SystemParam {
         }
     }
 
-    fn resolve(self, api: &ApiMapping<'_>, ctx: &RequestContext) -> String {
+    fn resolve(&self, api: &ApiMapping<'_>, ctx: &RequestContext) -> String {
         match self {
             Self::RequestId => ctx.request_id.as_str().to_owned(),
             Self::SourceIp => ctx.client_ip.to_string(),
@@ -264,6 +275,19 @@ impl SystemParam {
             Self::ServerAddr => ctx.local.ip().to_string(),
             Self::AppId => ctx.caller.app_id().unwrap_or_default().to_owned(),
             Self::AppName => ctx.caller.app_name().unwrap_or_default().to_owned(),
+            // Absent keys (or no authorizer) resolve to the empty string like other unknowns.
+            Self::FrontendAuthorizer(key) => ctx
+                .frontend_authorizer
+                .as_ref()
+                .and_then(|c| c.get(key))
+                .unwrap_or_default()
+                .to_owned(),
+            Self::BackendAuthorizer(key) => ctx
+                .backend_authorizer
+                .as_ref()
+                .and_then(|c| c.get(key))
+                .unwrap_or_default()
+                .to_owned(),
             Self::Unknown => String::new(),
         }
     }

@@ -7,6 +7,7 @@
 //! | `apig_gateway_upstream_duration_seconds` | api, env | backend call to its response head |
 //! | `apig_gateway_errors_total` | code, type | gateway errors by APIG code and gateway response type |
 //! | `apig_gateway_auth_failures_total` | reason | authentication failures (`app_signature`, `app_missing`, `iam`, ...) |
+//! | `apig_gateway_authorizer_total` | type, result | custom authorizer decisions: type `frontend` or `backend`; result `allow`, `deny`, `error` (function calls), `cache_hit`, `identities_failure` |
 //! | `apig_gateway_throttled_total` | | 429 APIG.0308 |
 //! | `apig_gateway_acl_denied_total` | | IP, app and account ACL refusals |
 //! | `apig_gateway_backend_health_transitions_total` | channel, member, to | health check verdict changes |
@@ -29,6 +30,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use crate::authorizer::Outcomes;
 use crate::channel::health::Transitions;
 use crate::usage::{ApiUsage, Call};
 use prometheus::{
@@ -56,6 +58,9 @@ pub(crate) struct GatewayMetrics {
     upstream: HistogramVec,
     errors: IntCounterVec,
     auth_failures: IntCounterVec,
+    /// Resolved once: the request path never looks labels up.
+    pub authorizer_frontend: Outcomes,
+    pub authorizer_backend: Outcomes,
     pub throttled: IntCounter,
     pub acl_denied: IntCounter,
     health_transitions: IntCounterVec,
@@ -133,7 +138,22 @@ impl GatewayMetrics {
             .buckets(BUCKETS.to_vec()),
         )?;
         registry.register(Box::new(snapshot_apply.clone()))?;
+        let authorizer = counter_vec(
+            "apig_gateway_authorizer_total",
+            "Custom authorizer decisions by authorizer type and result.",
+            &["type", "result"],
+        )?;
+        let outcomes = |kind: &str| Outcomes {
+            allow: authorizer.with_label_values(&[kind, "allow"]),
+            deny: authorizer.with_label_values(&[kind, "deny"]),
+            error: authorizer.with_label_values(&[kind, "error"]),
+            cache_hit: authorizer.with_label_values(&[kind, "cache_hit"]),
+            identities_failure: authorizer.with_label_values(&[kind, "identities_failure"]),
+        };
+        let (authorizer_frontend, authorizer_backend) = (outcomes("frontend"), outcomes("backend"));
         Ok(Self {
+            authorizer_frontend,
+            authorizer_backend,
             requests: counter_vec(
                 "apig_gateway_requests_total",
                 "Answers by API, environment, status and origin.",
@@ -356,6 +376,7 @@ mod tests {
         m.error("APIG.0308", "THROTTLED", None);
         m.error("APIG.0303", "AUTH_FAILURE", Some("app_signature"));
         m.transitions("c1", "10.0.0.1:80").to_unhealthy.inc();
+        m.authorizer_frontend.cache_hit.inc();
         let text = String::from_utf8(m.render()).unwrap();
         for want in [
             r#"apig_gateway_requests_total{api="api-1",env="RELEASE",origin="backend",status="200"} 2"#,
@@ -363,6 +384,7 @@ mod tests {
             r#"apig_gateway_request_duration_seconds_count{api="api-1",env="RELEASE"} 3"#,
             r#"apig_gateway_upstream_duration_seconds_count{api="api-1",env="RELEASE"} 1"#,
             "apig_gateway_throttled_total 1",
+            r#"apig_gateway_authorizer_total{result="cache_hit",type="frontend"} 1"#,
             r#"apig_gateway_auth_failures_total{reason="app_signature"} 1"#,
             r#"apig_gateway_backend_health_transitions_total{channel="c1",member="10.0.0.1:80",to="unhealthy"} 1"#,
         ] {

@@ -15,7 +15,11 @@
 //! 8. authentication (`auth`): NONE passes; APP checks an `SDK-HMAC-SHA256` signature by an
 //!    app (reading the body first when its hash is signed) or an AppCode → 401 `APIG.0303`;
 //!    IAM checks an `X-Auth-Token` or a signature by a project AK/SK → 401 `APIG.0301`;
-//!    AUTHORIZER still fails closed with 401 `APIG.0305`. The caller goes into the context;
+//!    AUTHORIZER runs the frontend custom authorizer (`authorizer`: identity sources → 401
+//!    AUTHORIZER_IDENTITIES_FAILURE; deny → 500 AUTHORIZER_FAILURE; a failed call → 500
+//!    AUTHORIZER_CONF_FAILURE), which APP and IAM APIs with a frontend authorizer run too after
+//!    their own check (two-factor). The caller and the authorizer's context go into the
+//!    context;
 //! 9. authorization: IAM: the API's DOMAIN_ID and DOMAIN policies allow the caller's project
 //!    (by id and by account name) → else 403
 //!    `APIG.0302`; APP: the app is authorized for the API → else 403 `APIG.0304`, and the app's
@@ -34,7 +38,8 @@
 //! 12. `Content-Length` over `max_body_bytes` → 413;
 //! 13. request parameters: required, defaults, validation → 400;
 //! 14. the backend: the first backend policy whose conditions hold (`backend_policy`), else the
-//!     default backend. MOCK answers directly; FUNCTION gets an event (`function`); HTTP is mapped (`mapping`, which drops the
+//!     default backend; the chosen backend's backend authorizer, if any, runs first (its
+//!     context feeds `$context.authorizer.backend.*`). MOCK answers directly; FUNCTION gets an event (`function`); HTTP is mapped (`mapping`, which drops the
 //!     credentials the gateway consumed), sent to the fixed address or a member of the API's
 //!     channel (`channel`), signed with the API's signature key (`backend_sign`; failure →
 //!     500 `APIG.0705`) and called (`proxy`: HTTP/1.1, or HTTP/2 for gRPC backends); a call
@@ -67,6 +72,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
 use crate::auth::{read_bounded, unix_secs, BodyBounds, ClientBody, Transport};
+use crate::authorizer::{self, FrontendRequest};
 use crate::backend_policy::{self, PolicyInput};
 use crate::backend_sign::SignedBody;
 use crate::body::ResponseBody;
@@ -312,7 +318,9 @@ fn auth_reason(kind: &GatewayErrorKind) -> Option<&'static str> {
         GatewayErrorKind::AppAuthFailed(_) => Some("app_signature"),
         GatewayErrorKind::IamAuthMissing => Some("iam_missing"),
         GatewayErrorKind::IamAuthFailed(_) => Some("iam"),
-        GatewayErrorKind::AuthorizerUnavailable => Some("authorizer"),
+        GatewayErrorKind::AuthorizerIdentitiesFailure => Some("authorizer_identities"),
+        GatewayErrorKind::AuthorizerDenied => Some("authorizer_deny"),
+        GatewayErrorKind::AuthorizerFailed => Some("authorizer_error"),
         _ => None,
     }
 }
@@ -445,7 +453,56 @@ async fn serve(
             }
             body
         }
-        Auth::Authorizer => return Err(GatewayErrorKind::AuthorizerUnavailable),
+        // The frontend authorizer below is the whole authentication.
+        Auth::Authorizer => ClientBody::Streaming(body),
+    };
+    let body = match api.frontend_authorizer {
+        Some(i) => {
+            let frontend = runtime
+                .authorizers
+                .get(i)
+                .ok_or(GatewayErrorKind::Internal)?;
+            let body = if frontend.need_body {
+                ClientBody::Buffered(match body {
+                    ClientBody::Buffered(bytes) => bytes,
+                    ClientBody::Streaming(b) => {
+                        read_bounded(
+                            b,
+                            BodyBounds {
+                                max_bytes: limits.max_body_bytes,
+                                timeout: limits.body_read_timeout,
+                            },
+                        )
+                        .await?
+                    }
+                })
+            } else {
+                body
+            };
+            let request = FrontendRequest {
+                method: &parts.method,
+                path: parts.uri.path(),
+                headers: &parts.headers,
+                query: parts.uri.query(),
+                path_params: &route.params,
+                api_id: &api.id,
+                api_name: &api.name,
+                stage: &api.stage,
+                body: match &body {
+                    ClientBody::Buffered(bytes) => Some(bytes.as_ref()),
+                    ClientBody::Streaming(_) => None,
+                },
+            };
+            let caller = authorizer::Caller {
+                upstream: &shared.upstream,
+                cache: &shared.authorizer_cache,
+                outcomes: &shared.metrics.authorizer_frontend,
+            };
+            let context = frontend.authorize_frontend(&caller, &request, ctx).await?;
+            ctx.frontend_authorizer = Some(context);
+            body
+        }
+        None => body,
     };
 
     let throttle = serving.throttle.api(route.api_index).ok_or_else(|| {
@@ -499,6 +556,7 @@ async fn serve(
             path: path.as_str(),
             method: parts.method.as_str(),
             headers: &parts.headers,
+            authorizer: ctx.frontend_authorizer.as_deref(),
         },
     );
     let (backend, backend_params) = match policy {
@@ -508,6 +566,25 @@ async fn serve(
         }
         None => (&api.backend, api.backend_params.as_slice()),
     };
+    let backend_authorizer = match policy {
+        Some(p) => p.authorizer,
+        None => api.backend_authorizer,
+    };
+    if let Some(i) = backend_authorizer {
+        let backend_authorizer = runtime
+            .authorizers
+            .get(i)
+            .ok_or(GatewayErrorKind::Internal)?;
+        let caller = authorizer::Caller {
+            upstream: &shared.upstream,
+            cache: &shared.authorizer_cache,
+            outcomes: &shared.metrics.authorizer_backend,
+        };
+        let context = backend_authorizer
+            .authorize_backend(&caller, ctx, &api.id)
+            .await?;
+        ctx.backend_authorizer = Some(context);
+    }
     let mapping = api.mapping_with(backend_params);
     let target = match backend {
         Backend::Mock(mock) => return Ok(mock.respond()),

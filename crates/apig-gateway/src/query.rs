@@ -76,6 +76,13 @@ impl<'a> Query<'a> {
             .map(|p| p.value.clone())
     }
 
+    /// How many pairs have this key, and the decoded value of the first.
+    pub(crate) fn count_and_first<'s>(&'s self, key: &str) -> (usize, Option<&'s str>) {
+        let mut matching = self.pairs.iter().filter(|p| !p.removed && p.key == key);
+        let first = matching.next().map(|p| p.value.as_ref());
+        (first.map_or(0, |_| 1 + matching.count()), first)
+    }
+
     /// Whether a pair with this key is present.
     pub(crate) fn contains(&self, key: &str) -> bool {
         self.pairs.iter().any(|p| !p.removed && p.key == key)

@@ -57,8 +57,13 @@ pub(crate) enum GatewayErrorKind {
     IamAuthMissing,
     /// IAM credentials that do not verify; the text says why (`APIG.0301`).
     IamAuthFailed(Cow<'static, str>),
-    /// A custom authorizer is configured; not implemented yet, so it fails closed.
-    AuthorizerUnavailable,
+    /// An identity source of the frontend custom authorizer is missing, repeated or fails its
+    /// validation expression (the function was not called).
+    AuthorizerIdentitiesFailure,
+    /// The custom authorizer answered `deny`.
+    AuthorizerDenied,
+    /// The custom authorizer could not be called or gave no valid answer: fail closed.
+    AuthorizerFailed,
     /// The request body exceeds `max_body_bytes` (or, signed, `max_signed_body_bytes`).
     BodyTooLarge,
     /// The client did not send a body the gateway had to read in time.
@@ -115,7 +120,7 @@ impl GatewayErrorKind {
             | Self::AppAuthFailed(_)
             | Self::IamAuthMissing
             | Self::IamAuthFailed(_)
-            | Self::AuthorizerUnavailable => StatusCode::UNAUTHORIZED,
+            | Self::AuthorizerIdentitiesFailure => StatusCode::UNAUTHORIZED,
             Self::AppNotAuthorized
             | Self::AppIpDenied
             | Self::ApiIpDenied
@@ -129,7 +134,11 @@ impl GatewayErrorKind {
             Self::BackendUnavailable | Self::NoBackendAvailable | Self::FunctionAnswerInvalid => {
                 StatusCode::BAD_GATEWAY
             }
-            Self::Internal | Self::BackendSignatureFailed => StatusCode::INTERNAL_SERVER_ERROR,
+            // APIG's default statuses of AUTHORIZER_FAILURE and AUTHORIZER_CONF_FAILURE.
+            Self::Internal
+            | Self::BackendSignatureFailed
+            | Self::AuthorizerDenied
+            | Self::AuthorizerFailed => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -156,7 +165,8 @@ impl GatewayErrorKind {
             Self::Throttled => "APIG.0308",
             Self::AppQuotaExhausted => "APIG.0501",
             Self::IamAuthMissing | Self::IamAuthFailed(_) => "APIG.0301",
-            Self::AuthorizerUnavailable => "APIG.0305",
+            Self::AuthorizerIdentitiesFailure | Self::AuthorizerDenied => "APIG.0305",
+            Self::AuthorizerFailed => "APIG.0601",
             Self::NoBackendAvailable => "APIG.0610",
             Self::FunctionAnswerInvalid => "APIG.0202",
             Self::OrchestrationFailed(_) => "APIG.0106",
@@ -195,10 +205,14 @@ impl GatewayErrorKind {
             Self::IamAuthFailed(why) => {
                 format!("Incorrect IAM authentication information: {why}").into()
             }
-            Self::AuthorizerUnavailable => {
-                "Incorrect authentication information: custom authorizers are not available yet"
+            Self::AuthorizerIdentitiesFailure => "Incorrect authentication information: \
+                                                  the identity source is missing or invalid"
+                .into(),
+            Self::AuthorizerDenied => {
+                "Incorrect authentication information: the custom authorizer denied the request"
                     .into()
             }
+            Self::AuthorizerFailed => "Internal server error: the custom authorizer failed.".into(),
             Self::BodyTooLarge => "Request entity too large.".into(),
             Self::RequestTimeout => "Request timeout.".into(),
             Self::MissingParameter { name, location } => {
@@ -231,9 +245,10 @@ impl GatewayErrorKind {
         match self {
             Self::ApiNotFound | Self::MethodNotFound => "NOT_FOUND",
             Self::AppAuthMissing | Self::IamAuthMissing => "AUTH_HEADER_MISSING",
-            Self::AppAuthFailed(_) | Self::IamAuthFailed(_) | Self::AuthorizerUnavailable => {
-                "AUTH_FAILURE"
-            }
+            Self::AppAuthFailed(_) | Self::IamAuthFailed(_) => "AUTH_FAILURE",
+            Self::AuthorizerIdentitiesFailure => "AUTHORIZER_IDENTITIES_FAILURE",
+            Self::AuthorizerDenied => "AUTHORIZER_FAILURE",
+            Self::AuthorizerFailed => "AUTHORIZER_CONF_FAILURE",
             Self::AppNotAuthorized => "UNAUTHORIZED",
             Self::AppIpDenied | Self::ApiIpDenied | Self::IamProjectDenied => "ACCESS_DENIED",
             Self::Throttled => "THROTTLED",
@@ -276,10 +291,11 @@ impl GatewayErrorKind {
             Self::AppNotAuthorized
             | Self::AppIpDenied
             | Self::ApiIpDenied
-            | Self::IamProjectDenied => PERMISSION_DENIED,
+            | Self::IamProjectDenied
+            | Self::AuthorizerDenied => PERMISSION_DENIED,
             Self::Throttled | Self::AppQuotaExhausted | Self::BodyTooLarge => RESOURCE_EXHAUSTED,
             Self::ApiNotFound | Self::MethodNotFound => UNIMPLEMENTED,
-            Self::Internal | Self::BackendSignatureFailed => INTERNAL,
+            Self::Internal | Self::BackendSignatureFailed | Self::AuthorizerFailed => INTERNAL,
             Self::NotReady
             | Self::BackendUnavailable
             | Self::NoBackendAvailable
@@ -288,7 +304,7 @@ impl GatewayErrorKind {
             | Self::AppAuthFailed(_)
             | Self::IamAuthMissing
             | Self::IamAuthFailed(_)
-            | Self::AuthorizerUnavailable
+            | Self::AuthorizerIdentitiesFailure
             | Self::ClientCertificateRequired => UNAUTHENTICATED,
         }
     }
@@ -391,7 +407,9 @@ mod tests {
             AppQuotaExhausted,
             IamAuthMissing,
             IamAuthFailed("token expired".into()),
-            AuthorizerUnavailable,
+            AuthorizerIdentitiesFailure,
+            AuthorizerDenied,
+            AuthorizerFailed,
             BodyTooLarge,
             RequestTimeout,
             MissingParameter {
@@ -428,7 +446,9 @@ mod tests {
             (AppQuotaExhausted, 405, "APIG.0501"),
             (IamAuthMissing, 401, "APIG.0301"),
             (IamAuthFailed("x".into()), 401, "APIG.0301"),
-            (AuthorizerUnavailable, 401, "APIG.0305"),
+            (AuthorizerIdentitiesFailure, 401, "APIG.0305"),
+            (AuthorizerDenied, 500, "APIG.0305"),
+            (AuthorizerFailed, 500, "APIG.0601"),
             (BodyTooLarge, 413, "APIG.0201"),
             (RequestTimeout, 408, "APIG.0201"),
             (BackendTimeout, 504, "APIG.0201"),

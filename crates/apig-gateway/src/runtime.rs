@@ -16,6 +16,7 @@ use apig_proto::{api, AuthType, Snapshot};
 use apig_router::RouteTable;
 
 use crate::auth::{ApiAuth, Credentials};
+use crate::authorizer::PreparedAuthorizer;
 use crate::backend_policy::PreparedPolicy;
 use crate::backend_sign::BackendSigner;
 use crate::channel::PreparedChannel;
@@ -40,6 +41,8 @@ pub(crate) struct Runtime {
     pub channels: Vec<PreparedChannel>,
     /// Certificates of bound domains, for the HTTPS listener.
     pub tls: TlsCertificates,
+    /// The custom authorizers APIs use (`PreparedApi::frontend_authorizer`, ... indexes).
+    pub authorizers: Vec<PreparedAuthorizer>,
     /// SHA-256 of the snapshot's protobuf encoding.
     pub digest: [u8; 32],
 }
@@ -61,6 +64,8 @@ pub(crate) enum PrepareError {
     },
     #[error("{0}")]
     Tls(String),
+    #[error("{0}")]
+    Authorizer(String),
     #[error("channel {id}: {reason}")]
     Channel { id: String, reason: String },
     #[error("api {id} ({name}): {reason}")]
@@ -111,6 +116,11 @@ pub(crate) struct PreparedApi {
     pub policies: Vec<PreparedPolicy>,
     /// The signature key bound to the API in this environment, if any.
     pub backend_sign: Option<BackendSigner>,
+    /// The frontend custom authorizer (`Runtime::authorizers` index): all of the
+    /// authentication with `Auth::Authorizer`, a second factor after APP or IAM.
+    pub frontend_authorizer: Option<usize>,
+    /// The default backend's backend authorizer.
+    pub backend_authorizer: Option<usize>,
 }
 
 // === impl Runtime ===
@@ -133,6 +143,12 @@ impl Runtime {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let channel_index = |id: &str| channels.iter().position(|c| c.id == id);
+        let authorizers = snapshot
+            .authorizers
+            .iter()
+            .map(PreparedAuthorizer::prepare)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(PrepareError::Authorizer)?;
         let tls =
             TlsCertificates::prepare(&snapshot.certificates, &snapshot.https_redirect_domains)
                 .map_err(PrepareError::Tls)?;
@@ -140,13 +156,12 @@ impl Runtime {
             .apis
             .iter()
             .map(|a| {
-                PreparedApi::prepare(a, &snapshot, &credentials, &channel_index).map_err(|reason| {
-                    PrepareError::Api {
+                PreparedApi::prepare(a, &snapshot, &credentials, &channel_index, &authorizers)
+                    .map_err(|reason| PrepareError::Api {
                         id: a.id.clone(),
                         name: a.name.clone(),
                         reason,
-                    }
-                })
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?;
         check_shared_policies(&apis)?;
@@ -173,6 +188,7 @@ impl Runtime {
             quotas,
             channels,
             tls,
+            authorizers,
             digest,
         })
     }
@@ -228,7 +244,28 @@ impl PreparedApi {
         snapshot: &Snapshot,
         credentials: &Credentials,
         channel_index: &dyn Fn(&str) -> Option<usize>,
+        authorizers: &[PreparedAuthorizer],
     ) -> Result<Self, String> {
+        // An authorizer the snapshot does not carry, or of the wrong kind, refuses the snapshot:
+        // running the API without it would skip a check someone configured.
+        let authorizer = |id: &str, backend: bool| -> Result<Option<usize>, String> {
+            if id.is_empty() {
+                return Ok(None);
+            }
+            let i = authorizers
+                .iter()
+                .position(|a| a.id == id)
+                .ok_or_else(|| format!("custom authorizer {id} is not in the snapshot"))?;
+            match authorizers.get(i) {
+                Some(a) if a.backend == backend => Ok(Some(i)),
+                _ => Err(format!(
+                    "custom authorizer {id} is not a {} authorizer",
+                    if backend { "backend" } else { "frontend" }
+                )),
+            }
+        };
+        let frontend_authorizer = authorizer(&api.authorizer_id, false)?;
+        let backend_authorizer = authorizer(&api.backend_authorizer_id, true)?;
         let auth = match AuthType::try_from(api.auth_type) {
             Ok(AuthType::None) => Auth::None,
             Ok(AuthType::App) => Auth::App,
@@ -236,6 +273,9 @@ impl PreparedApi {
             Ok(AuthType::Authorizer) => Auth::Authorizer,
             Err(_) => return Err(format!("unknown auth type {}", api.auth_type)),
         };
+        if auth == Auth::Authorizer && frontend_authorizer.is_none() {
+            return Err("AUTHORIZER authentication without an authorizer".into());
+        }
         let auth_rules = match auth {
             Auth::App => credentials.api_auth(api),
             _ => ApiAuth::default(),
@@ -277,7 +317,8 @@ impl PreparedApi {
             .policies
             .iter()
             .map(|p| {
-                let policy = PreparedPolicy::prepare(p, &req_params, channel_index)?;
+                let mut policy = PreparedPolicy::prepare(p, &req_params, channel_index)?;
+                policy.authorizer = authorizer(&p.authorizer_id, true)?;
                 if let Backend::Http(target) = &policy.backend {
                     check_path_sources(target, &policy.backend_params, &frontend_params)
                         .map_err(|e| format!("backend policy {:?}: {e}", policy.name))?;
@@ -304,6 +345,8 @@ impl PreparedApi {
                 .map(BackendSigner::prepare)
                 .transpose()
                 .map_err(|e| format!("signature key: {e}"))?,
+            frontend_authorizer,
+            backend_authorizer,
         })
     }
 

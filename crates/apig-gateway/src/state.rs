@@ -26,6 +26,7 @@ use apig_policy::{
 use arc_swap::ArcSwapOption;
 
 use crate::access_log::AccessLog;
+use crate::authorizer::DecisionCache;
 use crate::channel::ChannelSet;
 use crate::config::Limits;
 use crate::context::unix_millis;
@@ -65,6 +66,9 @@ pub(crate) struct Shared {
     pub address_guard: Arc<AddressGuard>,
     /// TLS settings of backend connections (HTTPS health checks use them too).
     pub backend_tls: Arc<rustls::ClientConfig>,
+    /// Decisions of custom authorizers with a ttl (`authorizer::cache`), kept across
+    /// snapshots: entries name the authorizer definition they were made under.
+    pub authorizer_cache: DecisionCache,
     /// Permits for asynchronous function calls in flight (`function`).
     pub function_calls: Arc<tokio::sync::Semaphore>,
     pub metrics: Metrics,
@@ -116,6 +120,7 @@ impl Shared {
             upstream: Upstream::new(Arc::clone(&backend_tls), Arc::clone(&address_guard)),
             address_guard,
             backend_tls,
+            authorizer_cache: DecisionCache::new(crate::authorizer::cache::DEFAULT_MAX_ENTRIES),
             function_calls: Arc::new(tokio::sync::Semaphore::new(MAX_ASYNC_FUNCTION_CALLS)),
             metrics,
             usage: Arc::new(UsageRecorder::new()),

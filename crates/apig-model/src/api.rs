@@ -419,6 +419,7 @@ impl ApiSpec {
         if grpc {
             self.check_grpc_frontend(&mut p);
         }
+        self.check_authorizer_use(&mut p);
         match backend_type.as_deref() {
             Some("HTTP") => self.check_backend_api(&mut p, BackendKind::Http),
             Some("GRPC") => self.check_backend_api(&mut p, BackendKind::Grpc),
@@ -569,6 +570,139 @@ impl ApiSpec {
         }
     }
 
+    /// The frontend authorizer: required with `auth_type` AUTHORIZER, a second factor with APP
+    /// or IAM, meaningless without authentication. Authorizer context (backend parameters,
+    /// `frontend_authorizer` conditions) needs the authorizer that produces it (APIG.2036).
+    fn check_authorizer_use(&self, p: &mut Problems) {
+        let auth = self.auth_type.as_deref().unwrap_or_default();
+        let frontend = self.frontend_authorizer_id().is_some();
+        match auth {
+            "AUTHORIZER" if !frontend => p.push(ApiError::required("authorizer_id")),
+            "NONE" if frontend => p.push(ApiError::invalid(
+                "authorizer_id",
+                "a frontend authorizer needs auth_type AUTHORIZER, or APP or IAM (two-factor)",
+            )),
+            _ => {}
+        }
+        let without = |what: &str| {
+            ApiError::new(
+                ErrorCode::AuthorizerParamsUnavailable,
+                format!(
+                    "Only APIs that use custom authentication can have authorizer parameters: {what}"
+                ),
+            )
+        };
+        let check_params =
+            |p: &mut Problems, params: &[BackendParam], backend: bool, field: &str| {
+                for bp in params
+                    .iter()
+                    .filter(|bp| bp.origin.as_deref() == Some("SYSTEM"))
+                {
+                    match bp
+                        .value
+                        .as_deref()
+                        .and_then(crate::authorizer::context_param)
+                    {
+                        Some((true, _)) if !frontend => {
+                            p.push(without(&format!("{field} needs a frontend authorizer")))
+                        }
+                        Some((false, _)) if !backend => {
+                            p.push(without(&format!("{field} needs a backend authorizer")))
+                        }
+                        _ => {}
+                    }
+                }
+            };
+        let default_backend = self.default_backend_authorizer_id().is_some();
+        check_params(
+            p,
+            self.backend_params.as_deref().unwrap_or_default(),
+            default_backend,
+            "backend_params",
+        );
+        for (field, params, conditions, authorizer) in self.policy_parts() {
+            check_params(p, params, authorizer.is_some_and(|a| !a.is_empty()), field);
+            if !frontend
+                && conditions
+                    .iter()
+                    .any(|c| c.condition_origin.as_deref() == Some("frontend_authorizer"))
+            {
+                p.push(without(&format!(
+                    "{field}.conditions of origin frontend_authorizer need a frontend authorizer"
+                )));
+            }
+        }
+    }
+
+    /// Each backend policy's field name, backend parameters, conditions and authorizer id.
+    #[allow(clippy::type_complexity)]
+    fn policy_parts(
+        &self,
+    ) -> Vec<(
+        &'static str,
+        &[BackendParam],
+        &[backend_policy::Condition],
+        Option<&str>,
+    )> {
+        let mut out = Vec::new();
+        for h in self.policy_https.iter().flatten() {
+            out.push((
+                "policy_https",
+                h.backend_params.as_deref().unwrap_or_default(),
+                h.conditions.as_deref().unwrap_or_default(),
+                h.authorizer_id.as_deref(),
+            ));
+        }
+        for f in self.policy_functions.iter().flatten() {
+            out.push((
+                "policy_functions",
+                f.backend_params.as_deref().unwrap_or_default(),
+                f.conditions.as_deref().unwrap_or_default(),
+                f.authorizer_id.as_deref(),
+            ));
+        }
+        for m in self.policy_mocks.iter().flatten() {
+            out.push((
+                "policy_mocks",
+                m.backend_params.as_deref().unwrap_or_default(),
+                m.conditions.as_deref().unwrap_or_default(),
+                m.authorizer_id.as_deref(),
+            ));
+        }
+        out
+    }
+
+    /// The frontend custom authorizer (AUTHORIZER authentication or two-factor).
+    pub fn frontend_authorizer_id(&self) -> Option<&str> {
+        self.authorizer_id.as_deref().filter(|a| !a.is_empty())
+    }
+
+    /// The backend authorizer of the default backend (of its type).
+    pub fn default_backend_authorizer_id(&self) -> Option<&str> {
+        let id = match self.backend_type.as_deref() {
+            Some("FUNCTION") => self.func_info.as_ref()?.authorizer_id.as_deref(),
+            Some("MOCK") => self.mock_info.as_ref()?.authorizer_id.as_deref(),
+            _ => self.backend_api.as_ref()?.authorizer_id.as_deref(),
+        };
+        id.filter(|a| !a.is_empty())
+    }
+
+    /// Every backend authorizer the API names (`field`, id): its default backend's and its
+    /// backend policies'.
+    pub fn backend_authorizer_ids(&self) -> Vec<(&'static str, &str)> {
+        let mut out: Vec<(&'static str, &str)> = self
+            .default_backend_authorizer_id()
+            .map(|a| ("backend_api.authorizer_id", a))
+            .into_iter()
+            .collect();
+        for (field, _, _, authorizer) in self.policy_parts() {
+            if let Some(a) = authorizer.filter(|a| !a.is_empty()) {
+                out.push((field, a));
+            }
+        }
+        out
+    }
+
     /// APIG's rules for gRPC APIs: method POST; path `/`, `/package.Service` or
     /// `/package.Service/Method` (NORMAL only for the last); no parameters, samples or custom
     /// authorizer.
@@ -594,6 +728,11 @@ impl ApiSpec {
             p.push(ApiError::invalid(
                 "auth_type",
                 "NONE, APP or IAM for a gRPC API",
+            ));
+        } else if self.frontend_authorizer_id().is_some() {
+            p.push(ApiError::invalid(
+                "authorizer_id",
+                "custom authorizers are not available for gRPC APIs",
             ));
         }
         for (field, present) in [
@@ -692,9 +831,10 @@ pub(crate) fn check_http_backend(
     {
         p.push(ApiError::not_supported("member_group_url_infos (not yet)"));
     }
-    if b.authorizer_id.as_deref().is_some_and(|s| !s.is_empty()) {
-        p.push(ApiError::not_supported(
-            "backend_api.authorizer_id (not yet)",
+    if kind == BackendKind::Grpc && b.authorizer_id.as_deref().is_some_and(|s| !s.is_empty()) {
+        p.push(ApiError::invalid(
+            &format!("{prefix}.authorizer_id"),
+            "custom authorizers are not available for gRPC APIs",
         ));
     }
     if b.enable_client_ssl == Some(true) || b.enable_sm_channel == Some(true) {
@@ -856,7 +996,14 @@ pub(crate) fn check_backend_params(
             }
             Some("CONSTANT") => {}
             Some("SYSTEM") => {
-                if !SYSTEM_PARAMS.contains(&value) {
+                if let Some((_, key)) = crate::authorizer::context_param(value) {
+                    if !crate::authorizer::is_context_key(key) {
+                        p.push(ApiError::invalid(
+                            &format!("{field}.value"),
+                            "an authorizer context key: a letter, then up to 63 letters, digits, _ and -",
+                        ));
+                    }
+                } else if !SYSTEM_PARAMS.contains(&value) {
                     p.push(ApiError::invalid(
                         &format!("{field}.value"),
                         format!(
@@ -1203,6 +1350,83 @@ mod tests {
             }
             (b, p) => *b = p,
         }
+    }
+
+    #[test]
+    fn authorizers_and_their_context() {
+        let ok = |patch: Value| {
+            let mut v = good();
+            merge(&mut v, patch);
+            let mut s = spec(v.clone());
+            s.validate_and_normalize()
+                .unwrap_or_else(|e| panic!("{v}: {}", e.message));
+            s
+        };
+        let refused = |patch: Value, code: &str, field: &str| {
+            let mut v = good();
+            merge(&mut v, patch);
+            let e = spec(v.clone()).validate_and_normalize().unwrap_err();
+            assert_eq!(e.code.code(), code, "{v}: {}", e.message);
+            assert!(e.message.contains(field), "{field} not in {}", e.message);
+        };
+        let s = ok(json!({"auth_type": "AUTHORIZER", "authorizer_id": "fa",
+            "backend_params": [{"origin": "SYSTEM", "name": "X-User", "location": "HEADER",
+                                "value": "$context.authorizer.frontend.user"},
+                               {"origin": "REQUEST", "name": "uid", "location": "PATH", "value": "id"}]}));
+        assert_eq!(s.frontend_authorizer_id(), Some("fa"));
+        // Two-factor: APP (or IAM) plus a frontend authorizer.
+        ok(json!({"auth_type": "APP", "authorizer_id": "fa"}));
+        let s = ok(json!({"backend_api": {"authorizer_id": "ba"},
+            "backend_params": [{"origin": "SYSTEM", "name": "X-Sig", "location": "HEADER",
+                                "value": "$context.authorizer.backend.sig"},
+                               {"origin": "REQUEST", "name": "uid", "location": "PATH", "value": "id"}]}));
+        assert_eq!(
+            s.backend_authorizer_ids(),
+            vec![("backend_api.authorizer_id", "ba")]
+        );
+        refused(
+            json!({"auth_type": "AUTHORIZER"}),
+            "APIG.2001",
+            "authorizer_id",
+        );
+        refused(json!({"authorizer_id": "fa"}), "APIG.2012", "authorizer_id");
+        refused(
+            json!({"backend_params": [{"origin": "SYSTEM", "name": "X-User", "location": "HEADER",
+                                       "value": "$context.authorizer.frontend.user"},
+                                      {"origin": "REQUEST", "name": "uid", "location": "PATH", "value": "id"}]}),
+            "APIG.2036",
+            "frontend authorizer",
+        );
+        refused(
+            json!({"auth_type": "AUTHORIZER", "authorizer_id": "fa",
+                   "backend_params": [{"origin": "SYSTEM", "name": "X-S", "location": "HEADER",
+                                       "value": "$context.authorizer.backend.sig"},
+                                      {"origin": "REQUEST", "name": "uid", "location": "PATH", "value": "id"}]}),
+            "APIG.2036",
+            "backend authorizer",
+        );
+        refused(
+            json!({"auth_type": "AUTHORIZER", "authorizer_id": "fa",
+                   "backend_params": [{"origin": "SYSTEM", "name": "X-U", "location": "HEADER",
+                                       "value": "$context.authorizer.frontend.2bad"},
+                                      {"origin": "REQUEST", "name": "uid", "location": "PATH", "value": "id"}]}),
+            "APIG.2012",
+            "context key",
+        );
+        let policy = json!([{"name": "vip_users", "effect_mode": "ANY",
+            "url_domain": "vip.local:80", "req_protocol": "HTTP", "req_method": "GET",
+            "req_uri": "/vip", "timeout": 1000,
+            "conditions": [{"condition_origin": "frontend_authorizer", "condition_type": "exact",
+                            "frontend_authorizer_param_name": "$context.authorizer.frontend.tier",
+                            "condition_value": "gold"}]}]);
+        ok(
+            json!({"auth_type": "AUTHORIZER", "authorizer_id": "fa", "policy_https": policy.clone()}),
+        );
+        refused(
+            json!({"policy_https": policy}),
+            "APIG.2036",
+            "frontend_authorizer",
+        );
     }
 
     #[test]

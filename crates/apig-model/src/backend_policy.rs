@@ -153,7 +153,6 @@ struct Common<'a> {
     name: &'a Option<String>,
     effect_mode: &'a Option<String>,
     conditions: &'a Option<Vec<Condition>>,
-    authorizer_id: &'a Option<String>,
 }
 
 /// Checks the API's backend policies; `backend_type` is the API's (policies must be of the same
@@ -193,7 +192,6 @@ pub fn check(
                 name: &h.name,
                 effect_mode: &h.effect_mode,
                 conditions: &h.conditions,
-                authorizer_id: &h.authorizer_id,
             },
             req_params,
             &mut names,
@@ -215,7 +213,6 @@ pub fn check(
                 name: &f.name,
                 effect_mode: &f.effect_mode,
                 conditions: &f.conditions,
-                authorizer_id: &f.authorizer_id,
             },
             req_params,
             &mut names,
@@ -237,7 +234,6 @@ pub fn check(
                 name: &m.name,
                 effect_mode: &m.effect_mode,
                 conditions: &m.conditions,
-                authorizer_id: &m.authorizer_id,
             },
             req_params,
             &mut names,
@@ -286,11 +282,6 @@ fn check_common<'a>(
             "ALL or ANY",
         )),
         None => p.push(ApiError::required(&format!("{field}.effect_mode"))),
-    }
-    if c.authorizer_id.as_deref().is_some_and(|a| !a.is_empty()) {
-        p.push(ApiError::not_supported(format!(
-            "{field}.authorizer_id (custom authorizers)"
-        )));
     }
     let conditions = c.conditions.as_deref().unwrap_or_default();
     if conditions.is_empty() || conditions.len() > MAX_CONDITIONS {
@@ -382,9 +373,26 @@ fn check_condition(p: &mut Problems, field: &str, c: &Condition, req_params: &[R
                 }
             }
         }
-        Some("frontend_authorizer") => p.push(ApiError::not_supported(
-            "condition_origin frontend_authorizer (custom authorizers)",
-        )),
+        Some("frontend_authorizer") => {
+            check_type(p, &["exact", "enum", "pattern"]);
+            match validate::required(
+                &f("frontend_authorizer_param_name"),
+                &c.frontend_authorizer_param_name,
+            ) {
+                Ok(n) => {
+                    let key = n
+                        .strip_prefix(crate::authorizer::FRONTEND_CONTEXT)
+                        .unwrap_or(n);
+                    if !crate::authorizer::is_context_key(key) {
+                        p.push(ApiError::invalid(
+                            &f("frontend_authorizer_param_name"),
+                            "a frontend authorizer context key",
+                        ));
+                    }
+                }
+                Err(e) => p.push(e),
+            }
+        }
         Some("orchestration") => {
             check_type(p, &["exact", "enum", "pattern"]);
             if let Err(e) = validate::required(&f("mapped_param_name"), &c.mapped_param_name) {
@@ -393,7 +401,7 @@ fn check_condition(p: &mut Problems, field: &str, c: &Condition, req_params: &[R
         }
         Some(_) => p.push(ApiError::invalid(
             &f("condition_origin"),
-            "param, source, system, cookie or orchestration",
+            "param, source, system, cookie, frontend_authorizer or orchestration",
         )),
         None => p.push(ApiError::required(&f("condition_origin"))),
     }
@@ -507,6 +515,9 @@ mod tests {
             json!({"condition_origin": "cookie", "cookie_param_name": "a;b", "condition_type": "exact", "condition_value": "1"}),
             json!({"condition_origin": "param", "req_param_name": "tier", "condition_type": "pattern", "condition_value": "(unclosed"}),
             json!({"condition_origin": "weather", "condition_value": "rain"}),
+            json!({"condition_origin": "frontend_authorizer", "condition_type": "exact", "condition_value": "x"}),
+            json!({"condition_origin": "frontend_authorizer", "frontend_authorizer_param_name": "$context.authorizer.frontend.1x", "condition_type": "exact", "condition_value": "x"}),
+            json!({"condition_origin": "frontend_authorizer", "frontend_authorizer_param_name": "tier", "condition_value": "x"}),
         ] {
             let h = http(
                 json!({"name": "policy_a", "effect_mode": "ALL", "url_domain": "b:80",

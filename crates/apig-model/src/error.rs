@@ -39,6 +39,11 @@ pub enum ErrorCode {
     ChannelNameExists,
     SignNameExists,
     OrchestrationNameExists,
+    AuthorizerNameExists,
+    /// 400 A custom authorizer used by APIs cannot be deleted.
+    AuthorizerInUse,
+    /// 400 Authorizer context parameters (or conditions) on an API without that authorizer.
+    AuthorizerParamsUnavailable,
     /// 400 The domain name is not a valid domain.
     InvalidDomain,
     DomainExists,
@@ -74,6 +79,7 @@ pub enum ErrorCode {
     ChannelMemberQuota,
     ChannelInUse,
     SignQuota,
+    AuthorizerQuota,
     OrchestrationQuota,
     DomainQuota,
     AppCodeQuota,
@@ -97,6 +103,7 @@ pub enum ErrorCode {
     SpecialNotFound,
     ChannelNotFound,
     SignNotFound,
+    AuthorizerNotFound,
     OrchestrationNotFound,
     DomainNotFound,
     CertificateBindingNotFound,
@@ -151,6 +158,9 @@ impl ErrorCode {
             | ChannelNameExists
             | SignNameExists
             | OrchestrationNameExists
+            | AuthorizerNameExists
+            | AuthorizerInUse
+            | AuthorizerParamsUnavailable
             | InvalidDomain
             | DomainExists
             | CertificateDomainMismatch
@@ -165,9 +175,9 @@ impl ErrorCode {
             | ApiNotPublished => 400,
             AuthMissing | AuthInvalid => 401,
             EnvQuota | VariableQuota | AclBound | ThrottleBound | AppCodeQuota | AdminOnly
-            | ChannelQuota | ChannelMemberQuota | ChannelInUse | SignQuota | OrchestrationQuota
-            | DomainQuota | GroupHasApis | ApiPublished | EnvHasPublishedApis
-            | DefaultEnvReadOnly => 403,
+            | ChannelQuota | ChannelMemberQuota | ChannelInUse | SignQuota | AuthorizerQuota
+            | OrchestrationQuota | DomainQuota | GroupHasApis | ApiPublished
+            | EnvHasPublishedApis | DefaultEnvReadOnly => 403,
             GroupNotFound
             | ApiNotFound
             | EnvNotFound
@@ -187,6 +197,7 @@ impl ErrorCode {
             | InstanceNotFound
             | ChannelNotFound
             | SignNotFound
+            | AuthorizerNotFound
             | SignBindingNotFound
             | OrchestrationNotFound
             | DomainNotFound
@@ -226,6 +237,12 @@ impl ErrorCode {
             ChannelNameExists => "APIG.3208",
             SignNameExists => "APIG.3207",
             OrchestrationNameExists => "APIG.3331",
+            AuthorizerNameExists => "APIG.3211",
+            AuthorizerQuota => "APIG.3116",
+            AuthorizerNotFound => "APIG.3081",
+            // APIG has no dedicated code for an authorizer in use; as for certificates, 2012.
+            AuthorizerInUse => "APIG.2012",
+            AuthorizerParamsUnavailable => "APIG.2036",
             InvalidDomain => "APIG.2024",
             DomainExists => "APIG.3305",
             DomainQuota => "APIG.3108",

@@ -90,12 +90,6 @@ pub fn check(p: &mut Problems, f: &FuncInfo, prefix: &str) {
             field("alias_urn")
         )));
     }
-    if f.authorizer_id.as_deref().is_some_and(|v| !v.is_empty()) {
-        p.push(ApiError::not_supported(format!(
-            "{} (custom authorizers)",
-            field("authorizer_id")
-        )));
-    }
     if let Some(r) = &f.remark {
         p.check(validate::max_chars(&field("remark"), r, 255));
     }

@@ -19,6 +19,7 @@ macro_rules! opt_struct {
 
 pub mod api;
 pub mod app;
+pub mod authorizer;
 pub mod backend_policy;
 pub mod certificate;
 pub mod channel;

@@ -203,11 +203,36 @@ pub struct FunctionServer {
     task: tokio::task::JoinHandle<()>,
 }
 
-type Handler = Arc<dyn Fn(&serde_json::Value) -> String + Send + Sync>;
+type Handler = Arc<dyn Fn(&serde_json::Value) -> FunctionReply + Send + Sync>;
+
+/// What a [`FunctionServer`] answers: a status, a body, after a delay.
+pub struct FunctionReply {
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub delay: std::time::Duration,
+}
+
+impl FunctionReply {
+    /// `200` with `body` at once.
+    pub fn ok(body: impl Into<Vec<u8>>) -> Self {
+        Self {
+            status: 200,
+            body: body.into(),
+            delay: std::time::Duration::ZERO,
+        }
+    }
+}
 
 impl FunctionServer {
     pub async fn start(
         handler: impl Fn(&serde_json::Value) -> String + Send + Sync + 'static,
+    ) -> FunctionServer {
+        Self::start_replying(move |event| FunctionReply::ok(handler(event))).await
+    }
+
+    /// Like [`FunctionServer::start`], with full control of the answer (status, delay).
+    pub async fn start_replying(
+        handler: impl Fn(&serde_json::Value) -> FunctionReply + Send + Sync + 'static,
     ) -> FunctionServer {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
@@ -229,9 +254,12 @@ impl FunctionServer {
                                 async move {
                                     let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
                                     let event: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-                                    let answer = handler(&event);
+                                    let reply = handler(&event);
                                     seen.lock().expect("events").push(event);
-                                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(answer))))
+                                    tokio::time::sleep(reply.delay).await;
+                                    let mut response = Response::new(Full::new(Bytes::from(reply.body)));
+                                    *response.status_mut() = hyper::StatusCode::from_u16(reply.status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+                                    Ok::<_, Infallible>(response)
                                 }
                             });
                             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())

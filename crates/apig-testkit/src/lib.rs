@@ -10,7 +10,7 @@ mod mgmt;
 mod process;
 mod websocket;
 
-pub use backend::{EchoBackend, FunctionServer, SeenRequest};
+pub use backend::{EchoBackend, FunctionReply, FunctionServer, SeenRequest};
 pub use grpc::GrpcBackend;
 pub use mgmt::MgmtClient;
 pub use process::{apig_command, ApigProcess, ControlPlane, Gateway, Seed};

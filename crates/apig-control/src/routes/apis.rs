@@ -159,6 +159,7 @@ pub async fn create(
         super::channels::load(s.reader(), &inst, channel)?;
     }
     super::orchestrations::check_api(s.reader(), &inst, &spec)?;
+    super::authorizers::check_api(s.reader(), &inst, &spec)?;
     let all: Vec<Api> = Reader::scan_json(s.reader(), &keys::apis(&inst))?;
     check_unique(&all, &spec, None)?;
     let now = time::now_rfc3339();
@@ -216,6 +217,7 @@ pub async fn update(
         super::channels::load(s.reader(), &inst, channel)?;
     }
     super::orchestrations::check_api(s.reader(), &inst, &spec)?;
+    super::authorizers::check_api(s.reader(), &inst, &spec)?;
     let all: Vec<Api> = Reader::scan_json(s.reader(), &keys::apis(&inst))?;
     check_unique(&all, &spec, Some(&id))?;
     let now = time::now_rfc3339();

@@ -5,6 +5,7 @@ mod apis;
 mod app_auths;
 mod apps;
 mod audit;
+mod authorizers;
 mod backup;
 mod bindings;
 mod certificates;
@@ -232,6 +233,16 @@ pub fn router(state: Arc<ControlState>) -> Router {
         .route(
             &format!("{i}/orchestrations/{{orchestration_id}}/attached-apis"),
             get(orchestrations::attached_apis),
+        )
+        .route(
+            &format!("{i}/authorizers"),
+            get(authorizers::list).post(authorizers::create),
+        )
+        .route(
+            &format!("{i}/authorizers/{{authorizer_id}}"),
+            get(authorizers::show)
+                .put(authorizers::update)
+                .delete(authorizers::delete),
         )
         .route(&format!("{i}/signs"), get(signs::list).post(signs::create))
         .route(

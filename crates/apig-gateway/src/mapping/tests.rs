@@ -78,6 +78,8 @@ fn ctx() -> RequestContext {
         api_metrics: None,
         upstream: None,
         traceparent: None,
+        frontend_authorizer: None,
+        backend_authorizer: None,
     }
 }
 
@@ -860,6 +862,14 @@ fn backend_param_preparation_refuses_bad_input() {
         SystemParam::SourceIp
     );
     assert_eq!(SystemParam::parse("$context.nope"), SystemParam::Unknown);
+    assert_eq!(
+        SystemParam::parse("$context.authorizer.frontend.user"),
+        SystemParam::FrontendAuthorizer("user".into())
+    );
+    assert_eq!(
+        SystemParam::parse("$context.authorizer.backend.sig"),
+        SystemParam::BackendAuthorizer("sig".into())
+    );
 }
 
 #[test]
@@ -875,6 +885,35 @@ fn response_hop_by_hop_stripping() {
     strip_hop_by_hop(&mut h);
     assert_eq!(h.len(), 1);
     assert_eq!(h["content-type"], "text/plain");
+}
+
+#[test]
+fn authorizer_context_parameters_resolve_from_the_request_context() {
+    let api = ApiMapping {
+        id: "a",
+        name: "n",
+        stage: "RELEASE",
+        greedy: &[],
+        req_params: &[],
+        backend_params: &[],
+    };
+    let user = SystemParam::parse("$context.authorizer.frontend.user");
+    let sig = SystemParam::parse("$context.authorizer.backend.sig");
+    let mut c = ctx();
+    assert_eq!(user.resolve(&api, &c), "");
+    c.frontend_authorizer = Some(std::sync::Arc::new(crate::authorizer::tests::context(&[(
+        "user", "alice",
+    )])));
+    c.backend_authorizer = Some(std::sync::Arc::new(crate::authorizer::tests::context(&[(
+        "sig", "s-1",
+    )])));
+    assert_eq!(user.resolve(&api, &c), "alice");
+    assert_eq!(sig.resolve(&api, &c), "s-1");
+    // Keys are exact: another case is another key.
+    assert_eq!(
+        SystemParam::parse("$context.authorizer.frontend.User").resolve(&api, &c),
+        ""
+    );
 }
 
 #[test]

@@ -384,15 +384,33 @@ async fn required_and_validated_parameters() {
 #[tokio::test]
 async fn auth_failures_never_reach_the_backend() {
     bounded(async {
-        let stack = Stack::start(|backend| {
-            let mut app = with_http(api("app", "GET", "/app"), backend, "/app", 5_000);
-            app.auth_type = apig_proto::AuthType::App as i32;
-            let mut iam = with_http(api("iam", "GET", "/iam"), backend, "/iam", 5_000);
-            iam.auth_type = apig_proto::AuthType::Iam as i32;
-            let mut custom = with_http(api("cus", "GET", "/custom"), backend, "/custom", 5_000);
-            custom.auth_type = apig_proto::AuthType::Authorizer as i32;
-            vec![app, iam, custom]
-        })
+        let stack = Stack::start_snapshot(
+            |backend| {
+                let mut app = with_http(api("app", "GET", "/app"), backend, "/app", 5_000);
+                app.auth_type = apig_proto::AuthType::App as i32;
+                let mut iam = with_http(api("iam", "GET", "/iam"), backend, "/iam", 5_000);
+                iam.auth_type = apig_proto::AuthType::Iam as i32;
+                let mut custom = with_http(api("cus", "GET", "/custom"), backend, "/custom", 5_000);
+                custom.auth_type = apig_proto::AuthType::Authorizer as i32;
+                custom.authorizer_id = "authz-1".into();
+                let mut s = snapshot("epoch-1", 1, vec![app, iam, custom]);
+                // Its identity source is missing from the calls below, so the function (at a
+                // port nothing listens on) is never called.
+                s.authorizers = vec![apig_proto::Authorizer {
+                    id: "authz-1".into(),
+                    name: "token".into(),
+                    url: "http://127.0.0.1:1/authorize".into(),
+                    identities: vec![apig_proto::AuthorizerIdentity {
+                        name: "x-token".into(),
+                        location: apig_proto::ParamLocation::Header as i32,
+                        validation: String::new(),
+                    }],
+                    ..Default::default()
+                }];
+                s
+            },
+            |_| {},
+        )
         .await;
         let addr = stack.gw.addr;
         let json = get(

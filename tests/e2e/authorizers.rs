@@ -274,12 +274,16 @@ async fn backend_authorizers_vouch_for_calls_and_changes_apply_without_republish
         )
         .await;
     assert_eq!(updated.status, 200, "{:?}", updated.body);
-    let hits = s.backend.hits();
     let denied = eventually(WAIT, "the updated authorizer to apply", || async {
         let r = s.call("GET", &host, "/vouched", &[]).await;
         (r.status == 500).then_some(r)
     })
     .await;
     assert_eq!(denied.body["error_code"], "APIG.0305", "{}", denied.text);
+    // Calls made before the new snapshot arrived were still allowed; from the first denial on,
+    // nothing reaches the backend.
+    let hits = s.backend.hits();
+    let again = s.call("GET", &host, "/vouched", &[]).await;
+    assert_eq!(again.status, 500, "{}", again.text);
     assert_eq!(s.backend.hits(), hits);
 }

@@ -427,7 +427,7 @@ fn compile_channels(
     instance_id: &str,
     apis: &[pb::Api],
 ) -> Result<Vec<pb::Channel>, ApiError> {
-    let mut used: Vec<&str> = apis
+    let used: Vec<&str> = apis
         .iter()
         .flat_map(|a| {
             let default = match &a.backend {
@@ -440,23 +440,29 @@ fn compile_channels(
             });
             default.into_iter().chain(policies)
         })
-        .filter(|id| !id.is_empty())
         .collect();
+    let channels: Vec<Channel> = load_used(used, |id| {
+        let found = r.get_json(&keys::channel(instance_id, id))?;
+        found.ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::ChannelNotFound,
+                format!("The VPC channel {id} does not exist (a published API uses it)"),
+            )
+        })
+    })?;
+    Ok(channels.iter().map(compile_channel).collect())
+}
+
+/// Each distinct non-empty id of `used`, loaded once, in id order: the resources published APIs
+/// reference, where a missing one fails the compile.
+fn load_used<'a, T>(
+    mut used: Vec<&'a str>,
+    mut load: impl FnMut(&'a str) -> Result<T, ApiError>,
+) -> Result<Vec<T>, ApiError> {
+    used.retain(|id| !id.is_empty());
     used.sort_unstable();
     used.dedup();
-    let mut out = Vec::with_capacity(used.len());
-    for id in used {
-        let c: Channel = r
-            .get_json(&keys::channel(instance_id, id))?
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::ChannelNotFound,
-                    format!("The VPC channel {id} does not exist (a published API uses it)"),
-                )
-            })?;
-        out.push(compile_channel(&c));
-    }
-    Ok(out)
+    used.into_iter().map(&mut load).collect()
 }
 
 fn compile_channel(c: &Channel) -> pb::Channel {
@@ -523,27 +529,25 @@ fn compile_authorizers(
     instance_id: &str,
     apis: &[pb::Api],
 ) -> Result<Vec<pb::Authorizer>, ApiError> {
-    let mut used: Vec<&str> = apis
+    let used: Vec<&str> = apis
         .iter()
         .flat_map(|a| {
             [a.authorizer_id.as_str(), a.backend_authorizer_id.as_str()]
                 .into_iter()
                 .chain(a.policies.iter().map(|p| p.authorizer_id.as_str()))
         })
-        .filter(|id| !id.is_empty())
         .collect();
-    used.sort_unstable();
-    used.dedup();
-    let mut out = Vec::with_capacity(used.len());
-    for id in used {
-        let a: Authorizer = r
-            .get_json(&keys::authorizer(instance_id, id))?
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::AuthorizerNotFound,
-                    format!("The authorizer {id} does not exist (a published API uses it)"),
-                )
-            })?;
+    let authorizers: Vec<Authorizer> = load_used(used, |id| {
+        let found = r.get_json(&keys::authorizer(instance_id, id))?;
+        found.ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::AuthorizerNotFound,
+                format!("The authorizer {id} does not exist (a published API uses it)"),
+            )
+        })
+    })?;
+    let mut out = Vec::with_capacity(authorizers.len());
+    for a in &authorizers {
         out.push(pb::Authorizer {
             id: a.id.clone(),
             name: a.name.clone(),

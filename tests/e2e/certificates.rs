@@ -711,10 +711,14 @@ async fn domains_can_require_client_certificates() {
     assert_eq!(body["error_code"], "APIG.0205");
     // `s.gw` is a second replica: it takes the same snapshot on its own stream, so it may
     // trail the TLS gateway polled above by a moment.
-    eventually(WAIT, "plain HTTP to the verifying domain refused", || async {
-        let plain = call(&s.gw, "GET", "m.example.com", "/m", &[]).await;
-        (plain.status == 400 && plain.body["error_code"] == "APIG.0205").then_some(())
-    })
+    eventually(
+        WAIT,
+        "plain HTTP to the verifying domain refused",
+        || async {
+            let plain = call(&s.gw, "GET", "m.example.com", "/m", &[]).await;
+            (plain.status == 400 && plain.body["error_code"] == "APIG.0205").then_some(())
+        },
+    )
     .await;
 
     // Switching verification off on the domain applies without a restart.

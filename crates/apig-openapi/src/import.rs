@@ -433,9 +433,11 @@ impl Ctx<'_> {
                             "x-apigateway-auth-type {other}"
                         )))
                     }
-                    None => return Err(ApiError::not_supported(format!(
+                    None => {
+                        return Err(ApiError::not_supported(format!(
                         "security scheme {name} without x-apigateway-auth-type (AppSigv1 or IAM)"
-                    ))),
+                    )))
+                    }
                 }
             }
             _ => {

@@ -198,6 +198,7 @@ pub fn openapi_import(data: &[u8]) {
             false
         }
     });
+    defs.prune_policies();
     let key = |d: &apig_openapi::Definitions| {
         let mut v: Vec<(String, Option<String>, Option<String>)> = d
             .apis

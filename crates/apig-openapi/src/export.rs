@@ -534,11 +534,38 @@ fn backend_policies(spec: &ApiSpec) -> Vec<Value> {
     out
 }
 
-/// The document as JSON or YAML text.
+/// The document as JSON or YAML text, its version and `info` first as readers expect
+/// (the maps themselves keep their keys sorted).
 pub fn render(doc: &Value, yaml: bool) -> Result<String, String> {
+    let ordered = TopLevel(doc);
     if yaml {
-        yaml_serde::to_string(doc).map_err(|e| e.to_string())
+        yaml_serde::to_string(&ordered).map_err(|e| e.to_string())
     } else {
-        serde_json::to_string_pretty(doc).map_err(|e| e.to_string())
+        serde_json::to_string_pretty(&ordered).map_err(|e| e.to_string())
+    }
+}
+
+const FIRST_KEYS: &[&str] = &[
+    "swagger", "openapi", "info", "host", "basePath", "servers", "schemes", "paths",
+];
+
+struct TopLevel<'a>(&'a Value);
+
+impl serde::Serialize for TopLevel<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Value::Object(m) = self.0 else {
+            return self.0.serialize(s);
+        };
+        let mut out = s.serialize_map(Some(m.len()))?;
+        for k in FIRST_KEYS {
+            if let Some(v) = m.get(*k) {
+                out.serialize_entry(k, v)?;
+            }
+        }
+        for (k, v) in m.iter().filter(|(k, _)| !FIRST_KEYS.contains(&k.as_str())) {
+            out.serialize_entry(k, v)?;
+        }
+        out.end()
     }
 }

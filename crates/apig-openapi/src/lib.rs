@@ -131,6 +131,27 @@ pub struct Definitions {
     pub access_controls: BTreeMap<String, AccessControl>,
 }
 
+impl Definitions {
+    /// Drops the policy definitions no API refers to (after APIs were removed).
+    pub fn prune_policies(&mut self) {
+        let used = |f: fn(&ApiDefinition) -> &Option<String>, name: &String| {
+            self.apis.iter().any(|(_, d)| f(d).as_ref() == Some(name))
+        };
+        let ratelimits = std::mem::take(&mut self.ratelimits);
+        let access_controls = std::mem::take(&mut self.access_controls);
+        let ratelimits = ratelimits
+            .into_iter()
+            .filter(|(n, _)| used(|d| &d.ratelimit, n))
+            .collect();
+        let access_controls = access_controls
+            .into_iter()
+            .filter(|(n, _)| used(|d| &d.access_control, n))
+            .collect();
+        self.ratelimits = ratelimits;
+        self.access_controls = access_controls;
+    }
+}
+
 /// The result of converting a document: what converted, what did not and why, and what was
 /// skipped (operations APIG does not import).
 #[derive(Debug, Clone, PartialEq)]

@@ -308,4 +308,14 @@ fn spec_export_has_no_backends_or_policies() {
     assert!(!text.contains("x-apigateway-backend"), "{text}");
     assert!(!text.contains("x-apigateway-ratelimit"), "{text}");
     assert!(text.contains("\"operationId\": \"getOrder\""), "{text}");
+    assert!(
+        text.starts_with("{\n  \"swagger\": \"2.0\",\n  \"info\""),
+        "{text}"
+    );
+    let opts = ExportOptions {
+        oas: OasVersion::OpenApi3,
+        ..opts
+    };
+    let yaml = export::render(&export(&defs, &opts), true).unwrap();
+    assert!(yaml.starts_with("openapi: 3.0.1\ninfo:"), "{yaml}");
 }

@@ -177,7 +177,7 @@ pub fn openapi_import(data: &[u8]) {
         return;
     };
     let options = ImportOptions {
-        mock_mode: data.len() % 2 == 0,
+        mock_mode: data.len() & 1 == 0,
     };
     let Ok(imported) = apig_openapi::import(&doc, &options) else {
         return;

@@ -260,7 +260,7 @@ mod tests {
         );
         for i in 1..10 {
             let prev = format!("*a{}", i - 1);
-            let refs = vec![prev.as_str(); 9].join(",");
+            let refs = [prev.as_str(); 9].join(",");
             doc.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
         }
         let start = std::time::Instant::now();

@@ -271,20 +271,18 @@ fn backend_params(params: Option<&Vec<BackendParam>>) -> Value {
         .into_iter()
         .flatten()
         .map(|p| {
+            // Only the fields the definition has: an absent one must stay absent.
             let mut o = Map::new();
-            o.insert("name".into(), p.name.clone().unwrap_or_default().into());
-            o.insert("value".into(), p.value.clone().unwrap_or_default().into());
-            o.insert(
-                "in".into(),
-                p.location
-                    .clone()
-                    .unwrap_or_default()
-                    .to_ascii_lowercase()
-                    .into(),
-            );
-            o.insert("origin".into(), p.origin.clone().unwrap_or_default().into());
-            if let Some(r) = &p.remark {
-                o.insert("description".into(), r.clone().into());
+            for (k, v) in [
+                ("name", p.name.clone()),
+                ("value", p.value.clone()),
+                ("in", p.location.as_ref().map(|l| l.to_ascii_lowercase())),
+                ("origin", p.origin.clone()),
+                ("description", p.remark.clone()),
+            ] {
+                if let Some(v) = v {
+                    o.insert(k.into(), v.into());
+                }
             }
             Value::Object(o)
         })

@@ -14,6 +14,7 @@ mod hostile;
 mod lifecycle;
 mod management;
 mod observability;
+mod openapi;
 mod operations;
 mod protocols;
 mod resilience;

@@ -142,6 +142,9 @@ def until_routed(stack, host, path, headers=None, timeout=15):
     deadline = time.time() + timeout
     while True:
         r = call_gateway(stack, host, path, headers)
-        if r.status_code != 404 or time.time() > deadline:
+        # 404: the route is not in the applied snapshot yet; 503 APIG.0606: the replica has
+        # applied no snapshot at all yet (the first publish of a fresh stack).
+        pending = r.status_code == 404 or (r.status_code == 503 and "APIG.0606" in r.text)
+        if not pending or time.time() > deadline:
             return r
         time.sleep(0.05)

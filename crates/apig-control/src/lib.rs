@@ -16,6 +16,7 @@ mod error;
 pub mod grpc;
 mod keys;
 pub mod metrics;
+mod multipart;
 pub mod otel;
 pub mod publisher;
 mod routes;

@@ -15,6 +15,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("signed_request", signed_request),
     ("route_table", route_table),
     ("snapshot", snapshot),
+    ("openapi_import", openapi_import),
 ];
 
 /// The path canonicaliser: a canonical path satisfies its invariants, and canonicalising its
@@ -169,4 +170,75 @@ pub fn route_table(data: &[u8]) {
 /// gives a reason; it never panics (a replica NACKs and keeps its last good snapshot).
 pub fn snapshot(data: &[u8]) {
     let _ = apig_gateway::check_snapshot(data);
+}
+
+/// OpenAPI import (`ImportApiDefinitionsV2`): a document is refused with an error or
+/// converts; each converted API passes the model's validation (what `CreateApiV2` runs) or is
+/// refused by it with a 4xx; and what passed exports (Swagger 2.0 as JSON, OpenAPI 3.0 as
+/// YAML) to a document that imports again to the same definitions.
+pub fn openapi_import(data: &[u8]) {
+    use apig_openapi::{comparable, ExportOptions, ImportOptions, OasVersion};
+
+    let Ok(doc) = apig_openapi::parse_document(data) else {
+        return;
+    };
+    let options = ImportOptions {
+        mock_mode: data.len() & 1 == 0,
+    };
+    let Ok(imported) = apig_openapi::import(&doc, &options) else {
+        return;
+    };
+    for f in &imported.failures {
+        assert!((400..500).contains(&f.error.status()), "{:?}", f.error);
+    }
+    let validated = |def: &apig_openapi::ApiDefinition| {
+        let mut spec = def.spec.clone();
+        spec.group_id = Some("g".into());
+        spec.validate_and_normalize().map(|()| spec)
+    };
+    let mut defs = imported.definitions.clone();
+    defs.apis.retain(|(_, def)| match validated(def) {
+        Ok(_) => true,
+        Err(e) => {
+            assert!((400..500).contains(&e.status()), "{e:?}");
+            false
+        }
+    });
+    defs.prune_policies();
+    let key = |d: &apig_openapi::Definitions| {
+        let mut v: Vec<(String, Option<String>, Option<String>)> = d
+            .apis
+            .iter()
+            .map(|(_, def)| {
+                let spec = validated(def).expect("re-imported definition validates");
+                (
+                    comparable(&spec).to_string(),
+                    def.ratelimit.clone(),
+                    def.access_control.clone(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let expected = key(&defs);
+    for (oas, yaml) in [(OasVersion::Swagger2, false), (OasVersion::OpenApi3, true)] {
+        let opts = ExportOptions {
+            oas,
+            backends: true,
+            policies: true,
+            version: "fuzz".into(),
+            host: "g.apig.localhost".into(),
+        };
+        let text = apig_openapi::render(&apig_openapi::export(&defs, &opts), yaml)
+            .expect("an exported document renders");
+        let doc = apig_openapi::parse_document(text.as_bytes())
+            .unwrap_or_else(|e| panic!("the export does not parse: {e}\n{text}"));
+        let again = apig_openapi::import(&doc, &ImportOptions::default())
+            .unwrap_or_else(|e| panic!("the export does not import: {e}\n{text}"));
+        assert!(again.failures.is_empty(), "{:?}\n{text}", again.failures);
+        assert_eq!(key(&again.definitions), expected, "{oas:?}\n{text}");
+        assert_eq!(again.definitions.ratelimits, defs.ratelimits);
+        assert_eq!(again.definitions.access_controls, defs.access_controls);
+    }
 }

@@ -60,6 +60,11 @@ const INTERESTING: &[&[u8]] = &[
     b"\xc0\xae",
     b"SignedHeaders=",
     b"Signature=",
+    b"&a ",
+    b"*a",
+    b"\n  - ",
+    b"x-apigateway-",
+    b"{name+}",
 ];
 
 fn mutate(rng: &mut Rng, seeds: &[(String, Vec<u8>)]) -> Vec<u8> {

@@ -12,7 +12,7 @@ mod websocket;
 
 pub use backend::{EchoBackend, FunctionReply, FunctionServer, SeenRequest};
 pub use grpc::GrpcBackend;
-pub use mgmt::MgmtClient;
+pub use mgmt::{Answer, MgmtClient};
 pub use process::{apig_command, ApigProcess, ControlPlane, Gateway, Seed};
 pub use websocket::WsBackend;
 

@@ -63,12 +63,59 @@ impl MgmtClient {
         query: Option<&str>,
         body: Option<&[u8]>,
     ) -> Option<Answer> {
+        self.try_send_typed(method, path, query, "application/json", body)
+            .await
+    }
+
+    /// `POST path` with a `multipart/form-data` body of text `fields` and one file part
+    /// `(field, file name, bytes)`, as the official SDK uploads files.
+    pub async fn post_multipart(
+        &self,
+        path: &str,
+        fields: &[(&str, &str)],
+        file: (&str, &str, &[u8]),
+    ) -> Answer {
+        let boundary = "apig-testkit-boundary-7d1f0c";
+        let mut body = Vec::new();
+        for (name, value) in fields {
+            body.extend_from_slice(
+                format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                    .as_bytes(),
+            );
+        }
+        let (field, filename, bytes) = file;
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n")
+                .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let (p, q) = split(path);
+        self.try_send_typed(
+            "POST",
+            &self.path(p),
+            q,
+            &format!("multipart/form-data; boundary={boundary}"),
+            Some(&body),
+        )
+        .await
+        .expect("management request")
+    }
+
+    async fn try_send_typed(
+        &self,
+        method: &str,
+        path: &str,
+        query: Option<&str>,
+        content_type: &str,
+        body: Option<&[u8]>,
+    ) -> Option<Answer> {
         let host = self.base.to_string();
         let body = body.unwrap_or_default();
         let date = apig_sign::format_sdk_date(chrono::Utc::now().timestamp());
         let mut headers: Vec<(String, String)> = vec![
             ("host".into(), host.clone()),
-            ("content-type".into(), "application/json".into()),
+            ("content-type".into(), content_type.into()),
             ("x-sdk-date".into(), date),
         ];
         let view_headers: Vec<(&str, &str)> = headers

@@ -117,6 +117,19 @@ pub enum Command {
     Publish(PublishArgs),
     /// Gateway replicas of the instance and the snapshot versions they run
     Replicas,
+    /// Import an OpenAPI (Swagger 2.0 / OpenAPI 3.0, JSON or YAML) document
+    #[command(
+        after_help = "Without --group a group named after info.title is created.\n\n\
+                            Examples:\n  apigctl import orders.yaml\n  \
+                            apigctl import orders.json --group GROUP_ID --api-mode override"
+    )]
+    Import(ImportArgs),
+    /// Export a group's APIs as an OpenAPI document
+    #[command(
+        after_help = "Examples:\n  apigctl export --group GROUP_ID --define all -o orders.json\n  \
+                            apigctl export --group GROUP_ID --format yaml --oas 3.0"
+    )]
+    Export(ExportArgs),
     /// The project's audit log of management writes, newest first
     #[command(after_help = "Examples:\n  apigctl audit --limit 50\n  \
                             apigctl audit --resource apps --method DELETE --since 2024-01-31T00:00:00Z\n  \
@@ -271,6 +284,47 @@ pub struct ApiCreateArgs {
     /// Backend timeout in milliseconds
     #[arg(long, value_name = "MS", default_value_t = 5000)]
     pub backend_timeout: u64,
+}
+
+#[derive(Args)]
+pub struct ImportArgs {
+    /// The document (JSON or YAML)
+    pub file: String,
+    /// Import into this group instead of creating one from info.title
+    #[arg(long, value_name = "ID")]
+    pub group: Option<String>,
+    /// An API that exists already (same method, path and match mode): keep it or replace it
+    #[arg(long, default_value = "merge", value_parser = ["merge", "override"])]
+    pub api_mode: String,
+    /// A throttling or access control policy that exists already: keep it or replace it
+    #[arg(long, default_value = "merge", value_parser = ["merge", "override"])]
+    pub extend_mode: String,
+    /// Operations without x-apigateway-backend get a MOCK backend
+    #[arg(long)]
+    pub mock_mode: bool,
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    #[arg(long, value_name = "ID")]
+    pub group: String,
+    /// The environment whose published APIs are exported
+    #[arg(
+        long,
+        value_name = "ENV_ID",
+        default_value = "DEFAULT_ENVIRONMENT_RELEASE_ID"
+    )]
+    pub env: String,
+    /// spec (frontend), proxy (+ backends), all (+ policies), dev (unpublished definitions too)
+    #[arg(long, default_value = "all", value_parser = ["spec", "proxy", "all", "dev"])]
+    pub define: String,
+    #[arg(long, default_value = "json", value_parser = ["json", "yaml", "yml"])]
+    pub format: String,
+    #[arg(long, default_value = "2.0", value_parser = ["2.0", "3.0"])]
+    pub oas: String,
+    /// Write the document to FILE instead of stdout
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<String>,
 }
 
 #[derive(Args)]

@@ -30,7 +30,7 @@ pub fn load(
 }
 
 /// Validates a body and parses IP values with the gateway's own parser.
-fn checked(spec: AclSpec, id: String) -> std::result::Result<Acl, ApiError> {
+pub(super) fn checked(spec: AclSpec, id: String) -> std::result::Result<Acl, ApiError> {
     spec.validate()?;
     let acl = Acl {
         id,
@@ -47,7 +47,7 @@ fn checked(spec: AclSpec, id: String) -> std::result::Result<Acl, ApiError> {
     Ok(acl)
 }
 
-fn check_name(
+pub(super) fn check_name(
     s: &ControlState,
     inst: &str,
     name: &str,

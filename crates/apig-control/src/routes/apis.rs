@@ -59,7 +59,7 @@ pub fn view(
 
 /// Uniqueness rules of APIG: name unique within the group; group + method + path + match mode
 /// unique within the instance.
-fn check_unique(
+pub(super) fn check_unique(
     all: &[Api],
     spec: &ApiSpec,
     except: Option<&str>,
@@ -176,7 +176,7 @@ pub async fn create(
 }
 
 /// Backend sub-objects carry their own register/update times in APIG's answers.
-fn stamp_backend(spec: &mut ApiSpec, now: &str, previous: Option<&ApiSpec>) {
+pub(super) fn stamp_backend(spec: &mut ApiSpec, now: &str, previous: Option<&ApiSpec>) {
     if let Some(b) = &mut spec.backend_api {
         let registered = previous
             .and_then(|p| p.backend_api.as_ref())

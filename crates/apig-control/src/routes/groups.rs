@@ -26,7 +26,7 @@ pub fn load(
         .ok_or_else(|| ApiError::group_not_found(id))
 }
 
-fn check_unique_name(
+pub(super) fn check_unique_name(
     r: &(impl Reader + ?Sized),
     instance: &str,
     name: &str,

@@ -15,6 +15,7 @@ mod domains;
 mod envs;
 mod groups;
 mod instances;
+mod openapi;
 mod orchestrations;
 mod publish;
 mod quotas;
@@ -376,6 +377,20 @@ pub fn router(state: Arc<ControlState>) -> Router {
             get(variables::show)
                 .put(variables::update)
                 .delete(variables::delete),
+        )
+        .route(&format!("{i}/openapi/import"), post(openapi::import))
+        .route(&format!("{i}/openapi/export"), post(openapi::export))
+        .route(
+            &format!("{i}/openapi/async-import"),
+            post(openapi::not_async),
+        )
+        .route(
+            &format!("{i}/openapi/async-export"),
+            post(openapi::not_async),
+        )
+        .route(
+            &format!("{i}/async-tasks/{{task_id}}"),
+            get(openapi::not_async),
         )
         .route(&format!("{i}/apis"), get(apis::list).post(apis::create))
         .route(&format!("{i}/apis/action"), post(publish::action))

@@ -46,7 +46,7 @@ fn view(
     Ok(t.to_json(binds, !specials.is_empty()))
 }
 
-fn check_name(
+pub(super) fn check_name(
     s: &ControlState,
     inst: &str,
     name: &str,
@@ -204,6 +204,23 @@ pub async fn create_special(
     spec.validate(true)?;
     let _w = s.lock_instance(&project, &inst).await?;
     let t = load(s.reader(), &inst, &throttle)?;
+    let existing: Vec<ThrottleSpecial> =
+        Reader::scan_json(s.reader(), &keys::specials_of(&inst, &throttle))?;
+    let sp = checked_special(s.reader(), &inst, &t, spec, &existing)?;
+    s.save(&inst, keys::special(&inst, &throttle, &sp.id), &sp)
+        .await?;
+    Ok(created(special_view(&s, &inst, &sp)))
+}
+
+/// The checks of an excluded limit (after `SpecialSpec::validate`) against its policy and the
+/// policy's other excluded limits; shared with the OpenAPI import.
+pub(super) fn checked_special(
+    r: &(impl Reader + ?Sized),
+    inst: &str,
+    t: &Throttle,
+    spec: SpecialSpec,
+    existing: &[ThrottleSpecial],
+) -> std::result::Result<ThrottleSpecial, ApiError> {
     let object_type = spec.object_type.unwrap_or_default();
     let object_id = spec.object_id.unwrap_or_default();
     let limit = spec.call_limits.unwrap_or(1);
@@ -211,22 +228,19 @@ pub async fn create_special(
         return Err(ApiError::invalid(
             "call_limits",
             "may not exceed the policy's api_call_limits",
-        )
-        .into());
+        ));
     }
     match object_type.as_str() {
         "APP" => {
-            super::apps::load(s.reader(), &inst, &object_id)?;
+            super::apps::load(r, inst, &object_id)?;
         }
         // A tenant is a project; this instance's own project is the only one its callers have
         // unless other projects' apps are supported later, so any well-formed id is accepted.
         _ if object_id.len() > 64 || object_id.contains('/') => {
-            return Err(ApiError::invalid("object_id", "a project id").into());
+            return Err(ApiError::invalid("object_id", "a project id"));
         }
         _ => {}
     }
-    let existing: Vec<ThrottleSpecial> =
-        Reader::scan_json(s.reader(), &keys::specials_of(&inst, &throttle))?;
     if existing
         .iter()
         .any(|sp| sp.object_type == object_type && sp.object_id == object_id)
@@ -234,8 +248,7 @@ pub async fn create_special(
         return Err(ApiError::new(
             ErrorCode::SpecialExists,
             "The excluded request throttling configuration already exists.",
-        )
-        .into());
+        ));
     }
     if existing
         .iter()
@@ -246,20 +259,16 @@ pub async fn create_special(
         return Err(ApiError::invalid(
             "object_id",
             format!("at most {MAX_SPECIALS_PER_KIND} excluded {object_type} limits per policy"),
-        )
-        .into());
+        ));
     }
-    let sp = ThrottleSpecial {
+    Ok(ThrottleSpecial {
         id: ids::new_id(),
-        throttle_id: throttle.clone(),
+        throttle_id: t.id.clone(),
         object_type,
         object_id,
         call_limits: limit,
         apply_time: time::now_rfc3339(),
-    };
-    s.save(&inst, keys::special(&inst, &throttle, &sp.id), &sp)
-        .await?;
-    Ok(created(special_view(&s, &inst, &sp)))
+    })
 }
 
 fn load_special(

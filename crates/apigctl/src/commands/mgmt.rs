@@ -40,6 +40,19 @@ pub async fn send(
     query: &[String],
     body: Option<Vec<u8>>,
 ) -> Result<ExitCode> {
+    let answer = exchange(ctx, method, user_path, query, "application/json", body).await?;
+    print_answer(&answer)
+}
+
+/// Signs and sends one management request with a body of `content_type`.
+pub async fn exchange(
+    ctx: &Ctx,
+    method: &str,
+    user_path: &str,
+    query: &[String],
+    content_type: &str,
+    body: Option<Vec<u8>>,
+) -> Result<Answer> {
     let config = &ctx.config;
     let (ak, sk) = config.credential()?;
     let target = management_target(
@@ -57,7 +70,7 @@ pub async fn send(
         url,
         host: None,
         stage: None,
-        headers: vec![("Content-Type".into(), "application/json".into())],
+        headers: vec![("Content-Type".into(), content_type.into())],
         body: body.unwrap_or_default(),
     };
     let auth = Auth::Sign {
@@ -65,11 +78,10 @@ pub async fn send(
         secret: sk,
     };
     let prepared = prepare(draft, auth, now_unix())?;
-    let answer = ctx.client.send(&prepared).await?;
-    print_answer(&answer)
+    ctx.client.send(&prepared).await
 }
 
-fn print_answer(answer: &Answer) -> Result<ExitCode> {
+pub fn print_answer(answer: &Answer) -> Result<ExitCode> {
     if !answer.is_success() {
         eprintln!("{}", error_line(answer));
         return Ok(ExitCode::FAILURE);
@@ -86,7 +98,7 @@ fn print_answer(answer: &Answer) -> Result<ExitCode> {
 }
 
 /// `error_code: error_msg` from an APIG error body, else the status line and the body.
-fn error_line(answer: &Answer) -> String {
+pub fn error_line(answer: &Answer) -> String {
     let json: Value = serde_json::from_slice(&answer.body).unwrap_or_default();
     match (json["error_code"].as_str(), json["error_msg"].as_str()) {
         (Some(code), Some(msg)) => format!("{code}: {msg}"),

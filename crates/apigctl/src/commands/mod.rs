@@ -2,6 +2,7 @@
 
 mod call;
 mod mgmt;
+mod openapi;
 mod resources;
 
 use std::io::{Read, Write};
@@ -48,6 +49,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Api(c) => resources::api(&ctx, c).await,
         Command::Publish(a) => resources::publish(&ctx, &a).await,
         Command::Replicas => resources::replicas(&ctx).await,
+        Command::Import(a) => openapi::import(&ctx, &a).await,
+        Command::Export(a) => openapi::export(&ctx, &a).await,
         Command::Audit(a) => mgmt::send(&ctx, "GET", "/audit-logs", &a.query(), None).await,
         Command::Call(a) => call::call(&ctx, &a).await,
         Command::Sign(a) => call::sign(&ctx, &a),

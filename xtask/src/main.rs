@@ -33,8 +33,25 @@ fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// `cargo`, without the variables `cargo run` set for xtask itself: build scripts that read
+/// them (ring's does) would see them change between a plain `cargo build` and one run from here,
+/// and rebuild the whole release graph every time.
 fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        if key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_CRATE_")
+            || key.starts_with("CARGO_BIN_")
+            || matches!(
+                key,
+                "CARGO_MANIFEST_DIR" | "CARGO_MANIFEST_PATH" | "CARGO_PRIMARY_PACKAGE"
+            )
+        {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
 }
 
 /// The Python interpreter of `.venv`, created with the pinned requirements when missing.

@@ -1,0 +1,127 @@
+//! Benchmarks that need the real binaries.
+//!
+//! `auth [SECONDS]`: requests/s through an APP-authenticated API against the same API with
+//! auth NONE, alternating wrk runs in one process tree.
+//!
+//! `cluster-throttle [SECONDS]`: 3 replicas share one policy (L calls per second); load from 48
+//! concurrent clients spread over the replicas for SECONDS; reports admitted calls against what
+//! a single gateway with the whole limit admits (its burst L plus L per second).
+//!
+//! `propagation [N]`: one control plane and one gateway (release build); N times, publish or
+//! take offline an API and measure the time from the management answer to the gateway's
+//! answer changing. Reports median, p90 and worst.
+
+mod auth;
+mod propagation;
+mod throttle;
+
+use anyhow::{bail, Result};
+use apig_testkit::{ControlPlane, EchoBackend, MgmtClient};
+use serde_json::json;
+
+use crate::{cargo, root, run as run_cmd};
+
+pub fn run(args: &[String]) -> Result<()> {
+    match args.first().map(String::as_str) {
+        Some("propagation") => {
+            let n = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(100);
+            run_cmd(cargo().args(["build", "--release", "-p", "apig"]))?;
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(propagation::propagation(root().join("target/release/apig"), n))
+        }
+        Some("auth") => {
+            let secs = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(5);
+            run_cmd(cargo().args(["build", "--release", "-p", "apig"]))?;
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(auth::auth_ratio(root().join("target/release/apig"), secs))
+        }
+        Some("cluster-throttle") => {
+            let secs = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(10);
+            run_cmd(cargo().args(["build", "--release", "-p", "apig"]))?;
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(throttle::cluster_throttle(root().join("target/release/apig"), secs))
+        }
+        _ => bail!("usage: cargo xtask bench propagation [N] | auth [SECONDS] | cluster-throttle [SECONDS]"),
+    }
+}
+
+pub(super) const RELEASE: &str = "DEFAULT_ENVIRONMENT_RELEASE_ID";
+
+/// A group on the bootstrap instance, with APIs to the echo backend: the setup every benchmark
+/// shares.
+pub(super) struct Fixture {
+    pub api: MgmtClient,
+    pub inst: String,
+    pub group: String,
+    pub host: String,
+    pub backend: String,
+}
+
+impl Fixture {
+    pub(super) async fn new(cp: &ControlPlane, backend: &EchoBackend) -> Fixture {
+        let api = cp.client();
+        let inst = format!("/instances/{}", cp.seed.instance_id);
+        let g = api
+            .post(&format!("{inst}/api-groups"), &json!({"name": "bench"}))
+            .await;
+        Fixture {
+            group: g.body["id"].as_str().unwrap_or_default().to_owned(),
+            host: g.body["sl_domain"].as_str().unwrap_or_default().to_owned(),
+            backend: backend.authority(),
+            api,
+            inst,
+        }
+    }
+
+    /// A GET API with `auth` at `path`, forwarding to `backend_path`; returns its id.
+    pub(super) async fn create_api(&self, name: &str, path: &str, auth: &str, backend_path: &str) -> String {
+        let a = self
+            .api
+            .post(
+                &format!("{}/apis", self.inst),
+                &json!({"name": name, "type": 1, "req_protocol": "HTTP", "req_method": "GET", "req_uri": path,
+                        "auth_type": auth, "backend_type": "HTTP", "group_id": self.group,
+                        "backend_api": {"url_domain": self.backend, "req_protocol": "HTTP", "req_method": "GET",
+                                        "req_uri": backend_path, "timeout": 5000}}),
+            )
+            .await;
+        a.body["id"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Publishes in RELEASE; returns the publication id.
+    pub(super) async fn publish(&self, id: &str) -> Result<String> {
+        let p = self
+            .api
+            .post(
+                &format!("{}/apis/action", self.inst),
+                &json!({"action": "online", "api_id": id, "env_id": RELEASE}),
+            )
+            .await;
+        if p.status != 201 {
+            bail!("publishing failed: {:?}", p.body);
+        }
+        Ok(p.body["publish_id"].as_str().unwrap_or_default().to_owned())
+    }
+}
+
+/// Requests per second of `wrk` against `url` with extra headers; fails when wrk is missing.
+pub(super) fn wrk(url: &str, headers: &[(&str, &str)], secs: u64) -> Result<f64> {
+    let mut cmd = std::process::Command::new("wrk");
+    cmd.args(["-t1", "-c32", &format!("-d{secs}s")]);
+    for (k, v) in headers {
+        cmd.arg("-H").arg(format!("{k}: {v}"));
+    }
+    let out = cmd
+        .arg(url)
+        .output()
+        .map_err(|e| anyhow::anyhow!("wrk ({e}); install it: apt-get install wrk"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.contains("Non-2xx") {
+        bail!("wrk saw errors:\n{text}");
+    }
+    text.lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no Requests/sec in wrk output:\n{text}"))
+}
+

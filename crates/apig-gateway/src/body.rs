@@ -6,9 +6,9 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 
 use crate::channel::health::InFlight;
+use crate::http1_pool::BackendBody;
 
 /// A response body: gateway-built bytes, or the backend's streamed body.
 #[derive(Debug)]
@@ -18,7 +18,7 @@ pub enum ResponseBody {
     /// The backend's body, passed through frame by frame, with the channel member's in-flight
     /// count held until the body is done (dropped).
     Upstream {
-        body: Incoming,
+        body: BackendBody,
         _in_flight: Option<InFlight>,
     },
 }

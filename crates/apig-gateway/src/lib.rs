@@ -82,6 +82,7 @@ mod egress;
 mod error;
 mod function;
 mod h2_flood;
+mod http1_pool;
 mod mapping;
 mod metrics;
 mod mock;

@@ -30,8 +30,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::uri::PathAndQuery;
-use http::{Request, Response, Uri};
+use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{LengthLimitError, Limited};
 use hyper::body::Incoming;
@@ -41,6 +40,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower_service::Service;
 
 use crate::egress::{refusal_in, AddressGuard, GuardedConnector};
+use crate::http1_pool::{origin_form, BackendBody, BoxError, Http1Pool, PoolError};
 use crate::respond::GatewayErrorKind;
 
 /// The request body sent to a backend: the client's body streamed through (bounded), or the
@@ -123,6 +123,14 @@ impl SendError {
     }
 }
 
+/// How a call failed, from either client.
+enum CallFailure {
+    /// No connection: nothing of the request was sent.
+    Connect(BoxError),
+    /// The exchange on an established connection failed.
+    Exchange(BoxError),
+}
+
 /// The HTTP version a backend is spoken to in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum UpstreamProtocol {
@@ -134,11 +142,11 @@ pub(crate) enum UpstreamProtocol {
 
 type PooledClient = Client<HttpsConnector<GuardedConnector>, UpstreamBody>;
 
-/// The backend clients (HTTP and HTTPS): pooled HTTP/1.1, pooled HTTP/2, and the connector of
-/// upgrade connections.
+/// The backend clients (HTTP and HTTPS): pooled HTTP/1.1 (`http1_pool`), pooled HTTP/2, and the
+/// connector of upgrade connections.
 #[derive(Clone)]
 pub(crate) struct Upstream {
-    http1: PooledClient,
+    http1: Http1Pool,
     http2: PooledClient,
     /// Dials one HTTP/1.1 connection (TLS with ALPN `http/1.1` for https) per upgrade request.
     upgrade_connector: HttpsConnector<GuardedConnector>,
@@ -171,14 +179,9 @@ impl Upstream {
             .https_or_http()
             .enable_http2()
             .wrap_connector(http);
-        let http1 = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            // Shorter than common backend keep-alive timeouts (Node's is 5 s), so a pooled
-            // connection is rarely reused just as the backend closes it (that race is a 502).
-            .pool_idle_timeout(Duration::from_secs(4))
-            .pool_max_idle_per_host(256)
-            .build(http1_connector.clone());
+        // Shorter than common backend keep-alive timeouts (Node's is 5 s), so a pooled
+        // connection is rarely reused just as the backend closes it (that race is a 502).
+        let http1 = Http1Pool::new(http1_connector.clone(), Duration::from_secs(4), 256);
         // One multiplexed connection per backend address; pings find a dead one before a
         // request does. h2c is spoken with prior knowledge (gRPC backends expect it).
         let http2 = Client::builder(TokioExecutor::new())
@@ -205,31 +208,46 @@ impl Upstream {
         protocol: UpstreamProtocol,
         timeout: Duration,
         api: &str,
-    ) -> Result<Response<Incoming>, SendError> {
-        let client = match protocol {
-            UpstreamProtocol::Http1 => &self.http1,
-            UpstreamProtocol::Http2 => &self.http2,
+    ) -> Result<Response<BackendBody>, SendError> {
+        let exchange = async {
+            match protocol {
+                UpstreamProtocol::Http1 => self.http1.send(request).await.map_err(|e| match e {
+                    PoolError::Connect(error) => CallFailure::Connect(error),
+                    PoolError::Exchange(error) => CallFailure::Exchange(Box::new(error)),
+                }),
+                UpstreamProtocol::Http2 => match self.http2.request(request).await {
+                    Ok(response) => Ok(response.map(BackendBody::unpooled)),
+                    Err(error) if error.is_connect() => Err(CallFailure::Connect(Box::new(error))),
+                    Err(error) => Err(CallFailure::Exchange(Box::new(error))),
+                },
+            }
         };
-        match tokio::time::timeout(timeout, client.request(request)).await {
+        match tokio::time::timeout(timeout, exchange).await {
             Err(_elapsed) => Err(SendError {
                 kind: GatewayErrorKind::BackendTimeout,
                 not_sent: false,
                 refused: false,
             }),
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(error)) => {
-                if let Some(refused) = error.is_connect().then(|| refusal_in(&error)).flatten() {
+            Ok(Err(CallFailure::Connect(error))) => {
+                if let Some(refused) = refusal_in(&*error) {
                     self.guard.warn(api, "request", refused);
                     return Err(SendError::refused());
                 }
+                tracing::debug!(error = %DisplayChain(&*error), "backend connect failed");
+                // Nothing of the request left the gateway (the body is only polled on an
+                // established connection): safe to send elsewhere.
                 Err(SendError {
-                    kind: classify(&error),
-                    // A connect error means nothing of the request left the gateway (the body
-                    // is only polled on an established connection): safe to send elsewhere.
-                    not_sent: error.is_connect(),
+                    kind: GatewayErrorKind::BackendUnavailable,
+                    not_sent: true,
                     refused: false,
                 })
             }
+            Ok(Err(CallFailure::Exchange(error))) => Err(SendError {
+                kind: classify_exchange(&*error),
+                not_sent: false,
+                refused: false,
+            }),
         }
     }
 
@@ -242,14 +260,14 @@ impl Upstream {
         request: Request<UpstreamBody>,
         timeout: Duration,
         api: &str,
-    ) -> Result<Response<Incoming>, SendError> {
+    ) -> Result<Response<BackendBody>, SendError> {
         match tokio::time::timeout(timeout, self.upgrade_exchange(request, api)).await {
             Err(_elapsed) => Err(SendError {
                 kind: GatewayErrorKind::BackendTimeout,
                 not_sent: false,
                 refused: false,
             }),
-            Ok(result) => result,
+            Ok(result) => result.map(|response| response.map(BackendBody::unpooled)),
         }
     }
 
@@ -301,32 +319,15 @@ impl Upstream {
     }
 }
 
-/// `/path?query` of an absolute URI.
-fn origin_form(uri: &Uri) -> Uri {
-    let path = uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    Uri::from(path)
-}
-
 impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Upstream").finish_non_exhaustive()
     }
 }
 
-/// Maps a client error to the answer: the body limit tripping (413) and a malformed or broken
-/// client body (400) are the client's fault; everything else means the backend could not be
-/// reached or broke the exchange (502).
-fn classify(error: &hyper_util::client::legacy::Error) -> GatewayErrorKind {
-    if error.is_connect() {
-        tracing::debug!(error = %DisplayChain(error), "backend connect failed");
-        return GatewayErrorKind::BackendUnavailable;
-    }
-    classify_exchange(error)
-}
-
+/// Maps a failed exchange to the answer: the body limit tripping (413) and a malformed or broken
+/// client body (400) are the client's fault; everything else means the backend broke the
+/// exchange (502).
 fn classify_exchange(error: &(dyn StdError + 'static)) -> GatewayErrorKind {
     if caused_by::<LengthLimitError>(error) {
         return GatewayErrorKind::BodyTooLarge;

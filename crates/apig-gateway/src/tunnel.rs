@@ -21,7 +21,6 @@ use std::time::Duration;
 use http::header::{CONNECTION, UPGRADE};
 use http::request::Parts;
 use http::{HeaderValue, Method, Response, Version};
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -67,8 +66,8 @@ fn has_token(values: http::header::GetAll<'_, HeaderValue>, token: &str) -> bool
 
 /// Turns the backend's 101 into the client's and starts the tunnel between the two upgraded
 /// connections. `client` is the client request's pending upgrade.
-pub(crate) fn switch(
-    mut backend: Response<Incoming>,
+pub(crate) fn switch<B>(
+    mut backend: Response<B>,
     client: OnUpgrade,
     idle_timeout: Duration,
     guard: TunnelGuard,

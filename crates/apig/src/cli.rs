@@ -32,6 +32,12 @@ pub struct Cli {
     /// given.
     #[arg(long, global = true, env = "APIG_OTLP_ENDPOINT", value_name = "URL", value_parser = otlp_endpoint)]
     pub otlp_endpoint: Option<String>,
+    /// Threads of the runtime that serves requests (default: one per CPU this process may run
+    /// on). 1 runs everything on one thread without work stealing: the cheapest for a replica
+    /// pinned to a single core, with more replicas for more cores.
+    #[arg(long, global = true, env = "APIG_WORKER_THREADS", value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub worker_threads: Option<u16>,
     #[command(subcommand)]
     pub command: Command,
 }

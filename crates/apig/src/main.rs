@@ -21,6 +21,11 @@ use cli::{
     UpArgs,
 };
 
+// Measured by `cargo xtask bench peers` and `bench scale` (BENCHMARKS.md): less CPU per request
+// than glibc's malloc, and far less memory kept after snapshot swaps.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Resolves on Ctrl-C or SIGTERM.
 async fn shutdown_signal() {
     let ctrl_c = async {
@@ -271,6 +276,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let otlp = cli.otlp_endpoint.as_deref();
     let format = cli.log_format.as_str();
+    let threads = cli.worker_threads;
     match cli.command {
         // Offline store tools: no runtime, no listeners, no spans.
         Command::Backup(a) => {
@@ -285,25 +291,36 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             telemetry::init(format, None, "apig")?;
             certs::run(c)
         }
-        Command::Control(a) => serve(format, otlp, "apig-control", control(a)),
-        Command::Gateway(a) => serve(format, otlp, "apig-gateway", gateway(a)),
-        Command::Up(a) => serve(format, otlp, "apig", up(a)),
+        Command::Control(a) => serve(format, otlp, threads, "apig-control", control(a)),
+        Command::Gateway(a) => serve(format, otlp, threads, "apig-gateway", gateway(a)),
+        Command::Up(a) => serve(format, otlp, threads, "apig", up(a)),
         // Answered by `main` before anything runs.
         Command::Config(_) => Ok(()),
     }
 }
 
-/// Runs a server future on a multi-threaded runtime, with logs and (with `otlp`) span export
-/// set up inside it, and the spans still queued sent before the runtime goes.
+/// Runs a server future on the runtime `threads` asks for (default: multi-threaded, one worker
+/// per CPU; 1: a current-thread runtime), with logs and (with `otlp`) span export set up inside
+/// it, and the spans still queued sent before the runtime goes.
 fn serve(
     log_format: &str,
     otlp: Option<&str>,
+    threads: Option<u16>,
     service: &'static str,
     f: impl std::future::Future<Output = anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = match threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(usize::from(n))
+            .enable_all()
+            .build()?,
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?,
+    };
     let telemetry = {
         let _inside = runtime.enter();
         telemetry::init(log_format, otlp, service)?

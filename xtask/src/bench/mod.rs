@@ -1,7 +1,8 @@
 //! Benchmarks that need the real binaries.
 //!
-//! `auth [SECONDS]`: requests/s through an APP-authenticated API against the same API with
-//! auth NONE, alternating wrk runs in one process tree.
+//! `peers [--rounds N] [--secs S] [--connections C] [--bin APIG]`: the gateway against nginx, HAProxy and
+//! the backend called directly, each proxy pinned to one core (`peers.rs`): plain proxying and
+//! the full path (APP signature + throttling + ACL), with ratios to the targets.
 //!
 //! `cluster-throttle [SECONDS]`: 3 replicas share one policy (L calls per second); load from 48
 //! concurrent clients spread over the replicas for SECONDS; reports admitted calls against what
@@ -11,7 +12,7 @@
 //! take offline an API and measure the time from the management answer to the gateway's
 //! answer changing. Reports median, p90 and worst.
 
-mod auth;
+mod peers;
 mod propagation;
 mod throttle;
 
@@ -29,11 +30,17 @@ pub fn run(args: &[String]) -> Result<()> {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(propagation::propagation(root().join("target/release/apig"), n))
         }
-        Some("auth") => {
-            let secs = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(5);
-            run_cmd(cargo().args(["build", "--release", "-p", "apig"]))?;
+        Some("peers") => {
+            let settings = peers::Settings::parse(&args[1..])?;
+            let bin = match &settings.bin {
+                Some(bin) => bin.clone(),
+                None => {
+                    run_cmd(cargo().args(["build", "--release", "-p", "apig"]))?;
+                    root().join("target/release/apig")
+                }
+            };
             let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(auth::auth_ratio(root().join("target/release/apig"), secs))
+            rt.block_on(peers::peers(bin, settings))
         }
         Some("cluster-throttle") => {
             let secs = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(10);
@@ -41,7 +48,7 @@ pub fn run(args: &[String]) -> Result<()> {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(throttle::cluster_throttle(root().join("target/release/apig"), secs))
         }
-        _ => bail!("usage: cargo xtask bench propagation [N] | auth [SECONDS] | cluster-throttle [SECONDS]"),
+        _ => bail!("usage: cargo xtask bench peers [--rounds N] [--secs S] [--connections C] [--bin APIG] | propagation [N] | cluster-throttle [SECONDS]"),
     }
 }
 
@@ -59,6 +66,11 @@ pub(super) struct Fixture {
 
 impl Fixture {
     pub(super) async fn new(cp: &ControlPlane, backend: &EchoBackend) -> Fixture {
+        Self::with_backend(cp, backend.authority()).await
+    }
+
+    /// The fixture with APIs forwarding to `backend` (`host:port`).
+    pub(super) async fn with_backend(cp: &ControlPlane, backend: String) -> Fixture {
         let api = cp.client();
         let inst = format!("/instances/{}", cp.seed.instance_id);
         let g = api
@@ -67,14 +79,20 @@ impl Fixture {
         Fixture {
             group: g.body["id"].as_str().unwrap_or_default().to_owned(),
             host: g.body["sl_domain"].as_str().unwrap_or_default().to_owned(),
-            backend: backend.authority(),
+            backend,
             api,
             inst,
         }
     }
 
     /// A GET API with `auth` at `path`, forwarding to `backend_path`; returns its id.
-    pub(super) async fn create_api(&self, name: &str, path: &str, auth: &str, backend_path: &str) -> String {
+    pub(super) async fn create_api(
+        &self,
+        name: &str,
+        path: &str,
+        auth: &str,
+        backend_path: &str,
+    ) -> String {
         let a = self
             .api
             .post(
@@ -124,4 +142,3 @@ pub(super) fn wrk(url: &str, headers: &[(&str, &str)], secs: u64) -> Result<f64>
         .and_then(|v| v.trim().parse().ok())
         .ok_or_else(|| anyhow::anyhow!("no Requests/sec in wrk output:\n{text}"))
 }
-

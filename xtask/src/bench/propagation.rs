@@ -68,4 +68,3 @@ pub(super) async fn propagation(bin: PathBuf, n: usize) -> Result<()> {
     );
     Ok(())
 }
-

@@ -1,5 +1,9 @@
 //! Routing and mapping: what the backend sees, and what the client gets back.
 
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
 use apig_proto::{BackendParamOrigin as Origin, MatchMode, ParamLocation as Loc};
 use bytes::Bytes;
 
@@ -61,6 +65,69 @@ async fn route_maps_path_query_and_headers() {
         assert_eq!(h["x-forwarded-proto"][0], "http");
         assert_eq!(h["x-forwarded-host"][0], "API.example.com:8080");
         assert_eq!(h["x-request-id"][0], request_id.as_str());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn backend_connections_are_kept_alive_and_reused() {
+    bounded(async {
+        let stack =
+            Stack::start(|backend| vec![with_http(api("ka", "GET", "/ka"), backend, "/ka", 5_000)])
+                .await;
+        for i in 0..20 {
+            let answer = call(stack.gw.addr, &format!("/ka?i={i}")).await;
+            assert_eq!(answer.status, 200, "{:?}", answer.body);
+        }
+        // Each call came on a new client connection; the backend saw one (a single-threaded
+        // runtime has one idle list).
+        assert_eq!(stack.backend.connections(), 1);
+    })
+    .await;
+}
+
+/// A backend that answers one request per connection and then closes it without saying so
+/// (no `Connection: close`), as a backend whose keep-alive timeout just expired would.
+async fn closing_backend() -> (SocketAddr, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+                // Dropping the stream closes the connection.
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn a_pooled_connection_the_backend_closed_is_replaced() {
+    bounded(async {
+        let (closing, accepted) = closing_backend().await;
+        let stack =
+            Stack::start(|_| vec![with_http(api("cl", "GET", "/cl"), closing, "/cl", 5_000)]).await;
+        for _ in 0..10 {
+            let answer = call(stack.gw.addr, "/cl").await;
+            assert_eq!(answer.status, 200, "{:?}", answer.body);
+            assert_eq!(answer.body, Bytes::from_static(b"ok"));
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 10);
     })
     .await;
 }

@@ -19,6 +19,8 @@ use std::net::{IpAddr, SocketAddr};
 use apig_policy::IpAcl;
 use http::HeaderMap;
 
+use crate::header_names::{X_FORWARDED_FOR, X_FORWARDED_PROTO, X_REAL_IP};
+
 /// Most trusted hops walked in `X-Forwarded-For` before giving up on it.
 pub(crate) const MAX_HOPS: usize = 32;
 
@@ -37,7 +39,7 @@ pub(crate) fn forwarded_https(peer: IpAddr, headers: &HeaderMap, trusted: Option
     if !trusted.is_some_and(|t| t.allows(peer.to_canonical())) {
         return false;
     }
-    let mut values = headers.get_all("x-forwarded-proto").iter();
+    let mut values = headers.get_all(X_FORWARDED_PROTO).iter();
     match (values.next(), values.next()) {
         (Some(v), None) => v.as_bytes().eq_ignore_ascii_case(b"https"),
         _ => false,
@@ -57,9 +59,9 @@ pub(crate) fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: Option<&IpAcl>
     if !trusted.allows(peer) {
         return direct;
     }
-    let mut xff = headers.get_all("x-forwarded-for").iter().peekable();
+    let mut xff = headers.get_all(X_FORWARDED_FOR).iter().peekable();
     if xff.peek().is_none() {
-        let mut real = headers.get_all("x-real-ip").iter();
+        let mut real = headers.get_all(X_REAL_IP).iter();
         return match (real.next(), real.next()) {
             (Some(value), None) => match value.to_str().ok().and_then(parse_entry) {
                 Some(ip) => ClientAddr {

@@ -38,8 +38,14 @@ use crate::proxy::UpstreamBody;
 
 pub(crate) type BoxError = Box<dyn StdError + Send + Sync>;
 
-/// Idle connections of one (pool, scheme, authority).
-type Key = (u64, Scheme, Authority);
+/// Which idle list a connection belongs to: its pool, whether it is TLS, and the backend's
+/// authority (a cheap clone of the request URI's bytes).
+#[derive(Clone)]
+struct Key {
+    pool: u64,
+    https: bool,
+    authority: Authority,
+}
 
 /// An idle connection and since when it has been idle.
 struct Idle {
@@ -53,9 +59,70 @@ thread_local! {
 
 #[derive(Default)]
 struct IdleLists {
-    lists: HashMap<Key, Vec<Idle>>,
+    /// By pool: usually one per process.
+    pools: Vec<PoolLists>,
     /// Returns since the last sweep of every list.
     returns: u32,
+}
+
+/// One pool's idle lists on one thread, by authority. Looked up by `&str`, so a request hashes
+/// its authority once and allocates nothing.
+struct PoolLists {
+    pool: u64,
+    http: HashMap<Box<str>, Vec<Idle>>,
+    https: HashMap<Box<str>, Vec<Idle>>,
+}
+
+impl PoolLists {
+    fn by_authority(&mut self, https: bool) -> &mut HashMap<Box<str>, Vec<Idle>> {
+        if https {
+            &mut self.https
+        } else {
+            &mut self.http
+        }
+    }
+}
+
+impl IdleLists {
+    fn list(&mut self, key: &Key) -> Option<&mut Vec<Idle>> {
+        let pool = self.pools.iter_mut().find(|p| p.pool == key.pool)?;
+        pool.by_authority(key.https).get_mut(key.authority.as_str())
+    }
+
+    /// The list of `key`, made when missing.
+    fn list_or_new(&mut self, key: &Key) -> Option<&mut Vec<Idle>> {
+        if !self.pools.iter().any(|p| p.pool == key.pool) {
+            self.pools.push(PoolLists {
+                pool: key.pool,
+                http: HashMap::new(),
+                https: HashMap::new(),
+            });
+        }
+        let lists = self
+            .pools
+            .iter_mut()
+            .find(|p| p.pool == key.pool)?
+            .by_authority(key.https);
+        if !lists.contains_key(key.authority.as_str()) {
+            lists.insert(key.authority.as_str().into(), Vec::new());
+        }
+        lists.get_mut(key.authority.as_str())
+    }
+
+    /// Drops closed and expired connections, then empty lists.
+    fn sweep(&mut self, idle_timeout: Duration) {
+        let now = Instant::now();
+        for pool in &mut self.pools {
+            for lists in [&mut pool.http, &mut pool.https] {
+                lists.retain(|_, list| {
+                    list.retain(|c| {
+                        !c.sender.is_closed() && now.duration_since(c.since) < idle_timeout
+                    });
+                    !list.is_empty()
+                });
+            }
+        }
+    }
 }
 
 /// Every this many returns on a thread, every list of that thread drops its closed and expired
@@ -109,7 +176,11 @@ impl Http1Pool {
                 "backend URI without scheme or host".into(),
             ));
         };
-        let key: Key = (self.id, scheme.clone(), authority.clone());
+        let key = Key {
+            pool: self.id,
+            https: *scheme == Scheme::HTTPS,
+            authority: authority.clone(),
+        };
         *request.uri_mut() = origin_form(&uri);
         if let Some(mut sender) = self.checkout(&key) {
             match sender.try_send_request(request).await {
@@ -157,7 +228,7 @@ impl Http1Pool {
     fn checkout(&self, key: &Key) -> Option<SendRequest<UpstreamBody>> {
         IDLE.with(|idle| {
             let mut idle = idle.try_borrow_mut().ok()?;
-            let list = idle.lists.get_mut(key)?;
+            let list = idle.list(key)?;
             let now = Instant::now();
             // Newest first; one still finishing its last response (rare) is put at the back.
             for _ in 0..list.len() {
@@ -224,15 +295,11 @@ impl Returning {
             idle.returns += 1;
             if idle.returns >= SWEEP_EVERY {
                 idle.returns = 0;
-                let now = Instant::now();
-                idle.lists.retain(|_, list| {
-                    list.retain(|c| {
-                        !c.sender.is_closed() && now.duration_since(c.since) < self.idle_timeout
-                    });
-                    !list.is_empty()
-                });
+                idle.sweep(self.idle_timeout);
             }
-            let list = idle.lists.entry(self.key).or_default();
+            let Some(list) = idle.list_or_new(&self.key) else {
+                return;
+            };
             if list.len() < self.max_idle {
                 list.push(Idle {
                     sender: self.sender,

@@ -82,6 +82,7 @@ mod egress;
 mod error;
 mod function;
 mod h2_flood;
+mod header_names;
 mod http1_pool;
 mod mapping;
 mod metrics;

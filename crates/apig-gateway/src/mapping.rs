@@ -48,6 +48,7 @@ use http::{HeaderMap, Method, Uri};
 
 use crate::auth::{is_gateway_signature, X_APIG_APPCODE, X_AUTH_TOKEN};
 use crate::context::{format_handle_time, RequestContext};
+use crate::header_names::{KEEP_ALIVE, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
 use crate::params::{parse_header_name, Location, ReqParamSpec, RequestView, Resolved};
 use crate::proxy::UpstreamProtocol;
 use crate::query::Query;
@@ -590,7 +591,7 @@ fn is_stripped_request_header(name: &HeaderName) -> bool {
             | "x-forwarded-port"
             | "forwarded"
             | "x-real-ip"
-            | X_REQUEST_ID
+            | "x-request-id"
             | X_APIG_APPCODE
     ) || name.starts_with("proxy-")
         || name.contains('_')
@@ -625,7 +626,7 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     ] {
         headers.remove(name);
     }
-    headers.remove("keep-alive");
+    headers.remove(KEEP_ALIVE);
     if headers.keys().any(|k| k.as_str().starts_with("proxy-")) {
         let proxy: Vec<HeaderName> = headers
             .keys()
@@ -844,14 +845,14 @@ pub(crate) fn map_request<'a>(
     };
     headers.insert(header::HOST, host);
     if let Some(v) = forwarded_for(ctx) {
-        headers.insert("x-forwarded-for", v);
+        headers.insert(X_FORWARDED_FOR, v);
     }
     headers.insert(
-        "x-forwarded-proto",
+        X_FORWARDED_PROTO,
         HeaderValue::from_static(if ctx.tls { "https" } else { "http" }),
     );
     if let Some(host) = client.forwarded_host {
-        headers.insert("x-forwarded-host", host.clone());
+        headers.insert(X_FORWARDED_HOST, host.clone());
     }
     headers.insert(X_REQUEST_ID, ctx.request_id.header_value());
     if let Some(traceparent) = &ctx.traceparent {

@@ -23,7 +23,7 @@ use crate::context::RequestContext;
 pub const OTEL_TARGET: &str = "apig_otel";
 
 /// The W3C trace context header the backend gets.
-pub(crate) const TRACEPARENT: &str = "traceparent";
+pub(crate) const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
 
 struct Headers<'a>(&'a HeaderMap);
 

@@ -80,6 +80,7 @@ use crate::channel::balance::{HashKey, Strategy};
 use crate::client_ip;
 use crate::context::{unix_millis, RequestContext};
 use crate::function::{self, EventSource, FunctionTarget};
+use crate::header_names::{X_APIG_MODE, X_STAGE};
 use crate::mapping::{
     map_request, strip_hop_by_hop, ApiMapping, ClientRequest, Dest, Destination, TargetKind,
 };
@@ -331,7 +332,7 @@ const X_APIG_RATELIMIT_APP_QUOTA: &str = "x-apig-ratelimit-app-quota";
 /// `X-Apig-Mode: debug` asks for the throttle counters' state on the answer.
 fn wants_debug(headers: &HeaderMap) -> bool {
     headers
-        .get_all("x-apig-mode")
+        .get_all(X_APIG_MODE)
         .iter()
         .any(|v| v.as_bytes().eq_ignore_ascii_case(b"debug"))
 }
@@ -375,7 +376,7 @@ async fn serve(
     let path = canonicalize(uri.path())
         .map_err(|e| GatewayErrorKind::BadRequest(format!("invalid request path: {e}").into()))?;
     let (host, forwarded_host) = request_host(&request)?;
-    let stage = match request.headers().get("x-stage") {
+    let stage = match request.headers().get(X_STAGE) {
         Some(v) => Some(
             v.to_str()
                 .map_err(|_| GatewayErrorKind::BadRequest("invalid X-Stage header".into()))?,

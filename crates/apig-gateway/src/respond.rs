@@ -17,7 +17,7 @@ use crate::body::ResponseBody;
 use crate::context::RequestId;
 
 /// The response header carrying the request id on every answer.
-pub(crate) const X_REQUEST_ID: &str = "x-request-id";
+pub(crate) const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 /// Every reason the gateway itself answers a request instead of the backend.
 #[derive(Debug, Clone, PartialEq, Eq)]

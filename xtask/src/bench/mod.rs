@@ -8,13 +8,19 @@
 //! concurrent clients spread over the replicas for SECONDS; reports admitted calls against what
 //! a single gateway with the whole limit admits (its burst L plus L per second).
 //!
+//! `instructions [--bin APIG] [--baseline APIG]`: user-space instructions per proxied request
+//! under callgrind (`instructions.rs`): the noise-free figure to compare builds of the hot path.
+//!
 //! `propagation [N]`: one control plane and one gateway (release build); N times, publish or
 //! take offline an API and measure the time from the management answer to the gateway's
 //! answer changing. Reports median, p90 and worst.
 
+mod instructions;
 mod peers;
 mod propagation;
 mod throttle;
+
+use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use apig_testkit::{ControlPlane, EchoBackend, MgmtClient};
@@ -29,6 +35,26 @@ pub fn run(args: &[String]) -> Result<()> {
             run_cmd(cargo().args(["build", "--release", "-p", "apig"]))?;
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(propagation::propagation(root().join("target/release/apig"), n))
+        }
+        Some("instructions") => {
+            let mut bins = Vec::new();
+            let mut rest = args[1..].iter();
+            while let Some(flag) = rest.next() {
+                let Some(path) = rest.next() else {
+                    bail!("{flag} needs a path");
+                };
+                match flag.as_str() {
+                    "--bin" => bins.insert(0, ("apig".to_owned(), PathBuf::from(path))),
+                    "--baseline" => bins.push((format!("base{}", bins.len()), PathBuf::from(path))),
+                    other => bail!("unknown flag {other}: --bin APIG --baseline APIG"),
+                }
+            }
+            if !bins.iter().any(|(name, _)| *name == "apig") {
+                run_cmd(cargo().args(["build", "--release", "-p", "apig"]))?;
+                bins.insert(0, ("apig".to_owned(), root().join("target/release/apig")));
+            }
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(instructions::instructions(bins))
         }
         Some("peers") => {
             let settings = peers::Settings::parse(&args[1..])?;
@@ -48,7 +74,7 @@ pub fn run(args: &[String]) -> Result<()> {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(throttle::cluster_throttle(root().join("target/release/apig"), secs))
         }
-        _ => bail!("usage: cargo xtask bench peers [--rounds N] [--secs S] [--connections C] [--bin APIG] | propagation [N] | cluster-throttle [SECONDS]"),
+        _ => bail!("usage: cargo xtask bench peers [--rounds N] [--secs S] [--connections C] [--bin APIG] | instructions [--bin APIG] [--baseline APIG] | propagation [N] | cluster-throttle [SECONDS]"),
     }
 }
 
@@ -120,25 +146,4 @@ impl Fixture {
         }
         Ok(p.body["publish_id"].as_str().unwrap_or_default().to_owned())
     }
-}
-
-/// Requests per second of `wrk` against `url` with extra headers; fails when wrk is missing.
-pub(super) fn wrk(url: &str, headers: &[(&str, &str)], secs: u64) -> Result<f64> {
-    let mut cmd = std::process::Command::new("wrk");
-    cmd.args(["-t1", "-c32", &format!("-d{secs}s")]);
-    for (k, v) in headers {
-        cmd.arg("-H").arg(format!("{k}: {v}"));
-    }
-    let out = cmd
-        .arg(url)
-        .output()
-        .map_err(|e| anyhow::anyhow!("wrk ({e}); install it: apt-get install wrk"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    if text.contains("Non-2xx") {
-        bail!("wrk saw errors:\n{text}");
-    }
-    text.lines()
-        .find_map(|l| l.strip_prefix("Requests/sec:"))
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no Requests/sec in wrk output:\n{text}"))
 }

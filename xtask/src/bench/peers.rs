@@ -629,6 +629,15 @@ fn spread(v: &[f64]) -> (f64, f64) {
         })
 }
 
+/// One ratio of the report: the median of per-round ratios, their spread, and the target with
+/// whether higher is better.
+struct Ratio {
+    label: String,
+    median: f64,
+    spread: (f64, f64),
+    target: Option<(f64, bool)>,
+}
+
 struct Report<'a> {
     settings: &'a Settings,
     names: Vec<&'static str>,
@@ -660,7 +669,7 @@ impl Report<'_> {
             .collect()
     }
 
-    fn ratios(&self) -> Vec<(String, f64, (f64, f64), Option<(f64, bool)>)> {
+    fn ratios(&self) -> Vec<Ratio> {
         let rps = |s: &Sample| Some(s.rps);
         let cpu = |s: &Sample| s.cpu_us;
         let mut out = Vec::new();
@@ -669,7 +678,12 @@ impl Report<'_> {
                 return;
             }
             let (lo, hi) = spread(&v);
-            out.push((label, median(v), (lo, hi), target));
+            out.push(Ratio {
+                label,
+                median: median(v),
+                spread: (lo, hi),
+                target,
+            });
         };
         // (target, higher is better)
         add(
@@ -758,7 +772,13 @@ impl Report<'_> {
             );
         }
         let _ = writeln!(t, "\nratios (median of per-round ratios, min–max):");
-        for (label, m, (lo, hi), target) in self.ratios() {
+        for Ratio {
+            label,
+            median: m,
+            spread: (lo, hi),
+            target,
+        } in self.ratios()
+        {
             let verdict = match target {
                 Some((goal, true)) => {
                     format!(
@@ -797,7 +817,13 @@ impl Report<'_> {
         let ratios: Vec<Value> = self
             .ratios()
             .into_iter()
-            .map(|(label, m, (lo, hi), target)| {
+            .map(|r| {
+                let Ratio {
+                    label,
+                    median: m,
+                    spread: (lo, hi),
+                    target,
+                } = r;
                 json!({"ratio": label, "median": m, "min": lo, "max": hi,
                        "target": target.map(|t| t.0)})
             })

@@ -12,7 +12,10 @@
 //!   ([`BackendBody`]), without a task; a body dropped early drops the connection (it still has
 //!   unread bytes of that response, so it can never carry another);
 //! - a connection idle for longer than `idle_timeout` is never reused (it would race the
-//!   backend's own keep-alive timeout: that race is a 502), and is closed when next seen;
+//!   backend's own keep-alive timeout: that race is a 502), and is closed when its list is next
+//!   used, or at the next sweep of its thread's lists. A thread that stops proxying altogether
+//!   keeps its idle connections open until the backends close them (bounded by
+//!   `max_idle_per_key` per backend and thread); hyper-util's pool ran a timer task for that.
 //! - a request on a reused connection that the backend had closed before anything was written is
 //!   sent again on a new connection, as hyper-util does.
 
@@ -300,10 +303,17 @@ impl Returning {
             let Some(list) = idle.list_or_new(&self.key) else {
                 return;
             };
+            // Oldest first: close those that expired (usually none) before adding this one.
+            let now = Instant::now();
+            let expired = list
+                .iter()
+                .take_while(|c| now.duration_since(c.since) >= self.idle_timeout)
+                .count();
+            list.drain(..expired);
             if list.len() < self.max_idle {
                 list.push(Idle {
                     sender: self.sender,
-                    since: Instant::now(),
+                    since: now,
                 });
             }
         });

@@ -3,10 +3,11 @@
 //! `--worker-threads 1`.
 //!
 //! Wall-clock benchmarks on a shared 2-core machine swing by tens of percent; an instruction
-//! count does not, so this is the figure to compare two builds of the hot path by. The replica
-//! runs under callgrind twice, serving `FEW` and then `MANY` keep-alive requests; the difference
-//! of the two totals divided by `MANY - FEW` is the cost of one request, with start-up and
-//! shutdown cancelled out. Kernel time (the socket calls) is not counted: `peers` measures it.
+//! count much less, so this is the figure to compare two builds of the hot path by. The replica
+//! runs under callgrind with instrumentation off through start-up and `WARM_UP` requests;
+//! `callgrind_control -i on` then counts `REQUESTS` keep-alive requests, and the total divided by
+//! `REQUESTS` is the cost of one (the replica's background work during those requests, a few
+//! percent, is included). Kernel time (the socket calls) is not counted: `peers` measures it.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,8 +17,8 @@ use apig_testkit::{http_client, ControlPlane, EchoBackend, Gateway};
 
 use super::Fixture;
 
-const FEW: usize = 500;
-const MANY: usize = 2500;
+const WARM_UP: usize = 200;
+const REQUESTS: usize = 5000;
 
 /// `bins`: a name for each build and its binary.
 pub(super) async fn instructions(bins: Vec<(String, PathBuf)>) -> Result<()> {
@@ -34,17 +35,16 @@ pub(super) async fn instructions(bins: Vec<(String, PathBuf)>) -> Result<()> {
     let id = fx.create_api("bench_plain", "/plain", "NONE", "/").await;
     fx.publish(&id).await?;
     for (name, bin) in &bins {
-        let few = count(&cp, &fx.host, bin, dir.path(), FEW).await?;
-        let many = count(&cp, &fx.host, bin, dir.path(), MANY).await?;
-        let per_request = (many as f64 - few as f64) / (MANY - FEW) as f64;
+        let total = count(&cp, &fx.host, bin, dir.path(), name).await?;
+        let per_request = total as f64 / REQUESTS as f64;
         // The profile of the longer run, for `callgrind_annotate`.
         let out = crate::root().join("target/bench");
         std::fs::create_dir_all(&out)?;
         let kept = out.join(format!("callgrind-{name}.out"));
-        std::fs::copy(dir.path().join(format!("callgrind-{MANY}.out")), &kept)?;
+        std::fs::copy(dir.path().join(format!("callgrind-{name}.out")), &kept)?;
         println!(
-            "{name:<10} {per_request:>10.0} instructions per request ({}: {few} for {FEW} requests, \
-             {many} for {MANY}; profile in {})",
+            "{name:<10} {per_request:>10.0} instructions per request ({}: {total} for {REQUESTS} \
+             requests; profile in {})",
             bin.display(),
             kept.display()
         );
@@ -52,20 +52,14 @@ pub(super) async fn instructions(bins: Vec<(String, PathBuf)>) -> Result<()> {
     Ok(())
 }
 
-/// Total instructions of one replica's life under callgrind, serving `requests` requests.
-async fn count(
-    cp: &ControlPlane,
-    host: &str,
-    bin: &Path,
-    dir: &Path,
-    requests: usize,
-) -> Result<u64> {
-    let out = dir.join(format!("callgrind-{requests}.out"));
+/// Instructions of one replica under callgrind while it serves `REQUESTS` requests.
+async fn count(cp: &ControlPlane, host: &str, bin: &Path, dir: &Path, name: &str) -> Result<u64> {
+    let out = dir.join(format!("callgrind-{name}.out"));
     let wrapper = dir.join("apig-callgrind");
     std::fs::write(
         &wrapper,
         format!(
-            "#!/bin/sh\nexec valgrind --tool=callgrind --callgrind-out-file={} {} \"$@\"\n",
+            "#!/bin/sh\nexec valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file={} {} \"$@\"\n",
             out.display(),
             bin.display()
         ),
@@ -78,7 +72,7 @@ async fn count(
         &wrapper,
         &cp.grpc_url(),
         &cp.seed.instance_id,
-        &dir.join(format!("gw-{requests}")),
+        &dir.join(format!("gw-{name}")),
         &cp.cluster_token,
         "127.0.0.1:0".parse()?,
         &["--default-api-rate-limit", "0", "--worker-threads", "1"],
@@ -98,22 +92,43 @@ async fn count(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    for _ in 0..requests {
-        let r = http.get(&url).header("host", host).send().await?;
-        if r.status() != 200 {
-            bail!("request failed: {}", r.status());
+    let send = |n: usize| {
+        let (http, url) = (&http, &url);
+        async move {
+            for _ in 0..n {
+                let r = http.get(url).header("host", host).send().await?;
+                if r.status() != 200 {
+                    bail!("request failed: {}", r.status());
+                }
+                r.bytes().await?;
+            }
+            Ok(())
         }
-        r.bytes().await?;
-    }
+    };
+    send(WARM_UP).await?;
+    callgrind_control(gw.pid(), "on")?;
+    send(REQUESTS).await?;
+    callgrind_control(gw.pid(), "off")?;
     gw.terminate();
     let text =
         std::fs::read_to_string(&out).with_context(|| format!("reading {}", out.display()))?;
+    // `totals:` is what was collected; `summary:` stays 0 when collection starts switched off.
     text.lines()
-        .find_map(|l| {
-            l.strip_prefix("totals:")
-                .or_else(|| l.strip_prefix("summary:"))
-        })
+        .find_map(|l| l.strip_prefix("totals:"))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .with_context(|| format!("no totals in {}", out.display()))
+}
+
+/// Turns callgrind's instrumentation of process `pid` on or off.
+fn callgrind_control(pid: u32, state: &str) -> Result<()> {
+    let status = std::process::Command::new("callgrind_control")
+        .args(["-i", state, &pid.to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .context("callgrind_control (valgrind)")?;
+    if !status.success() {
+        bail!("callgrind_control -i {state} {pid} failed");
+    }
+    Ok(())
 }

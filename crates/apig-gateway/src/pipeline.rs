@@ -958,7 +958,8 @@ fn request_host<B>(
     let authority = request.uri().authority();
     let (raw, forwarded) = match (header, authority) {
         (Some(h), authority) => {
-            let text = h.to_str().map_err(|_| bad("invalid Host header"))?;
+            // `normalize_host` admits a narrower set of bytes than `to_str` would check.
+            let text = std::str::from_utf8(h.as_bytes()).map_err(|_| bad("invalid Host header"))?;
             if let Some(a) = authority {
                 if !a.as_str().eq_ignore_ascii_case(text) {
                     return Err(bad("the Host header does not match the request target"));
@@ -977,44 +978,62 @@ fn request_host<B>(
 }
 
 /// `Host` without its port, lower case, without one trailing dot. `None` when malformed
-/// (userinfo, spaces, empty name, bad port, stray brackets).
+/// (userinfo, spaces, empty name, bad port, stray brackets). A name is checked in one pass: this
+/// runs on every request.
 fn normalize_host(raw: &str) -> Option<Cow<'_, str>> {
-    let (name, port) = if let Some(rest) = raw.strip_prefix('[') {
-        let end = rest.find(']')?;
-        let name = raw.get(..end + 2)?;
-        let after = rest.get(end + 1..)?;
-        let port = match after {
-            "" => None,
-            p => Some(p.strip_prefix(':')?),
-        };
-        if !name
-            .get(1..name.len() - 1)?
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-        {
-            return None;
-        }
-        (name, port)
-    } else {
-        let (name, port) = match raw.rsplit_once(':') {
-            Some((n, p)) => (n, Some(p)),
-            None => (raw, None),
-        };
-        if !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
-        {
-            return None;
-        }
-        (name, port)
-    };
-    if let Some(port) = port {
-        if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
+    if raw.starts_with('[') {
+        return normalize_ip_literal(raw);
+    }
+    let mut colon = None;
+    let mut upper = false;
+    for (i, b) in raw.bytes().enumerate() {
+        match b {
+            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => {}
+            b'A'..=b'Z' => upper = true,
+            b':' if colon.is_none() => colon = Some(i),
+            _ => return None,
         }
     }
+    let name = match colon {
+        Some(i) => {
+            let port = raw.get(i + 1..)?;
+            if !valid_port(port) {
+                return None;
+            }
+            raw.get(..i)?
+        }
+        None => raw,
+    };
     let name = name.strip_suffix('.').unwrap_or(name);
     if name.is_empty() {
+        return None;
+    }
+    // `upper` may have come from the port, which holds digits only once checked.
+    if upper {
+        Some(Cow::Owned(name.to_ascii_lowercase()))
+    } else {
+        Some(Cow::Borrowed(name))
+    }
+}
+
+/// `[v6 address]` with an optional port.
+fn normalize_ip_literal(raw: &str) -> Option<Cow<'_, str>> {
+    let rest = raw.strip_prefix('[')?;
+    let end = rest.find(']')?;
+    let name = raw.get(..end + 2)?;
+    match rest.get(end + 1..)? {
+        "" => {}
+        after => {
+            if !valid_port(after.strip_prefix(':')?) {
+                return None;
+            }
+        }
+    }
+    if !name
+        .get(1..name.len() - 1)?
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+    {
         return None;
     }
     if name.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -1022,6 +1041,10 @@ fn normalize_host(raw: &str) -> Option<Cow<'_, str>> {
     } else {
         Some(Cow::Borrowed(name))
     }
+}
+
+fn valid_port(port: &str) -> bool {
+    (1..=5).contains(&port.len()) && port.bytes().all(|b| b.is_ascii_digit())
 }
 
 #[cfg(test)]
@@ -1062,6 +1085,12 @@ mod tests {
             ("[::1]x", None),
             ("[zz]", None),
             ("a/b", None),
+            ("a:1:2", None),
+            ("A.B:1", Some("a.b")),
+            ("x.:443", Some("x")),
+            (".", None),
+            ("[::A]:1", Some("[::a]")),
+            ("[::1]:", None),
         ];
         for (raw, want) in cases {
             assert_eq!(normalize_host(raw).as_deref(), *want, "{raw:?}");

@@ -9,10 +9,10 @@ use serde_json::json;
 
 use super::{wrk, Fixture, RELEASE};
 
-pub(super) /// Throughput of an APP-authenticated API against the same API with auth NONE, alternating
+/// Throughput of an APP-authenticated API against the same API with auth NONE, alternating
 /// rounds in one run. One signed request is replayed: its signature stays valid for 15 minutes,
 /// and the gateway verifies it in full on every request.
-async fn auth_ratio(bin: PathBuf, secs: u64) -> Result<()> {
+pub(super) async fn auth_ratio(bin: PathBuf, secs: u64) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let cp = ControlPlane::start(&bin, &dir.path().join("control"));
     // No default per-API limit: the benchmark measures the gateway, not the throttle.
@@ -158,4 +158,3 @@ async fn auth_ratio(bin: PathBuf, secs: u64) -> Result<()> {
     println!("  median throttle+ACL/NONE: {:.3}", policy_ratios[1]);
     Ok(())
 }
-

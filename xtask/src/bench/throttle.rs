@@ -9,8 +9,8 @@ use serde_json::json;
 
 use super::Fixture;
 
-pub(super) /// The cluster-wide throttling bound, measured: 3 replicas, one policy, sustained overload.
-async fn cluster_throttle(bin: PathBuf, secs: u64) -> Result<()> {
+/// The cluster-wide throttling bound, measured: 3 replicas, one policy, sustained overload.
+pub(super) async fn cluster_throttle(bin: PathBuf, secs: u64) -> Result<()> {
     const LIMIT: u64 = 200;
     let dir = tempfile::tempdir()?;
     let cp = ControlPlane::start(&bin, &dir.path().join("control"));

@@ -7,12 +7,21 @@
 //! concurrent clients spread over the replicas for SECONDS; reports admitted calls against what
 //! a single gateway with the whole limit admits (its burst L plus L per second).
 //!
-//! `propagation [N]`: one control plane and one gateway (release build); N times, publish or
-//! take offline an API and measure the time from the management answer to the gateway's
-//! answer changing. Reports median, p90 and worst.
+//! `scale [N ...]` (default 10000 100000): a gateway serving N published APIs (path parameters,
+//! 8 groups; loaded by cloning one API in a backup file) against one serving a single API:
+//! start to serving, publish to answering and the gateway's prepare + swap time, RSS per API,
+//! wrk throughput ratio. Written to `target/bench/scale-<time>.txt`.
+//!
+//! `propagation [N] [--replicas R]` (default 200 publishes, 8 replicas): N times, publish or
+//! take offline an API and measure the time from the management answer until every replica
+//! answers the change (p50, p90, p99, max), with a paced background load on every replica whose
+//! errors and worst latency are reported. Written to `target/bench/propagation-<time>.txt`.
 
 mod auth;
+mod clone;
+mod machine;
 mod propagation;
+mod scale;
 mod throttle;
 
 use anyhow::{bail, Result};
@@ -24,10 +33,19 @@ use crate::{cargo, root, run as run_cmd};
 pub fn run(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("propagation") => {
-            let n = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(100);
+            let options = propagation::Options::parse(&args[1..])?;
             run_cmd(cargo().args(["build", "--release", "-p", "apig"]))?;
             let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(propagation::propagation(root().join("target/release/apig"), n))
+            rt.block_on(propagation::propagation(
+                root().join("target/release/apig"),
+                options,
+            ))
+        }
+        Some("scale") => {
+            let sizes = scale::sizes(&args[1..])?;
+            run_cmd(cargo().args(["build", "--release", "-p", "apig"]))?;
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(scale::scale(root().join("target/release/apig"), &sizes))
         }
         Some("auth") => {
             let secs = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(5);
@@ -41,7 +59,7 @@ pub fn run(args: &[String]) -> Result<()> {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(throttle::cluster_throttle(root().join("target/release/apig"), secs))
         }
-        _ => bail!("usage: cargo xtask bench propagation [N] | auth [SECONDS] | cluster-throttle [SECONDS]"),
+        _ => bail!("usage: cargo xtask bench propagation [N] [--replicas R] | scale [N ...] | auth [SECONDS] | cluster-throttle [SECONDS]"),
     }
 }
 
@@ -74,7 +92,13 @@ impl Fixture {
     }
 
     /// A GET API with `auth` at `path`, forwarding to `backend_path`; returns its id.
-    pub(super) async fn create_api(&self, name: &str, path: &str, auth: &str, backend_path: &str) -> String {
+    pub(super) async fn create_api(
+        &self,
+        name: &str,
+        path: &str,
+        auth: &str,
+        backend_path: &str,
+    ) -> String {
         let a = self
             .api
             .post(
@@ -124,4 +148,3 @@ pub(super) fn wrk(url: &str, headers: &[(&str, &str)], secs: u64) -> Result<f64>
         .and_then(|v| v.trim().parse().ok())
         .ok_or_else(|| anyhow::anyhow!("no Requests/sec in wrk output:\n{text}"))
 }
-

@@ -72,6 +72,8 @@ mod authorizer;
 mod backend_policy;
 mod backend_sign;
 mod backend_tls;
+#[doc(hidden)]
+pub mod bench_support;
 mod body;
 mod cache;
 mod channel;

@@ -85,6 +85,7 @@ mod error;
 mod function;
 mod h2_flood;
 mod mapping;
+mod metric_slots;
 mod metrics;
 mod mock;
 mod orchestration;

@@ -31,6 +31,7 @@ use crate::channel::ChannelSet;
 use crate::config::Limits;
 use crate::context::unix_millis;
 use crate::egress::AddressGuard;
+use crate::metric_slots::ApiMetricSlots;
 use crate::metrics::{ApiMetrics, Metrics};
 use crate::proxy::Upstream;
 use crate::runtime::Runtime;
@@ -47,8 +48,8 @@ pub(crate) struct Serving {
     pub quotas: QuotaSet,
     /// Health and load of the runtime's channel members; indexed like `runtime.channels`.
     pub channels: ChannelSet,
-    /// Metric handles of each API; indexed like `runtime.apis`.
-    pub api_metrics: Vec<Arc<ApiMetrics>>,
+    /// Metric handles of each API, made on its first answer; indexed like `runtime.apis`.
+    pub api_metrics: ApiMetricSlots,
     /// For requests that matched no API.
     pub unmatched_metrics: Arc<ApiMetrics>,
 }
@@ -199,11 +200,12 @@ impl Shared {
             &self.address_guard,
             &self.metrics,
         );
-        let api_metrics = runtime
-            .apis
-            .iter()
-            .map(|a| Arc::new(self.metrics.api(&a.id, &a.stage, self.usage.counter(&a.id))))
-            .collect();
+        let api_metrics = ApiMetricSlots::build(
+            Arc::clone(&runtime),
+            current.as_ref().map(|s| &s.api_metrics),
+            &self.metrics,
+            &self.usage,
+        );
         self.metrics
             .snapshot_version
             .set(i64::try_from(runtime.version()).unwrap_or(i64::MAX));
@@ -414,5 +416,91 @@ mod tests {
             shared.install(runtime(1, quota(10, anchor)));
             assert_eq!(admitted(&shared, now), 10);
         }
+    }
+
+    /// A runtime serving MOCK APIs with these ids in RELEASE.
+    fn runtime_with_apis(version: u64, ids: &[&str]) -> Arc<Runtime> {
+        use apig_proto::{api, Api, Environment, Group, MockBackend};
+        let snapshot = Snapshot {
+            instance_id: "inst".into(),
+            epoch: "e1".into(),
+            version,
+            groups: vec![Group {
+                id: "g".into(),
+                name: "g".into(),
+                domains: vec!["g.example.com".into()],
+            }],
+            environments: vec![Environment {
+                id: "env-release".into(),
+                name: "RELEASE".into(),
+            }],
+            apis: ids
+                .iter()
+                .map(|id| Api {
+                    id: (*id).into(),
+                    name: format!("name_{id}"),
+                    group_id: "g".into(),
+                    env_id: "env-release".into(),
+                    req_method: "GET".into(),
+                    req_uri: format!("/{id}"),
+                    backend: Some(api::Backend::Mock(MockBackend {
+                        status_code: 200,
+                        result_content: String::new(),
+                    })),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let digest = cache::digest(&snapshot.encode_to_vec());
+        Arc::new(Runtime::prepare(snapshot, digest).unwrap())
+    }
+
+    /// Answers one call of the API at `index` of the current runtime in the metrics.
+    fn answer(shared: &Shared, index: usize) {
+        let serving = shared.serving().unwrap();
+        let api = serving.api_metrics.get(index).unwrap();
+        shared.metrics.record(
+            api,
+            200,
+            crate::metrics::Origin::Gateway,
+            std::time::Duration::from_millis(1),
+            None,
+            (0, 0),
+        );
+    }
+
+    fn series(shared: &Shared) -> String {
+        String::from_utf8(shared.metrics.render()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn api_series_exist_from_the_first_answer_until_the_api_leaves() {
+        let shared = shared();
+        shared.install(runtime_with_apis(1, &["a1", "a2"]));
+        assert!(
+            !series(&shared).contains("api=\"a1\""),
+            "no series before an API answers"
+        );
+        answer(&shared, 0);
+        assert!(series(&shared).contains(
+            r#"apig_gateway_requests_total{api="a1",env="RELEASE",origin="gateway",status="200"} 1"#
+        ));
+        assert!(!series(&shared).contains("api=\"a2\""));
+
+        // a1 stays through a republish that moves it; its handles carry over, so a later
+        // removal still finds and removes its series although it did not answer in between.
+        shared.install(runtime_with_apis(2, &["a0", "a2", "a1"]));
+        assert!(series(&shared).contains(r#"api="a1""#));
+        shared.install(runtime_with_apis(3, &["a2"]));
+        let text = series(&shared);
+        assert!(!text.contains(r#"api="a1""#), "{text}");
+
+        // An API answering again after coming back starts from zero.
+        shared.install(runtime_with_apis(4, &["a2", "a1"]));
+        answer(&shared, 1);
+        assert!(series(&shared).contains(
+            r#"apig_gateway_requests_total{api="a1",env="RELEASE",origin="gateway",status="200"} 1"#
+        ));
     }
 }

@@ -202,12 +202,12 @@ pub(crate) fn evaluate(
                     ))
                 };
             }
-        } else if snapshot.apis.is_empty() && !current.snapshot.apis.is_empty() {
+        } else if snapshot.apis.is_empty() && !current.apis.is_empty() {
             return Decision::Reject(format!(
                 "refusing an empty snapshot from a new control-plane epoch {:?} while serving {} \
                  APIs from epoch {:?} (delete the replica's cache file to accept it)",
                 snapshot.epoch,
-                current.snapshot.apis.len(),
+                current.apis.len(),
                 current.epoch()
             ));
         }

@@ -19,16 +19,26 @@ use crate::runtime::Runtime;
 use crate::state::Shared;
 use crate::sync::{evaluate, Decision};
 
-/// A prepared runtime, not yet swapped in.
-pub struct Prepared(Arc<Runtime>);
+/// A prepared runtime, not yet swapped in, and the decoded snapshot a replica frees after the
+/// swap.
+pub struct Prepared(Arc<Runtime>, Option<Box<apig_proto::Snapshot>>);
 
-/// A replica state serving one snapshot.
-pub struct Installed(Shared);
+/// A replica state serving one snapshot, and the decoded snapshot if not freed yet: held only
+/// to be freed with the state, outside a timing.
+pub struct Installed(
+    Shared,
+    #[allow(dead_code)] Option<Box<apig_proto::Snapshot>>,
+);
 
 impl Prepared {
     /// The number of APIs the runtime serves.
     pub fn apis(&self) -> usize {
         self.0.apis.len()
+    }
+
+    /// Frees the decoded snapshot (a replica does it after the swap).
+    pub fn free_snapshot(&mut self) {
+        self.1 = None;
     }
 }
 
@@ -44,13 +54,14 @@ pub fn prepare_snapshot(encoded: &[u8]) -> Result<Prepared, String> {
     let snapshot = apig_proto::Snapshot::decode(encoded).map_err(|e| format!("decode: {e}"))?;
     let instance = snapshot.instance_id.clone();
     match evaluate(None, &instance, snapshot) {
-        Decision::Apply { runtime, .. } => Ok(Prepared(Arc::from(runtime))),
+        Decision::Apply { runtime, spent, .. } => Ok(Prepared(Arc::from(runtime), Some(spent))),
         Decision::AlreadyApplied => Err("already applied".into()),
         Decision::Reject(reason) => Err(reason),
     }
 }
 
 /// Swaps `prepared` into a fresh replica state (default limits, metrics on, no access log).
+/// The decoded snapshot, if not freed yet, goes with the result (to be freed outside timings).
 pub fn install(prepared: Prepared) -> Result<Installed, String> {
     let metrics = Arc::new(GatewayMetrics::new().map_err(|e| e.to_string())?);
     let shared = Shared::new(
@@ -64,5 +75,5 @@ pub fn install(prepared: Prepared) -> Result<Installed, String> {
         AccessLog::disabled(metrics),
     );
     shared.install(prepared.0);
-    Ok(Installed(shared))
+    Ok(Installed(shared, prepared.1))
 }

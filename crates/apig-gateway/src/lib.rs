@@ -121,7 +121,7 @@ use access_log::AccessLog;
 pub fn check_snapshot(encoded: &[u8]) -> std::result::Result<(), String> {
     use prost::Message;
     let snapshot = apig_proto::Snapshot::decode(encoded).map_err(|e| format!("decode: {e}"))?;
-    runtime::Runtime::prepare(snapshot, cache::digest(encoded))
+    runtime::Runtime::prepare(&snapshot, cache::digest(encoded))
         .map(drop)
         .map_err(|e| e.to_string())
 }

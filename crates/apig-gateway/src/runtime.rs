@@ -135,10 +135,13 @@ pub(crate) struct PreparedApi {
 impl Runtime {
     /// Compiles and prepares a snapshot. Any error rejects the whole snapshot: serving part of a
     /// published state would be a state nobody published.
-    pub(crate) fn prepare(snapshot: Snapshot, digest: [u8; 32]) -> Result<Self, PrepareError> {
+    ///
+    /// The snapshot is borrowed: freeing a large one takes a while, and the caller does it after
+    /// the swap, off the path a publish waits for.
+    pub(crate) fn prepare(snapshot: &Snapshot, digest: [u8; 32]) -> Result<Self, PrepareError> {
         let table =
-            RouteTable::compile(&snapshot).map_err(|e| PrepareError::Compile(e.to_string()))?;
-        let credentials = Credentials::prepare(&snapshot).map_err(PrepareError::Credentials)?;
+            RouteTable::compile(snapshot).map_err(|e| PrepareError::Compile(e.to_string()))?;
+        let credentials = Credentials::prepare(snapshot).map_err(PrepareError::Credentials)?;
         let channels = snapshot
             .channels
             .iter()
@@ -163,7 +166,7 @@ impl Runtime {
             .apis
             .iter()
             .map(|a| {
-                PreparedApi::prepare(a, &snapshot, &credentials, &channel_index, &authorizers)
+                PreparedApi::prepare(a, snapshot, &credentials, &channel_index, &authorizers)
                     .map_err(|reason| PrepareError::Api {
                         id: a.id.clone(),
                         name: a.name.clone(),
@@ -188,8 +191,8 @@ impl Runtime {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
-            app_ids: snapshot.apps.into_iter().map(|app| app.id).collect(),
-            epoch: snapshot.epoch,
+            app_ids: snapshot.apps.iter().map(|app| app.id.clone()).collect(),
+            epoch: snapshot.epoch.clone(),
             version: snapshot.version,
             table,
             credentials,
@@ -463,7 +466,7 @@ mod tests {
             }],
             ..Default::default()
         };
-        let rt = Runtime::prepare(snapshot, [0; 32]).unwrap();
+        let rt = Runtime::prepare(&snapshot, [0; 32]).unwrap();
         let api = &rt.apis[0];
         assert_eq!(api.req_params.len(), 1);
         assert_eq!(api.req_params.capacity(), 1);

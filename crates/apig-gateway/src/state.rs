@@ -304,7 +304,7 @@ mod tests {
             ..Default::default()
         };
         let digest = cache::digest(&snapshot.encode_to_vec());
-        Arc::new(Runtime::prepare(snapshot, digest).unwrap())
+        Arc::new(Runtime::prepare(&snapshot, digest).unwrap())
     }
 
     fn quota(limit: u64, anchor: i64) -> Option<AppQuota> {
@@ -453,7 +453,7 @@ mod tests {
             ..Default::default()
         };
         let digest = cache::digest(&snapshot.encode_to_vec());
-        Arc::new(Runtime::prepare(snapshot, digest).unwrap())
+        Arc::new(Runtime::prepare(&snapshot, digest).unwrap())
     }
 
     /// Answers one call of the API at `index` of the current runtime in the metrics.

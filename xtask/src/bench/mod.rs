@@ -16,6 +16,9 @@
 //! take offline an API and measure the time from the management answer until every replica
 //! answers the change (p50, p90, p99, max), with a paced background load on every replica whose
 //! errors and worst latency are reported. Written to `target/bench/propagation-<time>.txt`.
+//!
+//! The replica's side of `scale` alone, without processes: `cargo bench -p apig-gateway --bench
+//! snapshot` (decode + prepare time, bytes held per API). Figures: `BENCHMARKS.md`.
 
 mod auth;
 mod clone;

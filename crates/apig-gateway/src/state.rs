@@ -147,10 +147,13 @@ impl Shared {
     }
 
     /// Swaps in a new runtime with its counters (carried over from the current ones where
-    /// unchanged). Requests that loaded the old one finish with it.
-    pub(crate) fn install(&self, runtime: Arc<Runtime>) {
+    /// unchanged). Requests that loaded the old one finish with it. Returns the replaced state:
+    /// freeing a large one takes a while (100k APIs: a few hundred ms), so the sync task frees
+    /// it on a blocking thread, where it stalls no request (when requests still hold it, the
+    /// last of them frees it).
+    pub(crate) fn install(&self, runtime: Arc<Runtime>) -> Option<Arc<Serving>> {
         let share = self.share.lock().unwrap_or_else(|e| e.into_inner());
-        self.rebuild(runtime, *share);
+        self.rebuild(runtime, *share)
     }
 
     /// Sets the replica's share of cluster-wide limits and rebuilds the counters whose
@@ -162,7 +165,8 @@ impl Shared {
         }
         *share = new;
         if let Some(current) = self.serving.load_full() {
-            self.rebuild(Arc::clone(&current.runtime), new);
+            // The replaced state shares this runtime: freeing it here is cheap.
+            drop(self.rebuild(Arc::clone(&current.runtime), new));
         }
         true
     }
@@ -171,8 +175,9 @@ impl Shared {
         *self.share.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Builds and stores a `Serving`; the caller holds the share lock.
-    fn rebuild(&self, runtime: Arc<Runtime>, share: Share) {
+    /// Builds and stores a `Serving`, returning the replaced one; the caller holds the share
+    /// lock.
+    fn rebuild(&self, runtime: Arc<Runtime>, share: Share) -> Option<Arc<Serving>> {
         let current = self.serving.load_full();
         let throttle = ThrottleSet::build(
             runtime.throttle_specs(),
@@ -212,14 +217,14 @@ impl Shared {
         self.metrics
             .snapshot_applied_at
             .set(unix_millis(SystemTime::now()) / 1000);
-        self.serving.store(Some(Arc::new(Serving {
+        self.serving.swap(Some(Arc::new(Serving {
             runtime,
             throttle,
             quotas,
             channels,
             api_metrics,
             unmatched_metrics: Arc::new(self.metrics.api("-", "-", self.usage.counter(""))),
-        })));
+        })))
     }
 
     /// Hands counts saved before a restart to the first counters built (call before the first
@@ -472,6 +477,15 @@ mod tests {
 
     fn series(shared: &Shared) -> String {
         String::from_utf8(shared.metrics.render()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn install_hands_back_the_replaced_state_for_the_caller_to_free() {
+        let shared = shared();
+        assert!(shared.install(runtime(1, None)).is_none());
+        let replaced = shared.install(runtime(2, None)).unwrap();
+        assert_eq!(replaced.runtime.version(), 1);
+        assert_eq!(shared.runtime().unwrap().version(), 2);
     }
 
     #[tokio::test]

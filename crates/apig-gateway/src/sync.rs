@@ -487,7 +487,7 @@ async fn apply(shared: &Shared, cache: &SnapshotCache, snapshot: Snapshot) -> Re
             spent,
         } => {
             let apis = runtime.apis.len();
-            shared.install(Arc::from(runtime));
+            let replaced = shared.install(Arc::from(runtime));
             shared
                 .metrics
                 .snapshot_apply
@@ -497,6 +497,7 @@ async fn apply(shared: &Shared, cache: &SnapshotCache, snapshot: Snapshot) -> Re
             match tokio::task::spawn_blocking(move || {
                 let stored = cache.store(&encoded);
                 drop(spent);
+                drop(replaced);
                 stored
             })
             .await

@@ -5,7 +5,7 @@
 //! `apig restore` (`clone.rs` says why and how). Measured per N, in one run:
 //!
 //! - gateway start → first snapshot applied and the first and last API answering, and the
-//!   gateway's own prepare + swap time of that snapshot (`apig_gateway_snapshot_apply_seconds`);
+//!   gateway's own apply time of that snapshot (`apig_gateway_snapshot_apply_seconds`);
 //! - one more API published: the publish call, publish answer → the new API answering on the
 //!   gateway, and the gateway's prepare + swap time (medians of several);
 //! - gateway RSS with N APIs minus RSS with one API, divided by N, read once RSS settles after
@@ -390,8 +390,8 @@ fn report(rows: &[Row], started: &str, machine_before: &str) -> String {
     s.push_str(&format!(
         "scale benchmark, {started}\nmachine at start: {machine_before}\nmachine at end:   {}\n\
          release build; loopback; 8 groups; paths /v1/svc{{i}}/items/{{id}}; RELEASE\n\
-         apply time: apig_gateway_snapshot_apply_seconds (the snapshot's prepare, the swap, and\n\
-         freeing the replaced runtime when no request holds it)\n\n",
+         apply time: apig_gateway_snapshot_apply_seconds (from the received snapshot to the\n\
+         swap done: digest, prepare, swap)\n\n",
         machine::describe()
     ));
     for r in rows {

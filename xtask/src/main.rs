@@ -3,7 +3,10 @@
 //! - `test`: every test: the Rust workspace, then the official-SDK suite in Python (a venv in
 //!   `.venv` is created on first use).
 //! - `ci`: formatting and lint checks, then `test`. This is what `.ci/run` calls.
-//! - `bench propagation [N]`: time from a publish answer to the route answering on a gateway.
+//! - `bench propagation [N] [--replicas R]`: time from a publish answer to the change answering
+//!   on every replica, under background load.
+//! - `bench scale [N ...]`: a gateway with N published APIs against one with a single API.
+//! - `bench auth`, `bench cluster-throttle`: see `bench/mod.rs`.
 
 mod bench;
 #[cfg(test)]

@@ -85,8 +85,7 @@ impl AccessLog {
         })
     }
 
-    /// No access log.
-    #[cfg(test)]
+    /// No access log (tests, and the benchmarks' replica state in `bench_support`).
     pub(crate) fn disabled(metrics: Metrics) -> Self {
         Self { tx: None, metrics }
     }

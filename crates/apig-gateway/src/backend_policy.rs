@@ -109,7 +109,7 @@ impl PreparedPolicy {
                 Backend::Mock(MockResponse::prepare(m).map_err(fail)?)
             }
             Some(backend_policy::Backend::Function(f)) => {
-                Backend::Function(FunctionTarget::prepare(f).map_err(fail)?)
+                Backend::Function(Box::new(FunctionTarget::prepare(f).map_err(fail)?))
             }
             None => return Err(fail("no backend".into())),
         };

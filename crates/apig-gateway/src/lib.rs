@@ -72,6 +72,8 @@ mod authorizer;
 mod backend_policy;
 mod backend_sign;
 mod backend_tls;
+#[doc(hidden)]
+pub mod bench_support;
 mod body;
 mod cache;
 mod channel;
@@ -85,6 +87,7 @@ mod h2_flood;
 mod header_names;
 mod http1_pool;
 mod mapping;
+mod metric_slots;
 mod metrics;
 mod mock;
 mod orchestration;
@@ -120,7 +123,7 @@ use access_log::AccessLog;
 pub fn check_snapshot(encoded: &[u8]) -> std::result::Result<(), String> {
     use prost::Message;
     let snapshot = apig_proto::Snapshot::decode(encoded).map_err(|e| format!("decode: {e}"))?;
-    runtime::Runtime::prepare(snapshot, cache::digest(encoded))
+    runtime::Runtime::prepare(&snapshot, cache::digest(encoded))
         .map(drop)
         .map_err(|e| e.to_string())
 }

@@ -24,10 +24,12 @@
 //! `api` is the API id (`-` for requests that matched no API), `env` the environment name.
 //!
 //! The request path takes no shared lock: the per-API histograms and the counters of the common
-//! statuses are resolved once per snapshot into [`ApiMetrics`] (prometheus' label lookup takes a
-//! read lock on the metric family); only an uncommon status code goes through the lookup.
+//! statuses are resolved once per API into [`ApiMetrics`] (prometheus' label lookup takes a
+//! read lock on the metric family) on the API's first answer (`metric_slots`); only an uncommon
+//! status code goes through the lookup. An API's series exist from its first answer until it
+//! leaves the snapshot ([`GatewayMetrics::forget`]).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::authorizer::Outcomes;
@@ -91,7 +93,7 @@ impl Origin {
     }
 }
 
-/// One API's handles, resolved when a snapshot is applied.
+/// One API's handles, resolved on its first answer.
 pub(crate) struct ApiMetrics {
     /// The API's usage counters for the control plane's statistics (shared by its
     /// environments, carried over across snapshots).
@@ -102,6 +104,8 @@ pub(crate) struct ApiMetrics {
     upstream: Histogram,
     /// Per common status, per origin.
     by_status: [[OnceLock<IntCounter>; 2]; COMMON_STATUSES.len()],
+    /// The uncommon statuses answered so far (their series are removed with the API's).
+    uncommon: Mutex<Vec<(u16, Origin)>>,
 }
 
 impl GatewayMetrics {
@@ -236,6 +240,42 @@ impl GatewayMetrics {
             api: api.to_owned(),
             env: env.to_owned(),
             by_status: Default::default(),
+            uncommon: Mutex::default(),
+        }
+    }
+
+    /// Removes every series of `api` (its API left the snapshot): the histograms and each
+    /// status counter it made.
+    pub(crate) fn forget(&self, api: &ApiMetrics) {
+        let labels = [api.api.as_str(), api.env.as_str()];
+        // An error only says the series did not exist.
+        let _ = self.duration.remove_label_values(&labels);
+        let _ = self.upstream.remove_label_values(&labels);
+        let made = COMMON_STATUSES
+            .iter()
+            .zip(&api.by_status)
+            .flat_map(|(status, per_origin)| {
+                [Origin::Gateway, Origin::Backend]
+                    .into_iter()
+                    .filter(|o| {
+                        per_origin
+                            .get(*o as usize)
+                            .is_some_and(|c| c.get().is_some())
+                    })
+                    .map(|o| (*status, o))
+            });
+        let uncommon = api
+            .uncommon
+            .lock()
+            .map(|u| u.clone())
+            .unwrap_or_else(|e| e.into_inner().clone());
+        for (status, origin) in made.chain(uncommon) {
+            let _ = self.requests.remove_label_values(&[
+                api.api.as_str(),
+                api.env.as_str(),
+                &status.to_string(),
+                origin.label(),
+            ]);
         }
     }
 
@@ -269,7 +309,13 @@ impl GatewayMetrics {
             Some(cell) => cell
                 .get_or_init(|| self.requests_counter(api, status, origin))
                 .inc(),
-            None => self.requests_counter(api, status, origin).inc(),
+            None => {
+                self.requests_counter(api, status, origin).inc();
+                let mut uncommon = api.uncommon.lock().unwrap_or_else(|e| e.into_inner());
+                if !uncommon.contains(&(status, origin)) {
+                    uncommon.push((status, origin));
+                }
+            }
         }
     }
 
@@ -387,6 +433,31 @@ mod tests {
             r#"apig_gateway_authorizer_total{result="cache_hit",type="frontend"} 1"#,
             r#"apig_gateway_auth_failures_total{reason="app_signature"} 1"#,
             r#"apig_gateway_backend_health_transitions_total{channel="c1",member="10.0.0.1:80",to="unhealthy"} 1"#,
+        ] {
+            assert!(text.contains(want), "missing {want}\n{text}");
+        }
+    }
+
+    #[test]
+    fn forgetting_an_api_removes_every_series_it_made() {
+        let m = GatewayMetrics::new().unwrap();
+        let gone = m.api("gone", "RELEASE", Arc::default());
+        let kept = m.api("kept", "RELEASE", Arc::default());
+        for api in [&gone, &kept] {
+            let ms = Duration::from_millis(1);
+            m.record(api, 200, Origin::Backend, ms, Some(ms), (0, 0));
+            m.record(api, 418, Origin::Gateway, ms, None, (0, 0));
+        }
+        let before = String::from_utf8(m.render()).unwrap();
+        assert!(before.contains(r#"api="gone""#), "{before}");
+        m.forget(&gone);
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(!text.contains(r#"api="gone""#), "{text}");
+        for want in [
+            r#"apig_gateway_requests_total{api="kept",env="RELEASE",origin="backend",status="200"} 1"#,
+            r#"apig_gateway_requests_total{api="kept",env="RELEASE",origin="gateway",status="418"} 1"#,
+            r#"apig_gateway_request_duration_seconds_count{api="kept",env="RELEASE"} 2"#,
+            r#"apig_gateway_upstream_duration_seconds_count{api="kept",env="RELEASE"} 1"#,
         ] {
             assert!(text.contains(want), "missing {want}\n{text}");
         }

@@ -48,7 +48,7 @@ pub(crate) struct ReqParamSpec {
     min_size: Option<i64>,
     max_size: Option<i64>,
     /// The parameter's orchestration rules (at most one parameter of an API has them).
-    orchestration: Option<Orchestration>,
+    orchestration: Option<Box<Orchestration>>,
 }
 
 /// Read access to the values of one request.
@@ -134,7 +134,10 @@ impl ReqParamSpec {
             orchestration: if param.orchestrations.is_empty() {
                 None
             } else {
-                Some(Orchestration::prepare(&param.name, &param.orchestrations)?)
+                Some(Box::new(Orchestration::prepare(
+                    &param.name,
+                    &param.orchestrations,
+                )?))
             },
         })
     }

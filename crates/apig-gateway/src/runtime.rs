@@ -8,7 +8,6 @@
 //! credential quota ([`QuotaSpec`]).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use apig_policy::{ApiAcl, QuotaSpec, ThrottleSpec};
 
@@ -28,7 +27,13 @@ use crate::tls::TlsCertificates;
 
 /// One applied snapshot, ready to serve.
 pub(crate) struct Runtime {
-    pub snapshot: Arc<Snapshot>,
+    /// The snapshot's epoch and version. The decoded snapshot itself is not kept: everything
+    /// requests need is prepared below, and at 100k APIs the snapshot alone held about as much
+    /// memory again.
+    epoch: String,
+    version: u64,
+    /// The snapshot's app ids, index-aligned with `quotas`.
+    app_ids: Vec<String>,
     pub table: RouteTable,
     /// Apps, IAM credentials and token keys, indexed for authentication.
     pub credentials: Credentials,
@@ -90,7 +95,7 @@ pub(crate) enum Auth {
 pub(crate) enum Backend {
     Http(HttpTarget),
     Mock(MockResponse),
-    Function(FunctionTarget),
+    Function(Box<FunctionTarget>),
 }
 
 /// One API (as published in one environment), pre-parsed.
@@ -105,8 +110,10 @@ pub(crate) struct PreparedApi {
     pub auth_rules: ApiAuth,
     /// The API's access control policies (IP, DOMAIN_ID, DOMAIN).
     pub acl: ApiAcl,
-    /// The API's throttling policy; `None`: the gateway-wide default limit.
-    pub throttle: Option<ThrottleSpec>,
+    /// The API's throttling policy; `None`: the gateway-wide default limit. Boxed, like the
+    /// other parts few APIs have (signature key, function target): inline they cost every API
+    /// their full size.
+    pub throttle: Option<Box<ThrottleSpec>>,
     /// Names of the frontend's greedy `{name+}` parameters.
     pub greedy: Vec<String>,
     pub req_params: Vec<ReqParamSpec>,
@@ -115,7 +122,7 @@ pub(crate) struct PreparedApi {
     /// Backend policies, in order (`backend_policy`).
     pub policies: Vec<PreparedPolicy>,
     /// The signature key bound to the API in this environment, if any.
-    pub backend_sign: Option<BackendSigner>,
+    pub backend_sign: Option<Box<BackendSigner>>,
     /// The frontend custom authorizer (`Runtime::authorizers` index): all of the
     /// authentication with `Auth::Authorizer`, a second factor after APP or IAM.
     pub frontend_authorizer: Option<usize>,
@@ -128,10 +135,13 @@ pub(crate) struct PreparedApi {
 impl Runtime {
     /// Compiles and prepares a snapshot. Any error rejects the whole snapshot: serving part of a
     /// published state would be a state nobody published.
-    pub(crate) fn prepare(snapshot: Snapshot, digest: [u8; 32]) -> Result<Self, PrepareError> {
+    ///
+    /// The snapshot is borrowed: freeing a large one takes a while, and the caller does it after
+    /// the swap, off the path a publish waits for.
+    pub(crate) fn prepare(snapshot: &Snapshot, digest: [u8; 32]) -> Result<Self, PrepareError> {
         let table =
-            RouteTable::compile(&snapshot).map_err(|e| PrepareError::Compile(e.to_string()))?;
-        let credentials = Credentials::prepare(&snapshot).map_err(PrepareError::Credentials)?;
+            RouteTable::compile(snapshot).map_err(|e| PrepareError::Compile(e.to_string()))?;
+        let credentials = Credentials::prepare(snapshot).map_err(PrepareError::Credentials)?;
         let channels = snapshot
             .channels
             .iter()
@@ -156,7 +166,7 @@ impl Runtime {
             .apis
             .iter()
             .map(|a| {
-                PreparedApi::prepare(a, &snapshot, &credentials, &channel_index, &authorizers)
+                PreparedApi::prepare(a, snapshot, &credentials, &channel_index, &authorizers)
                     .map_err(|reason| PrepareError::Api {
                         id: a.id.clone(),
                         name: a.name.clone(),
@@ -181,7 +191,9 @@ impl Runtime {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
-            snapshot: Arc::new(snapshot),
+            app_ids: snapshot.apps.iter().map(|app| app.id.clone()).collect(),
+            epoch: snapshot.epoch.clone(),
+            version: snapshot.version,
             table,
             credentials,
             apis,
@@ -194,28 +206,27 @@ impl Runtime {
     }
 
     pub(crate) fn epoch(&self) -> &str {
-        &self.snapshot.epoch
+        &self.epoch
     }
 
     pub(crate) fn version(&self) -> u64 {
-        self.snapshot.version
+        self.version
     }
 
     /// Each API's id and throttling policy, in API order (for building the throttle counters).
     pub(crate) fn throttle_specs(&self) -> impl Iterator<Item = (&str, Option<&ThrottleSpec>)> {
         self.apis
             .iter()
-            .map(|a| (a.id.as_str(), a.throttle.as_ref()))
+            .map(|a| (a.id.as_str(), a.throttle.as_deref()))
     }
 
     /// Each app's id and credential quota, in the snapshot's app order (for building the quota
     /// counters).
     pub(crate) fn app_quotas(&self) -> impl Iterator<Item = (&str, Option<&QuotaSpec>)> {
-        self.snapshot
-            .apps
+        self.app_ids
             .iter()
             .zip(&self.quotas)
-            .map(|(app, quota)| (app.id.as_str(), quota.as_ref()))
+            .map(|(id, quota)| (id.as_str(), quota.as_ref()))
     }
 }
 
@@ -223,7 +234,7 @@ impl Runtime {
 /// numbers on each; a snapshot where it does not was compiled from inconsistent state.
 fn check_shared_policies(apis: &[PreparedApi]) -> Result<(), PrepareError> {
     let mut seen: HashMap<&str, &ThrottleSpec> = HashMap::new();
-    for spec in apis.iter().filter_map(|a| a.throttle.as_ref()) {
+    for spec in apis.iter().filter_map(|a| a.throttle.as_deref()) {
         if let Some(first) = seen.insert(&spec.policy_id, spec) {
             if first.shared != spec.shared || (spec.shared && first != spec) {
                 return Err(PrepareError::Throttle(format!(
@@ -289,7 +300,7 @@ impl PreparedApi {
         let throttle = api
             .throttle
             .as_ref()
-            .map(ThrottleSpec::prepare)
+            .map(|t| ThrottleSpec::prepare(t).map(Box::new))
             .transpose()
             .map_err(|e| e.to_string())?;
         let (frontend_params, greedy) = frontend_params(&api.req_uri);
@@ -310,7 +321,9 @@ impl PreparedApi {
                 Backend::Http(target)
             }
             Some(api::Backend::Mock(mock)) => Backend::Mock(MockResponse::prepare(mock)?),
-            Some(api::Backend::Function(f)) => Backend::Function(FunctionTarget::prepare(f)?),
+            Some(api::Backend::Function(f)) => {
+                Backend::Function(Box::new(FunctionTarget::prepare(f)?))
+            }
             None => return Err("no backend".into()),
         };
         let policies = api
@@ -334,15 +347,15 @@ impl PreparedApi {
             auth_rules,
             acl,
             throttle,
-            greedy,
-            req_params,
-            backend_params,
+            greedy: exact(greedy),
+            req_params: exact(req_params),
+            backend_params: exact(backend_params),
             backend,
-            policies,
+            policies: exact(policies),
             backend_sign: api
                 .backend_sign
                 .as_ref()
-                .map(BackendSigner::prepare)
+                .map(|s| BackendSigner::prepare(s).map(Box::new))
                 .transpose()
                 .map_err(|e| format!("signature key: {e}"))?,
             frontend_authorizer,
@@ -364,6 +377,13 @@ impl PreparedApi {
             backend_params,
         }
     }
+}
+
+/// `v` without spare capacity. Collected through `Result`, these vectors grow by doubling (four
+/// slots for one parameter); at 100k APIs that slack was a large part of a replica's memory.
+fn exact<T>(mut v: Vec<T>) -> Vec<T> {
+    v.shrink_to_fit();
+    v
 }
 
 /// Every `{name}` of a backend path must have a source: a PATH backend parameter or a frontend
@@ -411,6 +431,46 @@ fn frontend_params(template: &str) -> (Vec<String>, Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Collected vectors keep no spare slots: with 100k APIs they would be most of the memory.
+    #[test]
+    fn prepared_parameter_lists_have_no_spare_capacity() {
+        use apig_proto::{Api, Environment, Group, MockBackend, RequestParam};
+        let snapshot = Snapshot {
+            groups: vec![Group {
+                id: "g".into(),
+                name: "g".into(),
+                domains: vec!["g.example.com".into()],
+            }],
+            environments: vec![Environment {
+                id: "env".into(),
+                name: "RELEASE".into(),
+            }],
+            apis: vec![Api {
+                id: "a".into(),
+                group_id: "g".into(),
+                env_id: "env".into(),
+                req_method: "GET".into(),
+                req_uri: "/items/{id}".into(),
+                req_params: vec![RequestParam {
+                    name: "id".into(),
+                    r#type: "STRING".into(),
+                    required: true,
+                    ..Default::default()
+                }],
+                backend: Some(api::Backend::Mock(MockBackend {
+                    status_code: 200,
+                    result_content: String::new(),
+                })),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let rt = Runtime::prepare(&snapshot, [0; 32]).unwrap();
+        let api = &rt.apis[0];
+        assert_eq!(api.req_params.len(), 1);
+        assert_eq!(api.req_params.capacity(), 1);
+    }
 
     #[test]
     fn frontend_params_finds_greedy() {

@@ -31,6 +31,7 @@ use crate::channel::ChannelSet;
 use crate::config::Limits;
 use crate::context::unix_millis;
 use crate::egress::AddressGuard;
+use crate::metric_slots::ApiMetricSlots;
 use crate::metrics::{ApiMetrics, Metrics};
 use crate::proxy::Upstream;
 use crate::runtime::Runtime;
@@ -47,8 +48,8 @@ pub(crate) struct Serving {
     pub quotas: QuotaSet,
     /// Health and load of the runtime's channel members; indexed like `runtime.channels`.
     pub channels: ChannelSet,
-    /// Metric handles of each API; indexed like `runtime.apis`.
-    pub api_metrics: Vec<Arc<ApiMetrics>>,
+    /// Metric handles of each API, made on its first answer; indexed like `runtime.apis`.
+    pub api_metrics: ApiMetricSlots,
     /// For requests that matched no API.
     pub unmatched_metrics: Arc<ApiMetrics>,
 }
@@ -146,10 +147,13 @@ impl Shared {
     }
 
     /// Swaps in a new runtime with its counters (carried over from the current ones where
-    /// unchanged). Requests that loaded the old one finish with it.
-    pub(crate) fn install(&self, runtime: Arc<Runtime>) {
+    /// unchanged). Requests that loaded the old one finish with it. Returns the replaced state:
+    /// freeing a large one takes a while (100k APIs: a few hundred ms), so the sync task frees
+    /// it on a blocking thread, where it stalls no request (when requests still hold it, the
+    /// last of them frees it).
+    pub(crate) fn install(&self, runtime: Arc<Runtime>) -> Option<Arc<Serving>> {
         let share = self.share.lock().unwrap_or_else(|e| e.into_inner());
-        self.rebuild(runtime, *share);
+        self.rebuild(runtime, *share)
     }
 
     /// Sets the replica's share of cluster-wide limits and rebuilds the counters whose
@@ -161,7 +165,8 @@ impl Shared {
         }
         *share = new;
         if let Some(current) = self.serving.load_full() {
-            self.rebuild(Arc::clone(&current.runtime), new);
+            // The replaced state shares this runtime: freeing it here is cheap.
+            drop(self.rebuild(Arc::clone(&current.runtime), new));
         }
         true
     }
@@ -170,8 +175,9 @@ impl Shared {
         *self.share.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Builds and stores a `Serving`; the caller holds the share lock.
-    fn rebuild(&self, runtime: Arc<Runtime>, share: Share) {
+    /// Builds and stores a `Serving`, returning the replaced one; the caller holds the share
+    /// lock.
+    fn rebuild(&self, runtime: Arc<Runtime>, share: Share) -> Option<Arc<Serving>> {
         let current = self.serving.load_full();
         let throttle = ThrottleSet::build(
             runtime.throttle_specs(),
@@ -199,25 +205,26 @@ impl Shared {
             &self.address_guard,
             &self.metrics,
         );
-        let api_metrics = runtime
-            .apis
-            .iter()
-            .map(|a| Arc::new(self.metrics.api(&a.id, &a.stage, self.usage.counter(&a.id))))
-            .collect();
+        let api_metrics = ApiMetricSlots::build(
+            Arc::clone(&runtime),
+            current.as_ref().map(|s| &s.api_metrics),
+            &self.metrics,
+            &self.usage,
+        );
         self.metrics
             .snapshot_version
             .set(i64::try_from(runtime.version()).unwrap_or(i64::MAX));
         self.metrics
             .snapshot_applied_at
             .set(unix_millis(SystemTime::now()) / 1000);
-        self.serving.store(Some(Arc::new(Serving {
+        self.serving.swap(Some(Arc::new(Serving {
             runtime,
             throttle,
             quotas,
             channels,
             api_metrics,
             unmatched_metrics: Arc::new(self.metrics.api("-", "-", self.usage.counter(""))),
-        })));
+        })))
     }
 
     /// Hands counts saved before a restart to the first counters built (call before the first
@@ -302,7 +309,7 @@ mod tests {
             ..Default::default()
         };
         let digest = cache::digest(&snapshot.encode_to_vec());
-        Arc::new(Runtime::prepare(snapshot, digest).unwrap())
+        Arc::new(Runtime::prepare(&snapshot, digest).unwrap())
     }
 
     fn quota(limit: u64, anchor: i64) -> Option<AppQuota> {
@@ -414,5 +421,100 @@ mod tests {
             shared.install(runtime(1, quota(10, anchor)));
             assert_eq!(admitted(&shared, now), 10);
         }
+    }
+
+    /// A runtime serving MOCK APIs with these ids in RELEASE.
+    fn runtime_with_apis(version: u64, ids: &[&str]) -> Arc<Runtime> {
+        use apig_proto::{api, Api, Environment, Group, MockBackend};
+        let snapshot = Snapshot {
+            instance_id: "inst".into(),
+            epoch: "e1".into(),
+            version,
+            groups: vec![Group {
+                id: "g".into(),
+                name: "g".into(),
+                domains: vec!["g.example.com".into()],
+            }],
+            environments: vec![Environment {
+                id: "env-release".into(),
+                name: "RELEASE".into(),
+            }],
+            apis: ids
+                .iter()
+                .map(|id| Api {
+                    id: (*id).into(),
+                    name: format!("name_{id}"),
+                    group_id: "g".into(),
+                    env_id: "env-release".into(),
+                    req_method: "GET".into(),
+                    req_uri: format!("/{id}"),
+                    backend: Some(api::Backend::Mock(MockBackend {
+                        status_code: 200,
+                        result_content: String::new(),
+                    })),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let digest = cache::digest(&snapshot.encode_to_vec());
+        Arc::new(Runtime::prepare(&snapshot, digest).unwrap())
+    }
+
+    /// Answers one call of the API at `index` of the current runtime in the metrics.
+    fn answer(shared: &Shared, index: usize) {
+        let serving = shared.serving().unwrap();
+        let api = serving.api_metrics.get(index).unwrap();
+        shared.metrics.record(
+            api,
+            200,
+            crate::metrics::Origin::Gateway,
+            std::time::Duration::from_millis(1),
+            None,
+            (0, 0),
+        );
+    }
+
+    fn series(shared: &Shared) -> String {
+        String::from_utf8(shared.metrics.render()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn install_hands_back_the_replaced_state_for_the_caller_to_free() {
+        let shared = shared();
+        assert!(shared.install(runtime(1, None)).is_none());
+        let replaced = shared.install(runtime(2, None)).unwrap();
+        assert_eq!(replaced.runtime.version(), 1);
+        assert_eq!(shared.runtime().unwrap().version(), 2);
+    }
+
+    #[tokio::test]
+    async fn api_series_exist_from_the_first_answer_until_the_api_leaves() {
+        let shared = shared();
+        shared.install(runtime_with_apis(1, &["a1", "a2"]));
+        assert!(
+            !series(&shared).contains("api=\"a1\""),
+            "no series before an API answers"
+        );
+        answer(&shared, 0);
+        assert!(series(&shared).contains(
+            r#"apig_gateway_requests_total{api="a1",env="RELEASE",origin="gateway",status="200"} 1"#
+        ));
+        assert!(!series(&shared).contains("api=\"a2\""));
+
+        // a1 stays through a republish that moves it; its handles carry over, so a later
+        // removal still finds and removes its series although it did not answer in between.
+        shared.install(runtime_with_apis(2, &["a0", "a2", "a1"]));
+        assert!(series(&shared).contains(r#"api="a1""#));
+        shared.install(runtime_with_apis(3, &["a2"]));
+        let text = series(&shared);
+        assert!(!text.contains(r#"api="a1""#), "{text}");
+
+        // An API answering again after coming back starts from zero.
+        shared.install(runtime_with_apis(4, &["a2", "a1"]));
+        answer(&shared, 1);
+        assert!(series(&shared).contains(
+            r#"apig_gateway_requests_total{api="a1",env="RELEASE",origin="gateway",status="200"} 1"#
+        ));
     }
 }

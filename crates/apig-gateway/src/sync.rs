@@ -70,6 +70,8 @@ pub(crate) enum Decision {
     Apply {
         runtime: Box<Runtime>,
         encoded: Vec<u8>,
+        /// The decoded snapshot, no longer needed: freed after the swap, with the cache write.
+        spent: Box<Snapshot>,
     },
     /// Already serving exactly this: ACK.
     AlreadyApplied,
@@ -202,20 +204,21 @@ pub(crate) fn evaluate(
                     ))
                 };
             }
-        } else if snapshot.apis.is_empty() && !current.snapshot.apis.is_empty() {
+        } else if snapshot.apis.is_empty() && !current.apis.is_empty() {
             return Decision::Reject(format!(
                 "refusing an empty snapshot from a new control-plane epoch {:?} while serving {} \
                  APIs from epoch {:?} (delete the replica's cache file to accept it)",
                 snapshot.epoch,
-                current.snapshot.apis.len(),
+                current.apis.len(),
                 current.epoch()
             ));
         }
     }
-    match Runtime::prepare(snapshot, digest) {
+    match Runtime::prepare(&snapshot, digest) {
         Ok(runtime) => Decision::Apply {
             runtime: Box::new(runtime),
             encoded,
+            spent: Box::new(snapshot),
         },
         Err(e) => Decision::Reject(e.to_string()),
     }
@@ -253,7 +256,8 @@ pub(crate) async fn load_cache(shared: &Shared, cache: &SnapshotCache) {
     }
     let (epoch, version) = (cached.snapshot.epoch.clone(), cached.snapshot.version);
     let prepared =
-        tokio::task::spawn_blocking(move || Runtime::prepare(cached.snapshot, cached.digest)).await;
+        tokio::task::spawn_blocking(move || Runtime::prepare(&cached.snapshot, cached.digest))
+            .await;
     match prepared {
         Ok(Ok(runtime)) => {
             let apis = runtime.apis.len();
@@ -477,16 +481,27 @@ async fn apply(shared: &Shared, cache: &SnapshotCache, snapshot: Snapshot) -> Re
         msg: Some(replica_message::Msg::Ack(Ack { version })),
     };
     match decision {
-        Decision::Apply { runtime, encoded } => {
+        Decision::Apply {
+            runtime,
+            encoded,
+            spent,
+        } => {
             let apis = runtime.apis.len();
-            shared.install(Arc::from(runtime));
+            let replaced = shared.install(Arc::from(runtime));
             shared
                 .metrics
                 .snapshot_apply
                 .observe(started.elapsed().as_secs_f64());
             tracing::info!(%epoch, version, apis, "applied snapshot");
             let cache = cache.clone();
-            match tokio::task::spawn_blocking(move || cache.store(&encoded)).await {
+            match tokio::task::spawn_blocking(move || {
+                let stored = cache.store(&encoded);
+                drop(spent);
+                drop(replaced);
+                stored
+            })
+            .await
+            {
                 Ok(Ok(())) => {}
                 // The snapshot is applied and served; only a restart without the control plane
                 // would miss it. Say so loudly, but do not NACK what is running.

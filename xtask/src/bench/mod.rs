@@ -9,15 +9,27 @@
 //! a single gateway with the whole limit admits (its burst L plus L per second).
 //!
 //! `instructions [--bin APIG] [--baseline APIG]`: user-space instructions per proxied request
-//! under callgrind (`instructions.rs`): the noise-free figure to compare builds of the hot path.
+//! under callgrind (`instructions.rs`): the low-noise figure to compare builds of the hot path.
 //!
-//! `propagation [N]`: one control plane and one gateway (release build); N times, publish or
-//! take offline an API and measure the time from the management answer to the gateway's
-//! answer changing. Reports median, p90 and worst.
+//! `scale [N ...]` (default 10000 100000): a gateway serving N published APIs (path parameters,
+//! 8 groups; loaded by cloning one API in a backup file) against one serving a single API:
+//! start to serving, publish to answering and the gateway's prepare + swap time, RSS per API,
+//! wrk throughput ratio. Written to `target/bench/scale-<time>.txt`.
+//!
+//! `propagation [N] [--replicas R]` (default 200 publishes, 8 replicas): N times, publish or
+//! take offline an API and measure the time from the management answer until every replica
+//! answers the change (p50, p90, p99, max), with a paced background load on every replica whose
+//! errors and worst latency are reported. Written to `target/bench/propagation-<time>.txt`.
+//!
+//! The replica's side of `scale` alone, without processes: `cargo bench -p apig-gateway --bench
+//! snapshot` (decode + prepare time, bytes held per API). Figures: `BENCHMARKS.md`.
 
+mod clone;
 mod instructions;
+mod machine;
 mod peers;
 mod propagation;
+mod scale;
 mod throttle;
 
 use std::path::PathBuf;
@@ -31,10 +43,19 @@ use crate::{cargo, root, run as run_cmd};
 pub fn run(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("propagation") => {
-            let n = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(100);
+            let options = propagation::Options::parse(&args[1..])?;
             run_cmd(cargo().args(["build", "--release", "-p", "apig"]))?;
             let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(propagation::propagation(root().join("target/release/apig"), n))
+            rt.block_on(propagation::propagation(
+                root().join("target/release/apig"),
+                options,
+            ))
+        }
+        Some("scale") => {
+            let sizes = scale::sizes(&args[1..])?;
+            run_cmd(cargo().args(["build", "--release", "-p", "apig"]))?;
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(scale::scale(root().join("target/release/apig"), &sizes))
         }
         Some("instructions") => {
             let mut bins = Vec::new();
@@ -72,9 +93,16 @@ pub fn run(args: &[String]) -> Result<()> {
             let secs = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(10);
             run_cmd(cargo().args(["build", "--release", "-p", "apig"]))?;
             let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(throttle::cluster_throttle(root().join("target/release/apig"), secs))
+            rt.block_on(throttle::cluster_throttle(
+                root().join("target/release/apig"),
+                secs,
+            ))
         }
-        _ => bail!("usage: cargo xtask bench peers [--rounds N] [--secs S] [--connections C] [--bin APIG] | instructions [--bin APIG] [--baseline APIG] | propagation [N] | cluster-throttle [SECONDS]"),
+        _ => bail!(
+            "usage: cargo xtask bench peers [--rounds N] [--secs S] [--connections C] [--bin APIG] \
+             [--baseline APIG] [--only T,..] | instructions [--bin APIG] [--baseline APIG] | \
+             scale [N ...] | propagation [N] [--replicas R] | cluster-throttle [SECONDS]"
+        ),
     }
 }
 
@@ -146,4 +174,25 @@ impl Fixture {
         }
         Ok(p.body["publish_id"].as_str().unwrap_or_default().to_owned())
     }
+}
+
+/// Requests per second of `wrk` against `url` with extra headers; fails when wrk is missing.
+pub(super) fn wrk(url: &str, headers: &[(&str, &str)], secs: u64) -> Result<f64> {
+    let mut cmd = std::process::Command::new("wrk");
+    cmd.args(["-t1", "-c32", &format!("-d{secs}s")]);
+    for (k, v) in headers {
+        cmd.arg("-H").arg(format!("{k}: {v}"));
+    }
+    let out = cmd
+        .arg(url)
+        .output()
+        .map_err(|e| anyhow::anyhow!("wrk ({e}); install it: apt-get install wrk"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.contains("Non-2xx") {
+        bail!("wrk saw errors:\n{text}");
+    }
+    text.lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no Requests/sec in wrk output:\n{text}"))
 }

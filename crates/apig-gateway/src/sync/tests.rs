@@ -58,7 +58,9 @@ fn assert_rejected(d: Decision, contains: &str) {
 #[track_caller]
 fn assert_applied(d: Decision) -> Runtime {
     match d {
-        Decision::Apply { runtime, encoded } => {
+        Decision::Apply {
+            runtime, encoded, ..
+        } => {
             assert_eq!(cache::digest(&encoded), runtime.digest);
             *runtime
         }

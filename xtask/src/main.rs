@@ -6,7 +6,9 @@
 //! - `bench propagation [N] [--replicas R]`: time from a publish answer to the change answering
 //!   on every replica, under background load.
 //! - `bench scale [N ...]`: a gateway with N published APIs against one with a single API.
-//! - `bench auth`, `bench cluster-throttle`: see `bench/mod.rs`.
+//! - `bench peers`: against nginx, HAProxy and the backend itself, pinned cores.
+//! - `bench instructions`: callgrind instructions per request, to compare builds.
+//! - `bench cluster-throttle`: see `bench/mod.rs`.
 
 mod bench;
 #[cfg(test)]

@@ -208,8 +208,8 @@ pub(super) async fn peers(bin: PathBuf, settings: Settings) -> Result<()> {
         wait_http(&t.url, &t.headers).await?;
     }
 
-    let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let started = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let load_before = super::machine::loadavg();
+    let (started, stamp) = super::machine::now_utc();
     eprintln!("bench peers: warm-up");
     for t in &targets {
         run_wrk(t, settings.connections, 2)?;
@@ -233,21 +233,21 @@ pub(super) async fn peers(bin: PathBuf, settings: Settings) -> Result<()> {
             samples[i].push(s);
         }
     }
-    let load_after = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load_after = super::machine::loadavg();
 
     let report = Report {
         settings: &settings,
         names: targets.iter().map(|t| t.name).collect(),
         samples,
         machine: machine(),
-        load: (load_before.trim().to_owned(), load_after.trim().to_owned()),
+        load: (load_before, load_after),
         started,
     };
     let text = report.text();
     print!("{text}");
     let out = root().join("target/bench");
     std::fs::create_dir_all(&out)?;
-    let stem = out.join(format!("peers-{started}"));
+    let stem = out.join(format!("peers-{stamp}"));
     std::fs::write(stem.with_extension("txt"), &text)?;
     std::fs::write(
         stem.with_extension("json"),
@@ -580,16 +580,8 @@ fn parse_duration_us(s: &str) -> Option<f64> {
     number.parse::<f64>().ok().map(|n| n * factor)
 }
 
+/// The machine, and the peers' versions (they differ between Debian releases).
 fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let version = |cmd: &str, arg: &str| {
         Command::new(cmd)
             .arg(arg)
@@ -606,7 +598,8 @@ fn machine() -> String {
             .unwrap_or_default()
     };
     format!(
-        "{cores} × {cpu}; {}; {}; {}",
+        "{}; {}; {}; {}",
+        super::machine::describe(),
         version("nginx", "-v"),
         version("haproxy", "-v"),
         version("wrk", "-v")
@@ -644,7 +637,8 @@ struct Report<'a> {
     samples: Vec<Vec<Sample>>,
     machine: String,
     load: (String, String),
-    started: u64,
+    /// When the run started (UTC).
+    started: String,
 }
 
 impl Report<'_> {
@@ -734,7 +728,7 @@ impl Report<'_> {
         let mut t = String::new();
         let _ = writeln!(
             t,
-            "# cargo xtask bench peers (unix time {}): {} rounds × {} s, wrk -t1 -c{}",
+            "# cargo xtask bench peers ({}): {} rounds × {} s, wrk -t1 -c{}",
             self.started, s.rounds, s.secs, s.connections
         );
         let _ = writeln!(t, "# machine: {}", self.machine);
@@ -830,7 +824,7 @@ impl Report<'_> {
             .collect();
         json!({
             "bench": "peers",
-            "started_unix": self.started,
+            "started": self.started,
             "rounds": self.settings.rounds,
             "secs": self.settings.secs,
             "connections": self.settings.connections,

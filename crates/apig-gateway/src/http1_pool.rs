@@ -1,29 +1,38 @@
-//! Keep-alive HTTP/1.1 connections to backends, pooled per worker thread.
+//! Keep-alive HTTP/1.1 connections to backends, in idle lists sharded by worker thread.
 //!
 //! hyper-util's pooled client keeps one map of idle connections behind a mutex, clones its
 //! connector for every checkout and spawns a task per response to wait for the connection to
-//! become idle again. Measured by `cargo xtask bench peers` (BENCHMARKS.md), that bookkeeping is
-//! a visible share of a proxied request. Here:
+//! become idle again. Measured by `cargo xtask bench instructions` (BENCHMARKS.md), that
+//! bookkeeping was a visible share of a proxied request. Here:
 //!
-//! - each worker thread has its own idle lists (a `thread_local!`, no lock, no contention), keyed
-//!   by pool, scheme and authority; a connection checked out on one thread may come back to
-//!   another's list, which is fine: connections are `Send`, and the lists only bound reuse;
-//! - a connection goes back to the idle list when its response body has been read to the end
+//! - each pool has one shard of idle lists per worker thread (up to `MAX_SHARDS`), each behind
+//!   its own mutex: a thread gives connections back to, and takes them from, its home shard, so
+//!   its lock is uncontended; when its home shard has none for a backend it takes one from
+//!   another shard that is not locked at that moment (`try_lock`). Purely thread-local lists
+//!   drifted: a work-stealing runtime moves connection tasks between threads, connections piled
+//!   up on one thread while another kept dialling new ones (a soak test saw ~120 connections
+//!   for 4 callers; `concurrent_callers_share_a_bounded_set_of_backend_connections`);
+//! - lists are keyed by scheme and authority and looked up by `&str`, so a request hashes its
+//!   authority once and allocates nothing (`http::uri::Authority`'s own `Hash` feeds the hasher
+//!   byte by byte);
+//! - a connection goes back to an idle list when its response body has been read to the end
 //!   ([`BackendBody`]), without a task; a body dropped early drops the connection (it still has
-//!   unread bytes of that response, so it can never carry another);
+//!   unread bytes of that response, so it can never carry another). A checkout takes the newest
+//!   idle connection, and waits (briefly) for one whose connection task has not yet taken in the
+//!   end of its last response;
 //! - a connection idle for longer than `idle_timeout` is never reused (it would race the
 //!   backend's own keep-alive timeout: that race is a 502), and is closed when its list is next
-//!   used, or at the next sweep of its thread's lists. A thread that stops proxying altogether
-//!   keeps its idle connections open until the backends close them (bounded by
-//!   `max_idle_per_key` per backend and thread); hyper-util's pool ran a timer task for that.
+//!   used, or at the next sweep of its shard. A pool that stops proxying altogether keeps its
+//!   idle connections open until the backends close them (bounded by `max_idle_per_key` per
+//!   backend and shard); hyper-util's pool ran a timer task for that;
 //! - a request on a reused connection that the backend had closed before anything was written is
 //!   sent again on a new connection, as hyper-util does.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -41,11 +50,10 @@ use crate::proxy::UpstreamBody;
 
 pub(crate) type BoxError = Box<dyn StdError + Send + Sync>;
 
-/// Which idle list a connection belongs to: its pool, whether it is TLS, and the backend's
-/// authority (a cheap clone of the request URI's bytes).
+/// Which idle list a connection belongs to: whether it is TLS, and the backend's authority (a
+/// cheap clone of the request URI's bytes).
 #[derive(Clone)]
 struct Key {
-    pool: u64,
     https: bool,
     authority: Authority,
 }
@@ -56,83 +64,115 @@ struct Idle {
     since: Instant,
 }
 
+/// The most shards a pool has (threads beyond share them).
+const MAX_SHARDS: usize = 64;
+
+static NEXT_THREAD_SLOT: AtomicUsize = AtomicUsize::new(0);
+
 thread_local! {
-    static IDLE: RefCell<IdleLists> = RefCell::new(IdleLists::default());
+    /// This thread's slot, given out in order of first use; its home shard is the slot modulo
+    /// the shard count.
+    static THREAD_SLOT: usize = NEXT_THREAD_SLOT.fetch_add(1, Ordering::Relaxed);
 }
 
+/// One shard's idle lists, by authority.
 #[derive(Default)]
-struct IdleLists {
-    /// By pool: usually one per process.
-    pools: Vec<PoolLists>,
-    /// Returns since the last sweep of every list.
+struct Shard {
+    http: HashMap<Box<str>, Vec<Idle>>,
+    https: HashMap<Box<str>, Vec<Idle>>,
+    /// Returns since the last sweep of this shard.
     returns: u32,
 }
 
-/// One pool's idle lists on one thread, by authority. Looked up by `&str`, so a request hashes
-/// its authority once and allocates nothing.
-struct PoolLists {
-    pool: u64,
-    http: HashMap<Box<str>, Vec<Idle>>,
-    https: HashMap<Box<str>, Vec<Idle>>,
-}
-
-impl PoolLists {
-    fn by_authority(&mut self, https: bool) -> &mut HashMap<Box<str>, Vec<Idle>> {
+impl Shard {
+    fn lists(&mut self, https: bool) -> &mut HashMap<Box<str>, Vec<Idle>> {
         if https {
             &mut self.https
         } else {
             &mut self.http
         }
     }
-}
 
-impl IdleLists {
-    fn list(&mut self, key: &Key) -> Option<&mut Vec<Idle>> {
-        let pool = self.pools.iter_mut().find(|p| p.pool == key.pool)?;
-        pool.by_authority(key.https).get_mut(key.authority.as_str())
+    /// The newest open, unexpired connection of `key`; expired and closed ones met on the way
+    /// are dropped.
+    fn take(&mut self, key: &Key, idle_timeout: Duration) -> Option<SendRequest<UpstreamBody>> {
+        let list = self.lists(key.https).get_mut(key.authority.as_str())?;
+        let now = Instant::now();
+        while let Some(candidate) = list.pop() {
+            if now.duration_since(candidate.since) < idle_timeout && !candidate.sender.is_closed() {
+                return Some(candidate.sender);
+            }
+        }
+        None
     }
 
-    /// The list of `key`, made when missing.
-    fn list_or_new(&mut self, key: &Key) -> Option<&mut Vec<Idle>> {
-        if !self.pools.iter().any(|p| p.pool == key.pool) {
-            self.pools.push(PoolLists {
-                pool: key.pool,
-                http: HashMap::new(),
-                https: HashMap::new(),
-            });
+    fn put(&mut self, key: &Key, sender: SendRequest<UpstreamBody>, limits: (usize, Duration)) {
+        let (max_idle, idle_timeout) = limits;
+        self.returns += 1;
+        if self.returns >= SWEEP_EVERY {
+            self.returns = 0;
+            self.sweep(idle_timeout);
         }
-        let lists = self
-            .pools
-            .iter_mut()
-            .find(|p| p.pool == key.pool)?
-            .by_authority(key.https);
+        let lists = self.lists(key.https);
         if !lists.contains_key(key.authority.as_str()) {
             lists.insert(key.authority.as_str().into(), Vec::new());
         }
-        lists.get_mut(key.authority.as_str())
+        let Some(list) = lists.get_mut(key.authority.as_str()) else {
+            return;
+        };
+        // Oldest first: close those that expired (usually none) before adding this one.
+        let now = Instant::now();
+        let expired = list
+            .iter()
+            .take_while(|c| now.duration_since(c.since) >= idle_timeout)
+            .count();
+        list.drain(..expired);
+        if list.len() < max_idle {
+            list.push(Idle { sender, since: now });
+        }
     }
 
-    /// Drops closed and expired connections, then empty lists.
+    /// Drops closed and expired connections, then empty lists (backends that left the
+    /// snapshot).
     fn sweep(&mut self, idle_timeout: Duration) {
         let now = Instant::now();
-        for pool in &mut self.pools {
-            for lists in [&mut pool.http, &mut pool.https] {
-                lists.retain(|_, list| {
-                    list.retain(|c| {
-                        !c.sender.is_closed() && now.duration_since(c.since) < idle_timeout
-                    });
-                    !list.is_empty()
+        for lists in [&mut self.http, &mut self.https] {
+            lists.retain(|_, list| {
+                list.retain(|c| {
+                    !c.sender.is_closed() && now.duration_since(c.since) < idle_timeout
                 });
-            }
+                !list.is_empty()
+            });
         }
     }
 }
 
-/// Every this many returns on a thread, every list of that thread drops its closed and expired
-/// connections, and empty lists go (backends that left the snapshot).
+/// A pool's shards.
+struct Shards(Box<[Mutex<Shard>]>);
+
+impl Shards {
+    fn new() -> Self {
+        let n = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, MAX_SHARDS);
+        Self((0..n).map(|_| Mutex::new(Shard::default())).collect())
+    }
+
+    fn home(&self) -> usize {
+        THREAD_SLOT.with(|slot| *slot) % self.0.len().max(1)
+    }
+}
+
+/// A shard's lock; a poisoned one is still a valid cache of connections.
+fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+    shard.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Every this many returns to a shard, its lists drop their closed and expired connections.
 const SWEEP_EVERY: u32 = 4096;
 
-static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(1);
+/// How long a checkout waits for an idle connection that is not ready yet before dropping it.
+const READY_WAIT: Duration = Duration::from_millis(20);
 
 /// Why a backend call failed.
 #[derive(Debug)]
@@ -146,8 +186,7 @@ pub(crate) enum PoolError {
 /// The HTTP/1.1 client of `proxy::Upstream` for HTTP and HTTPS backends.
 #[derive(Clone)]
 pub(crate) struct Http1Pool {
-    /// Tells this pool's connections from another gateway's in the same process (tests).
-    id: u64,
+    shards: Arc<Shards>,
     connector: HttpsConnector<GuardedConnector>,
     idle_timeout: Duration,
     max_idle_per_key: usize,
@@ -160,7 +199,7 @@ impl Http1Pool {
         max_idle_per_key: usize,
     ) -> Self {
         Self {
-            id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
+            shards: Arc::new(Shards::new()),
             connector,
             idle_timeout,
             max_idle_per_key,
@@ -180,12 +219,11 @@ impl Http1Pool {
             ));
         };
         let key = Key {
-            pool: self.id,
             https: *scheme == Scheme::HTTPS,
             authority: authority.clone(),
         };
         *request.uri_mut() = origin_form(&uri);
-        if let Some(mut sender) = self.checkout(&key) {
+        if let Some(mut sender) = self.checkout(&key).await {
             match sender.try_send_request(request).await {
                 Ok(response) => return Ok(self.pooled(response, sender, key)),
                 Err(mut failed) => match failed.take_message() {
@@ -216,37 +254,51 @@ impl Http1Pool {
                 connection: Some(Returning {
                     sender,
                     key,
-                    max_idle,
-                    idle_timeout,
+                    shards: Arc::clone(&self.shards),
+                    limits: (max_idle, idle_timeout),
                 }),
             };
-            // A body known to be empty (204, 304, `Content-Length: 0`) is done already.
-            body.give_back_if_done();
+            // A response without a body (204, 304, `Content-Length: 0`, an answer to HEAD) may
+            // never be polled: its connection goes back now.
+            body.give_back_if_ended();
             body
         })
     }
 
-    /// The most recently used idle connection that is still open and ready, dropping those
-    /// expired or closed on the way.
-    fn checkout(&self, key: &Key) -> Option<SendRequest<UpstreamBody>> {
-        IDLE.with(|idle| {
-            let mut idle = idle.try_borrow_mut().ok()?;
-            let list = idle.list(key)?;
-            let now = Instant::now();
-            // Newest first; one still finishing its last response (rare) is put at the back.
-            for _ in 0..list.len() {
-                let candidate = list.pop()?;
-                if now.duration_since(candidate.since) >= self.idle_timeout
-                    || candidate.sender.is_closed()
-                {
-                    continue;
-                }
-                if candidate.sender.is_ready() {
-                    return Some(candidate.sender);
-                }
-                list.insert(0, candidate);
+    /// The most recently used idle connection that is still open, from this thread's shard or
+    /// else from another that is not locked just now. One that is not ready yet (its
+    /// connection task has not taken in the end of its last response: a matter of a scheduler
+    /// turn) is waited for, briefly.
+    async fn checkout(&self, key: &Key) -> Option<SendRequest<UpstreamBody>> {
+        loop {
+            let mut candidate = self.take_idle(key)?;
+            if candidate.is_ready() {
+                return Some(candidate);
             }
-            None
+            if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, candidate.ready()).await {
+                return Some(candidate);
+            }
+            // Closed or stuck: dropped; try the next one.
+        }
+    }
+
+    fn take_idle(&self, key: &Key) -> Option<SendRequest<UpstreamBody>> {
+        let shards = &self.shards.0;
+        let home = self.shards.home();
+        if let Some(sender) = shards
+            .get(home)
+            .and_then(|s| lock(s).take(key, self.idle_timeout))
+        {
+            return Some(sender);
+        }
+        (1..shards.len()).find_map(|k| {
+            let shard = shards.get((home + k) % shards.len())?;
+            let mut guard = match shard.try_lock() {
+                Ok(guard) => guard,
+                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => return None,
+            };
+            guard.take(key, self.idle_timeout)
         })
     }
 
@@ -282,8 +334,9 @@ pub(crate) fn origin_form(uri: &Uri) -> Uri {
 struct Returning {
     sender: SendRequest<UpstreamBody>,
     key: Key,
-    max_idle: usize,
-    idle_timeout: Duration,
+    shards: Arc<Shards>,
+    /// Idle connections kept per backend and shard, and how long one may stay idle.
+    limits: (usize, Duration),
 }
 
 impl Returning {
@@ -291,32 +344,9 @@ impl Returning {
         if self.sender.is_closed() {
             return;
         }
-        IDLE.with(|idle| {
-            let Ok(mut idle) = idle.try_borrow_mut() else {
-                return;
-            };
-            idle.returns += 1;
-            if idle.returns >= SWEEP_EVERY {
-                idle.returns = 0;
-                idle.sweep(self.idle_timeout);
-            }
-            let Some(list) = idle.list_or_new(&self.key) else {
-                return;
-            };
-            // Oldest first: close those that expired (usually none) before adding this one.
-            let now = Instant::now();
-            let expired = list
-                .iter()
-                .take_while(|c| now.duration_since(c.since) >= self.idle_timeout)
-                .count();
-            list.drain(..expired);
-            if list.len() < self.max_idle {
-                list.push(Idle {
-                    sender: self.sender,
-                    since: now,
-                });
-            }
-        });
+        if let Some(shard) = self.shards.0.get(self.shards.home()) {
+            lock(shard).put(&self.key, self.sender, self.limits);
+        }
     }
 }
 
@@ -336,7 +366,7 @@ impl BackendBody {
         }
     }
 
-    fn give_back_if_done(&mut self) {
+    fn give_back_if_ended(&mut self) {
         if self.body.is_end_stream() {
             if let Some(connection) = self.connection.take() {
                 connection.give_back();
@@ -371,7 +401,10 @@ impl Body for BackendBody {
             }
             // A broken body leaves the connection unusable.
             Poll::Ready(Some(Err(_))) => this.connection = None,
-            Poll::Ready(Some(Ok(_))) => this.give_back_if_done(),
+            // After the last frame of a body of known length, the client side stops polling
+            // (and drops this body): the connection goes back now, and its connection task takes
+            // in the end of the message a moment later (a checkout waits for that).
+            Poll::Ready(Some(Ok(_))) => this.give_back_if_ended(),
             Poll::Pending => {}
         }
         polled

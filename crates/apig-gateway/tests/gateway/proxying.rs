@@ -86,6 +86,37 @@ async fn backend_connections_are_kept_alive_and_reused() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_callers_share_a_bounded_set_of_backend_connections() {
+    bounded(async {
+        let stack = Stack::start_with(
+            |backend| vec![with_http(api("ka", "GET", "/ka"), backend, "/ka", 5_000)],
+            // Unthrottled: the callers send faster than the default per-API limit.
+            |cfg| cfg.limits.default_api_limit_per_sec = 0,
+        )
+        .await;
+        let addr = stack.gw.addr;
+        let callers: Vec<_> = (0..4)
+            .map(|_| {
+                tokio::spawn(async move {
+                    for _ in 0..250 {
+                        assert_eq!(call(addr, "/ka").await.status, 200);
+                    }
+                })
+            })
+            .collect();
+        for caller in callers {
+            caller.await.unwrap();
+        }
+        // 4 callers on 2 threads need at most 8 connections; a connection handed back before
+        // its connection task took in the end of the response must be waited for, not replaced
+        // (that made the pool grow by the hundred).
+        let made = stack.backend.connections();
+        assert!(made <= 12, "{made} backend connections for 4 callers");
+    })
+    .await;
+}
+
 /// A backend that answers one request per connection and then closes it without saying so
 /// (no `Connection: close`), as a backend whose keep-alive timeout just expired would.
 async fn closing_backend() -> (SocketAddr, Arc<AtomicUsize>) {

@@ -208,6 +208,7 @@ pub(super) async fn peers(bin: PathBuf, settings: Settings) -> Result<()> {
         wait_http(&t.url, &t.headers).await?;
     }
 
+    let machine = machine();
     let load_before = super::machine::loadavg();
     let (started, stamp) = super::machine::now_utc();
     eprintln!("bench peers: warm-up");
@@ -239,7 +240,7 @@ pub(super) async fn peers(bin: PathBuf, settings: Settings) -> Result<()> {
         settings: &settings,
         names: targets.iter().map(|t| t.name).collect(),
         samples,
-        machine: machine(),
+        machine,
         load: (load_before, load_after),
         started,
     };

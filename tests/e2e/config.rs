@@ -289,3 +289,52 @@ fn the_deployment_config_files_pass_config_check() {
         );
     }
 }
+
+/// `--worker-threads 1`: the replica runs on a current-thread runtime and still serves
+/// concurrent callers through its pooled backend connections; 0 is refused before anything
+/// starts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_single_threaded_replica_serves_concurrent_callers() {
+    use crate::support::Stack;
+    use serde_json::json;
+
+    let s = Stack::start_with_args(
+        &[],
+        &["--worker-threads", "1", "--default-api-rate-limit", "0"],
+    )
+    .await;
+    let (group, host) = s.group("threads").await;
+    let api = s
+        .create_api(&s.http_api(&group, "one_thread", "GET", "/one", json!({})))
+        .await;
+    s.publish(&api, "DEFAULT_ENVIRONMENT_RELEASE_ID").await;
+    assert_eq!(s.until_routed(&host, "/one", &[]).await.status, 200);
+    let before = s.backend.hits();
+    let callers: Vec<_> = (0..8)
+        .map(|_| {
+            let (gw, host) = (s.gw.url("/one"), host.clone());
+            tokio::spawn(async move {
+                let http = http_client();
+                for _ in 0..50 {
+                    let r = http.get(&gw).header("host", &host).send().await.unwrap();
+                    assert_eq!(r.status(), 200);
+                    r.bytes().await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for c in callers {
+        c.await.unwrap();
+    }
+    assert_eq!(s.backend.hits() - before, 400);
+
+    let out = apig_command(&bin())
+        .args(["--worker-threads", "0", "gateway", "--instance-id", "x"])
+        .args(["--cache-dir", "/nonexistent/apig-cache"])
+        .env("APIG_CLUSTER_TOKEN", "test-cluster-token-0123456789")
+        .output()
+        .expect("apig runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("0 is not in 1..=1024"), "{stderr}");
+}
